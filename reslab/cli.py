@@ -1,0 +1,144 @@
+"""The command line: the only place argv is parsed. User errors print one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
+
+from reslab.errors import CheckpointError, ConfigError, ReslabError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and still exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="reslab", description="Train, measure and compare plain and residual networks.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a preset or config file into a run folder",
+                       description="Train a preset or YAML config into runs/<name>-<id>/. The last line printed "
+                                   "on stdout is the run folder.")
+    t.add_argument("config", nargs="?", metavar="PRESET_OR_CONFIG_FILE",
+                   help="a preset name (see `reslab list`) or a .yaml config file")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last.pt")
+    t.add_argument("--dataset", metavar="SPEC", help="mnist, fashion-mnist, cifar10, cifar100 or imagefolder:PATH")
+    t.add_argument("--epochs", type=int, metavar="N")
+    t.add_argument("--seed", type=int, metavar="S")
+    t.add_argument("--device", metavar="D", help="auto, cpu, cuda, cuda:N or mps")
+    t.add_argument("--data-dir", metavar="D", help="dataset root (default: $RESLAB_DATA, else ./data)")
+    t.add_argument("--runs-dir", metavar="D", help="where run folders go (default: runs)")
+    t.add_argument("--name", metavar="N", help="run folder prefix (default: the preset's name)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set model.depth=8 --set optim.lr=0.01")
+    t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    t.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+
+    sub.add_parser("list", help="list presets and models", description="List presets and registered models.")
+    return parser
+
+
+# flag -> dotted config key, for the flags that are shorthands for --set
+_FLAG_KEYS = {"dataset": "data.dataset", "epochs": "train.epochs", "seed": "train.seed", "device": "train.device",
+              "data_dir": "data.data_dir", "runs_dir": "runs_dir", "name": "name"}
+_RESUME_FLAGS = {"epochs", "device", "data_dir"}  # what may change when a run continues
+
+
+def _resolve_train_config(args: argparse.Namespace) -> Any:
+    from reslab import config
+
+    flags = {k: getattr(args, k) for k in _FLAG_KEYS if getattr(args, k) is not None}
+    if args.resume:
+        fixed = ["--" + k.replace("_", "-") for k in sorted(set(flags) - _RESUME_FLAGS)]
+        fixed += ["--set"] * bool(args.set) + [args.config] * bool(args.config)
+        if fixed:
+            raise ConfigError(f"--resume continues a run as configured; it cannot take {', '.join(fixed)} "
+                              "(allowed: --epochs, --device, --data-dir)")
+        cfg_path = Path(args.resume) / "config.yaml"
+        if not Path(args.resume).is_dir():
+            raise CheckpointError(f"run folder {args.resume} does not exist")
+        if not cfg_path.is_file():
+            raise CheckpointError(f"{args.resume} is not a reslab run folder (no config.yaml)")
+        values = config.load_source(str(cfg_path))
+    elif args.config:
+        values = config.load_source(args.config)
+    else:
+        raise ConfigError("give a preset or config file to train (see `reslab list`), or --resume RUN_DIR")
+    values = config.apply_overrides(values, args.set)
+    for key, value in flags.items():
+        config.set_key(values, _FLAG_KEYS[key].split("."), value)
+    return config.from_dict(values)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from reslab import config
+    from reslab.train import Interrupted, train
+
+    cfg = _resolve_train_config(args)
+    if args.print_config:
+        print(config.dump_yaml(cfg), end="")
+        return 0
+    if args.resume:
+        _check_resumable(Path(args.resume), cfg)
+    try:
+        result = train(cfg, resume=args.resume, progress=not args.quiet)
+    except Interrupted as exc:
+        print(f"reslab: {exc}", file=sys.stderr)
+        print(exc.run_dir)
+        return EXIT_INTERRUPTED
+    s = result.summary
+    best = f"best_val_acc {s['best_val_acc']:.4f} (epoch {s['best_epoch']}) " if s["best_val_acc"] is not None else ""
+    print(f"{cfg.name}: {s['epochs']} epochs, {best}test_acc {s['test_acc']:.4f} test_loss {s['test_loss']:.4f}, "
+          f"{s['train_seconds']:.1f} s training, {s['samples_per_s']:.0f} samples/s", file=sys.stderr)
+    print(result.run_dir)
+    return 0
+
+
+def _check_resumable(run_dir: Path, cfg: Any) -> None:
+    """A resumed run must have a readable last.pt with epochs left to train; the new epochs are saved."""
+    from reslab import config, runs
+
+    state = runs.load_checkpoint(run_dir / "last.pt").get("state")
+    if not isinstance(state, dict) or "epoch" not in state:
+        raise CheckpointError(f"{run_dir / 'last.pt'} is not a reslab training checkpoint")
+    if state["epoch"] >= cfg.train.epochs:
+        raise ConfigError(f"{run_dir} already finished {state['epoch']} of {cfg.train.epochs} epochs; "
+                          "pass --epochs N with a larger N to train further")
+    runs.write_text(run_dir / "config.yaml", config.dump_yaml(cfg))
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from reslab.config import load_source, preset_names
+    from reslab.models import model_args, model_names
+
+    print("presets:")
+    for name in preset_names():
+        values = load_source(name)
+        model = values.get("model", {})
+        print(f"  {name:<12} {model.get('name', '?'):<13} on {values.get('data', {}).get('dataset', '?')}")
+    print("models:")
+    for name in model_names():
+        args_text = ", ".join(f"{k}={v[1]!r}" for k, v in model_args(name).items())
+        print(f"  {name:<12} {args_text}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        return {"train": _cmd_train, "list": _cmd_list}[args.command](args)
+    except ReslabError as exc:
+        print(f"reslab: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,349 @@
+"""Typed, frozen run configuration: presets, YAML in and out, dotted overrides checked against the fields.
+
+A run is fully described by one `RunConfig`; the resolved form (every default filled in) is saved with
+each run so it can be repeated or resumed. Unknown keys and wrong types are `ConfigError`s that say
+what is valid, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Mapping, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from reslab.errors import ConfigError
+
+OptimizerName = Literal["adam", "adamw", "sgd"]
+ScheduleName = Literal["constant", "step", "cosine", "onecycle"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "mnist"  # mnist | fashion-mnist | cifar10 | cifar100 | imagefolder:PATH
+    data_dir: str | None = None  # else $RESLAB_DATA, else ./data
+    val_size: int = 5000  # held out of the training set, seeded by train.seed
+    batch_size: int = 128
+    eval_batch_size: int = 1024
+    augment: bool = False  # random crop (zero padding) and horizontal flip, in batch on the device
+    crop_padding: int = 4
+    hflip: bool = True
+    image_size: int | None = None  # resize image-folder images to this square size
+    download: bool = True  # let torchvision download a missing dataset (when online)
+
+    def __post_init__(self) -> None:
+        _check(self.val_size >= 0, f"data.val_size must be >= 0, got {self.val_size}")
+        _check(self.batch_size >= 1, f"data.batch_size must be >= 1, got {self.batch_size}")
+        _check(self.eval_batch_size >= 1, f"data.eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        _check(self.crop_padding >= 0, f"data.crop_padding must be >= 0, got {self.crop_padding}")
+        _check(self.image_size is None or self.image_size >= 1, f"data.image_size must be >= 1, got {self.image_size}")
+        _check(bool(self.dataset.strip()), "data.dataset must not be empty")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A registered model and its keyword arguments (checked against the builder's signature)."""
+
+    name: str = "seed-mlp"
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: OptimizerName = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)  # adam / adamw
+    schedule: ScheduleName = "constant"
+    # step schedule: divide the LR by 1/gamma at these points; a value < 1 is a fraction of training
+    # (He et al.: 0.5 and 0.75), a value >= 1 an epoch number.
+    milestones: tuple[float, ...] = ()
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0  # linear warmup from 0, before any schedule
+    grad_clip: float | None = None  # max global L2 norm of the gradient
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, f"optim.lr must be > 0, got {self.lr}")
+        _check(0 <= self.momentum < 1, f"optim.momentum must be in [0, 1), got {self.momentum}")
+        _check(self.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {self.weight_decay}")
+        _check(all(0 <= b < 1 for b in self.betas), f"optim.betas must be in [0, 1), got {list(self.betas)}")
+        _check(all(m > 0 for m in self.milestones), f"optim.milestones must be > 0, got {list(self.milestones)}")
+        _check(0 < self.gamma <= 1, f"optim.gamma must be in (0, 1], got {self.gamma}")
+        _check(self.warmup_epochs >= 0, f"optim.warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        _check(self.grad_clip is None or self.grad_clip > 0, f"optim.grad_clip must be > 0, got {self.grad_clip}")
+        _check(0 <= self.label_smoothing < 1, f"optim.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        _check(not self.nesterov or (self.name == "sgd" and self.momentum > 0),
+               "optim.nesterov needs optim.name=sgd and optim.momentum > 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    seed: int = 0  # init, split, shuffling and augmentation
+    device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
+    deterministic: bool = False  # bit-for-bit repeatable on the CPU
+    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA, off elsewhere
+    channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for conv nets on CUDA
+    compile: bool = False  # torch.compile the model
+    threads: int | None = None  # CPU threads for torch (None: torch's default)
+    log_every: int = 50  # steps between progress-bar updates (each is one host sync)
+    checkpoint_every: int = 1  # epochs between last.pt writes (best.pt is written on every improvement)
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
+        _check(self.seed >= 0, f"train.seed must be >= 0, got {self.seed}")
+        _check(self.threads is None or self.threads >= 1, f"train.threads must be >= 1, got {self.threads}")
+        _check(self.log_every >= 1, f"train.log_every must be >= 1, got {self.log_every}")
+        _check(self.checkpoint_every >= 1, f"train.checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        dev = self.device.split(":")[0]
+        _check(dev in ("auto", "cpu", "cuda", "mps"),
+               f"train.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "run"  # run folders are <runs_dir>/<name>-<id>
+    runs_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
+               f"name must be a non-empty folder name, got {self.name!r}")
+
+
+_SECTIONS = {"data": DataConfig, "optim": OptimConfig, "train": TrainConfig}
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+# ----------------------------------------------------------------------------- type checking
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp` and return it in canonical form (ints to floats, lists to tuples)."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        arms = get_args(tp)
+        if value is None and type(None) in arms:
+            return None
+        for arm in arms:
+            if arm is type(None):
+                continue
+            try:
+                return coerce(value, arm, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, get_args(tp)))}; got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list ({_type_name(tp)}), got {value!r}")
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(coerce(v, args[0], key) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{key} must have {len(args)} values, got {len(value)}")
+        return tuple(coerce(v, a, key) for v, a in zip(value, args))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, get_args(tp)))
+    if origin is tuple:
+        return "a list of numbers"
+    return {type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _section_from_dict(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{prefix} must be a mapping of keys to values, got {values!r}")
+    hints = get_type_hints(cls)
+    valid = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in valid:
+            raise ConfigError(f"unknown key {prefix}.{key}; valid keys: {', '.join(valid)}")
+        kwargs[key] = coerce(value, hints[key], f"{prefix}.{key}")
+    return cls(**kwargs)
+
+
+def _model_from_dict(values: Mapping[str, Any]) -> ModelConfig:
+    from reslab.models import model_args  # lazy: keeps config importable without building models
+
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"model must be a mapping of keys to values, got {values!r}")
+    values = dict(values)
+    name = values.pop("name", ModelConfig.name)
+    if isinstance(values.get("args"), Mapping):  # the nested form is accepted too
+        values.update(values.pop("args"))
+    spec = model_args(str(name))  # raises ConfigError for unknown models
+    args = {}
+    for key, (tp, default) in spec.items():
+        args[key] = coerce(values.pop(key), tp, f"model.{key}") if key in values else default
+    if values:
+        raise ConfigError(f"unknown key model.{next(iter(values))} for model {name}; "
+                          f"valid keys: name, {', '.join(spec)}")
+    return ModelConfig(name=str(name), args=args)
+
+
+def from_dict(values: Mapping[str, Any]) -> RunConfig:
+    """Build a resolved, validated RunConfig from nested plain values (as read from YAML)."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(values).__name__}")
+    valid = [f.name for f in fields(RunConfig)]
+    unknown = [k for k in values if k not in valid]
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]}; valid keys: {', '.join(valid)}")
+    kwargs: dict[str, Any] = {}
+    for key in ("name", "runs_dir"):
+        if key in values:
+            kwargs[key] = coerce(values[key], str, key)
+    for key, cls in _SECTIONS.items():
+        kwargs[key] = _section_from_dict(cls, values.get(key) or {}, key)
+    kwargs["model"] = _model_from_dict(values.get("model") or {})
+    return RunConfig(**kwargs)
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    """Plain nested values (lists, not tuples) that `from_dict` reads back to an equal config."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, (tuple, list)):
+            return [plain(x) for x in v]
+        if isinstance(v, Mapping):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    out: dict[str, Any] = {"name": cfg.name, "runs_dir": cfg.runs_dir}
+    for key in _SECTIONS:
+        out[key] = plain(dataclasses.asdict(getattr(cfg, key)))
+    out["model"] = {"name": cfg.model.name, **plain(dict(cfg.model.args))}
+    return out
+
+
+# ----------------------------------------------------------------------------- presets, files, overrides
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("reslab.presets").iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(text: str, where: str) -> dict[str, Any]:
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must hold a mapping of config sections")
+    return values
+
+
+def load_source(preset_or_file: str) -> dict[str, Any]:
+    """Raw values of a preset name or a YAML file (not yet validated)."""
+    path = Path(preset_or_file)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file {preset_or_file} does not exist")
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {preset_or_file}: {exc}") from None
+        return _read_yaml(text, f"config file {preset_or_file}")
+    if preset_or_file not in preset_names():
+        raise ConfigError(f"unknown preset {preset_or_file!r}; presets: {', '.join(preset_names())} "
+                          "(or give a path to a .yaml config file)")
+    text = resources.files("reslab.presets").joinpath(preset_or_file + ".yaml").read_text()
+    return _read_yaml(text, f"preset {preset_or_file}")
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """'model.depth=8' -> (['model', 'depth'], 8); the value is read as YAML ('1e-3', 'true', '[1, 2]')."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key=value (e.g. model.depth=8), got {item!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str) and _looks_like_float(value):
+        value = float(value)  # YAML 1.1 reads '1e-3' as a string
+    return key.strip().split("."), value
+
+
+def _looks_like_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def apply_overrides(values: Mapping[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a deep copy of raw `values` with each 'a.b=value' set; keys are checked in `from_dict`."""
+    out = _deep_copy(values)
+    for item in overrides:
+        path, value = parse_override(item)
+        set_key(out, path, value)
+    return out
+
+
+def set_key(values: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set values[a][b]... = value in raw nested values, creating sections as needed."""
+    node = values
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {'.'.join(path)}: {part} is not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _deep_copy(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in values.items()}
+
+
+def resolve(preset_or_file: str, overrides: list[str] = ()) -> RunConfig:  # type: ignore[assignment]
+    """Preset or file, then overrides, validated into a frozen RunConfig."""
+    return from_dict(apply_overrides(load_source(preset_or_file), list(overrides)))
+
+
+def dump_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

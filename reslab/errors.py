@@ -1,0 +1,17 @@
+"""Errors a user can cause. The CLI prints their one-line message and exits 2; tracebacks are for bugs."""
+
+
+class ReslabError(Exception):
+    """Base of every user-caused error (bad flag, value, file, dataset or checkpoint)."""
+
+
+class ConfigError(ReslabError):
+    """An unknown preset, key, or a value of the wrong type or out of range."""
+
+
+class DataError(ReslabError):
+    """A dataset that is missing, corrupt, or unusable with the chosen model."""
+
+
+class CheckpointError(ReslabError):
+    """A checkpoint or run folder that cannot be read or does not belong to reslab."""

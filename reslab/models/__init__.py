@@ -1,0 +1,9 @@
+"""Models: one registry, `build_model(name, input_shape=..., num_classes=..., **kw)`.
+
+Importing the submodules registers their builders; that is this package's only import-time effect.
+"""
+
+from .registry import build_model, count_params, model_args, model_names, register_model
+from . import cifar_resnet, convnet, mlp, seed  # noqa: F401  (registration)
+
+__all__ = ["build_model", "count_params", "model_args", "model_names", "register_model"]

@@ -1,0 +1,114 @@
+"""He et al. 2015 CIFAR ResNet (depth 6n+2) and, with residual=False, the paper's "plain" twin.
+
+Option-A shortcuts (subsample + zero-pad) have no parameters, so both twins have equal parameter counts.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .blocks import NORMS_2D, conv_block, make_norm, zero_init_blocks
+from .registry import register_model, require, require_choice
+
+
+class CifarResNet(nn.Module):
+    """stem conv3x3+norm+ReLU -> 3 stages of n basic blocks (widths w, 2w, 4w; stride 2 into stages 2, 3)
+    -> [pre-act: norm+ReLU] -> global avg pool -> head."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        *,
+        blocks_per_stage: int,
+        width: int,
+        residual: bool,
+        norm: str,
+        preact: bool,
+    ) -> None:
+        super().__init__()
+        widths = (width, 2 * width, 4 * width)
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=norm != "batch"),
+            make_norm(norm, width, spatial=True),
+            nn.ReLU(),
+        )
+        stages = []
+        in_width = width
+        for stage, out_width in enumerate(widths):
+            blocks = []
+            for i in range(blocks_per_stage):
+                stride = 2 if stage > 0 and i == 0 else 1
+                blocks.append(
+                    conv_block(
+                        in_width,
+                        out_width,
+                        layers_per_block=2,
+                        kernel_size=3,
+                        norm=norm,
+                        residual=residual,
+                        preact=preact,
+                        stride=stride,
+                    )
+                )
+                in_width = out_width
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.final_act = preact and norm != "none"
+        self.final_norm = make_norm(norm, widths[-1], spatial=True) if self.final_act else nn.Identity()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(widths[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, num_classes)
+        x = self.stages(self.stem(x))
+        if self.final_act:
+            x = F.relu(self.final_norm(x))
+        return self.head(self.pool(x).flatten(1))
+
+
+def _init_weights(model: nn.Module) -> None:
+    """Kaiming-normal (fan_out, relu) convs, unit/zero norms, as in He et al. and torchvision."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+@register_model("cifar-resnet")
+def cifar_resnet(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    *,
+    depth: int = 20,
+    residual: bool = True,
+    width: int = 16,
+    norm: str = "batch",
+    preact: bool = False,
+    zero_init: bool = False,
+) -> nn.Module:
+    """CIFAR ResNet-`depth` (20, 32, 44, 56, 110, ...): `depth` counts conv and linear layers."""
+    require(
+        depth >= 8 and (depth - 2) % 6 == 0,
+        f"model 'cifar-resnet': depth must be 6n+2 with n >= 1 (20, 32, 44, 56, 110); got {depth}",
+    )
+    require(width > 0, f"model 'cifar-resnet': width must be > 0; got {width}")
+    require_choice("cifar-resnet", "norm", norm, NORMS_2D)
+    model = CifarResNet(
+        input_shape[0],
+        num_classes,
+        blocks_per_stage=(depth - 2) // 6,
+        width=width,
+        residual=residual,
+        norm=norm,
+        preact=preact,
+    )
+    _init_weights(model)
+    if zero_init:
+        zero_init_blocks(model)
+    return model

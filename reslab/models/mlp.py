@@ -1,0 +1,80 @@
+"""MLP with plain/residual twins: stem, `depth` width->width blocks, head; the skip is the only difference."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .blocks import NORMS_1D, linear_block, make_norm, zero_init_blocks
+from .registry import register_model, require, require_choice
+
+
+class MLP(nn.Module):
+    """stem Linear+ReLU -> blocks -> [pre-act: final norm+ReLU] -> head."""
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        *,
+        width: int,
+        depth: int,
+        residual: bool,
+        norm: str,
+        layers_per_block: int,
+        preact: bool,
+    ) -> None:
+        super().__init__()
+        self.stem = nn.Linear(in_features, width)
+        self.blocks = nn.Sequential(
+            *(
+                linear_block(width, layers_per_block=layers_per_block, norm=norm, residual=residual, preact=preact)
+                for _ in range(depth)
+            )
+        )
+        # Pre-act blocks leave the stream un-normalised; like pre-act ResNets, normalise before the head.
+        self.final_act = preact and norm != "none"
+        self.final_norm = make_norm(norm, width, spatial=False) if self.final_act else nn.Identity()
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, num_classes)
+        x = F.relu(self.stem(x.flatten(1)))
+        x = self.blocks(x)
+        if self.final_act:
+            x = F.relu(self.final_norm(x))
+        return self.head(x)
+
+
+@register_model("mlp")
+def mlp(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    *,
+    width: int = 64,
+    depth: int = 4,
+    residual: bool = False,
+    norm: str = "none",
+    layers_per_block: int = 1,
+    preact: bool = False,
+    zero_init: bool = False,
+) -> nn.Module:
+    """Fair plain/residual MLP; `depth` counts blocks, each of `layers_per_block` Linear layers."""
+    require(width > 0, f"model 'mlp': width must be > 0; got {width}")
+    require(depth >= 0, f"model 'mlp': depth must be >= 0; got {depth}")
+    require(layers_per_block >= 1, f"model 'mlp': layers_per_block must be >= 1; got {layers_per_block}")
+    require_choice("mlp", "norm", norm, NORMS_1D)
+    channels, height, width_px = input_shape
+    model = MLP(
+        channels * height * width_px,
+        num_classes,
+        width=width,
+        depth=depth,
+        residual=residual,
+        norm=norm,
+        layers_per_block=layers_per_block,
+        preact=preact,
+    )
+    if zero_init:
+        zero_init_blocks(model)
+    return model

@@ -1,0 +1,1 @@
+"""Figures and reports built from run folders on disk."""

@@ -1,0 +1,141 @@
+"""The command line: every bad input is one line on stderr and exit code 2, never a traceback or lost data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from fakedata import write_mnist
+from reslab.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_mnist(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def finished_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    runs_dir = tmp_path_factory.mktemp("runs")
+    assert main(["train", "seed-mlp", "--data-dir", str(data_dir), "--runs-dir", str(runs_dir), "--epochs", "1",
+                 "--quiet", "--device", "cpu", "--set", "data.val_size=100"]) == 0
+    (run,) = runs_dir.iterdir()
+    return run
+
+
+def _fails(capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err
+
+
+def _train(data_dir: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return ["train", "seed-mlp", "--data-dir", str(data_dir), "--runs-dir", str(tmp_path / "runs"), "--quiet",
+            "--device", "cpu", *extra]
+
+
+def test_train_prints_run_dir_last(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(_train(data_dir, tmp_path, "--epochs", "1", "--name", "mine", "--seed", "3",
+                       "--set", "data.val_size=50")) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    run = Path(out[-1])
+    assert run.parent == tmp_path / "runs" and run.name.startswith("mine-") and (run / "summary.json").is_file()
+    assert "seed: 3" in (run / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "model.widht=3"], "unknown key model.widht for model seed-mlp; valid keys: name, width, depth"),
+    (["--epochs", "-1"], "train.epochs must be >= 1"),
+    (["--epochs", "abc"], "argument --epochs: invalid int value: 'abc'"),
+    (["--set", "data.batch_size=0"], "data.batch_size must be >= 1"),
+    (["--set", "optim.lr=0"], "optim.lr must be > 0"),
+    (["--set", "data.val_size=600"], "600"),
+    (["--dataset", "imagenet"], "imagenet"),
+    (["--device", "tpu"], "train.device must be"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_bad_train_input(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, extra: list[str],
+                         message: str) -> None:
+    _fails(capsys, _train(data_dir, tmp_path, *extra), message)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir()), "no run folder for bad input"
+
+
+def test_unknown_preset_and_missing_file(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    _fails(capsys, ["train", "seed-transformer"], "unknown preset 'seed-transformer'; presets:")
+    _fails(capsys, ["train", str(tmp_path / "nope.yaml")], "does not exist")
+    _fails(capsys, ["train"], "give a preset or config file")
+
+
+def test_missing_dataset_names_the_files(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _fails(capsys, ["train", "seed-mlp", "--data-dir", str(tmp_path), "--set", "data.download=false", "--quiet"],
+           "MNIST")
+
+
+def test_model_that_cannot_take_the_images(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / "tiny" / split / cls).mkdir(parents=True)
+            for i in range(4):
+                Image.new("RGB", (4, 4), (i * 40, 0, 0)).save(tmp_path / "tiny" / split / cls / f"{i}.png")
+    os.environ["RESLAB_CACHE"] = str(tmp_path / "cache")
+    try:
+        _fails(capsys, ["train", "seed-cnn", "--dataset", f"imagefolder:{tmp_path / 'tiny'}", "--quiet",
+                        "--runs-dir", str(tmp_path / "runs"), "--set", "data.val_size=2"], "4x4")
+    finally:
+        del os.environ["RESLAB_CACHE"]
+
+
+def test_resume_rejects_bad_checkpoints(finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import shutil
+
+    _fails(capsys, ["train", "--resume", str(tmp_path / "nowhere")], "does not exist")
+    _fails(capsys, ["train", "--resume", str(tmp_path)], "not a reslab run folder")
+    _fails(capsys, ["train", "--resume", str(finished_run)], "already finished 1 of 1 epochs")
+    _fails(capsys, ["train", "--resume", str(finished_run), "--seed", "4"], "cannot take --seed")
+    cases = {
+        "garbage": lambda p: p.write_bytes(b"this is not a checkpoint"),
+        "truncated": lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
+        "foreign": lambda p: torch.save({"state_dict": {"w": torch.zeros(2)}}, p),
+    }
+    for name, damage in cases.items():
+        run = tmp_path / name
+        shutil.copytree(finished_run, run)
+        damage(run / "last.pt")
+        before = sorted((f.name, f.stat().st_size) for f in run.iterdir())
+        message = "is not a reslab checkpoint" if name == "foreign" else "cannot read checkpoint"
+        _fails(capsys, ["train", "--resume", str(run), "--epochs", "2"], message)
+        assert sorted((f.name, f.stat().st_size) for f in run.iterdir()) == before, "a failed resume changed the run"
+
+
+def test_resume_with_more_epochs(finished_run: Path, tmp_path: Path, data_dir: Path,
+                                 capsys: pytest.CaptureFixture) -> None:
+    import shutil
+
+    run = tmp_path / "more"
+    shutil.copytree(finished_run, run)
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(run)
+    assert len((run / "metrics.csv").read_text().splitlines()) == 3
+
+
+def test_console_script_in_a_subprocess(tmp_path: Path) -> None:
+    """The real entry point: a bad flag value is one line on stderr and exit 2."""
+    proc = subprocess.run([sys.executable, "-m", "reslab.cli", "train", "seed-mlp", "--set", "optim.lr=-1"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip() == "reslab: error: optim.lr must be > 0, got -1.0"
+    listing = subprocess.run([sys.executable, "-m", "reslab.cli", "list"], capture_output=True, text=True)
+    assert listing.returncode == 0 and "resnet56" in listing.stdout and "cifar-resnet" in listing.stdout

@@ -1,0 +1,533 @@
+"""Tests for reslab.data: every source format written tiny into tmp_path, plus real data behind a marker."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from PIL import Image
+from torchvision.transforms import Normalize
+
+from reslab import data as rdata
+from reslab.data import Augment, DeviceLoader, ImageData, load_dataset, normalize, split_indices
+from reslab.errors import DataError
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+realdata = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real datasets not present at {SHARED_DATA}")
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Never touch the user's ~/.cache or $RESLAB_DATA from a test."""
+    monkeypatch.setenv("RESLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("RESLAB_DATA", raising=False)
+    return tmp_path / "cache"
+
+
+# ---------------------------------------------------------------- writers of the official formats
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """IDX: magic 0x0000080N (N = number of dims, 0x08 = uint8), then big-endian int32 dims, then bytes."""
+    header = struct.pack(">I", 0x800 + array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def make_mnist(root: Path, folder: str = "MNIST", n_train: int = 12, n_test: int = 6) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    for name, array in arrays.items():
+        write_idx(raw / name, array)
+    return arrays
+
+
+def make_cifar(root: Path, hundred: bool = False, n_per_batch: int = 4) -> dict[str, np.ndarray]:
+    """torchvision's pickled CIFAR batches: rows of 3072 bytes (R plane, G plane, B plane)."""
+    rng = np.random.default_rng(1)
+    folder = root / ("cifar-100-python" if hundred else "cifar-10-batches-py")
+    folder.mkdir(parents=True)
+    names = ["train"] if hundred else [f"data_batch_{i}" for i in range(1, 6)]
+    key, n_classes = ("fine_labels", 100) if hundred else ("labels", 10)
+    out: dict[str, list] = {"train_x": [], "train_y": [], "test_x": [], "test_y": []}
+    for split, files in (("train", names), ("test", ["test" if hundred else "test_batch"])):
+        for name in files:
+            x = rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8)
+            y = rng.integers(0, n_classes, n_per_batch).tolist()
+            with open(folder / name, "wb") as f:
+                pickle.dump({"data": x, key: y}, f)
+            out[f"{split}_x"].append(x)
+            out[f"{split}_y"] += y
+    meta_name, meta_key = ("meta", "fine_label_names") if hundred else ("batches.meta", "label_names")
+    with open(folder / meta_name, "wb") as f:
+        pickle.dump({meta_key: [f"class{i}" for i in range(n_classes)]}, f)
+    return {"train_x": np.concatenate(out["train_x"]), "train_y": np.array(out["train_y"]),
+            "test_x": np.concatenate(out["test_x"]), "test_y": np.array(out["test_y"])}
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def image_tree(classes: tuple[str, ...] = ("dog", "cat"), per_class: int = 3, size: int = 6,
+               gray: bool = False, seed: int = 2) -> dict[str, np.ndarray]:
+    """{relative path: HxW or HxWx3 uint8 array} for train/ and test/."""
+    rng = np.random.default_rng(seed)
+    shape = (size, size) if gray else (size, size, 3)
+    return {f"{split}/{c}/{i:03d}.png": rng.integers(0, 256, shape, dtype=np.uint8)
+            for split in ("train", "test") for c in classes for i in range(per_class)}
+
+
+def write_folder(root: Path, tree: dict[str, np.ndarray]) -> Path:
+    for rel, array in tree.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(png_bytes(array))
+    return root
+
+
+def write_zip(path: Path, tree: dict[str, np.ndarray], prefix: str = "", compression: int = zipfile.ZIP_STORED) -> Path:
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        for rel, array in tree.items():
+            zf.writestr(prefix + rel, png_bytes(array))
+    return path
+
+
+def chw(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(array).permute(2, 0, 1) if array.ndim == 3 else torch.from_numpy(array)[None]
+
+
+# ---------------------------------------------------------------- torchvision formats
+
+
+@pytest.mark.parametrize("spec,folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+def test_idx_datasets_load_as_uint8_nchw(tmp_path: Path, spec: str, folder: str) -> None:
+    arrays = make_mnist(tmp_path, folder)
+    ds = load_dataset(spec, tmp_path, download=False)
+    assert ds.train_x.dtype == torch.uint8 and ds.train_x.shape == (12, 1, 28, 28)
+    assert ds.test_x.shape == (6, 1, 28, 28) and ds.train_y.dtype == torch.int64
+    assert torch.equal(ds.train_x[:, 0], torch.from_numpy(arrays["train-images-idx3-ubyte"]))
+    assert ds.train_y.tolist() == arrays["train-labels-idx1-ubyte"].tolist()
+    assert ds.test_y.tolist() == arrays["t10k-labels-idx1-ubyte"].tolist()
+    assert ds.num_classes == 10 and ds.input_shape == (1, 28, 28) and ds.name == spec
+    assert ds.mean == ((0.1307,) if spec == "mnist" else (0.2860,))
+
+
+def test_data_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_mnist(tmp_path)
+    monkeypatch.setenv("RESLAB_DATA", str(tmp_path))
+    assert rdata.resolve_data_dir(None) == tmp_path
+    assert len(load_dataset("MNIST", download=False).train_y) == 12
+    monkeypatch.delenv("RESLAB_DATA")
+    assert rdata.resolve_data_dir(None) == Path("data")
+
+
+def test_missing_dataset_names_files_and_folder(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.*MNIST/raw") as info:
+        load_dataset("mnist", tmp_path, download=False)
+    assert "\n" not in str(info.value)
+
+
+def test_offline_download_failure_is_a_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(self: object) -> None:
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried ..., got: [Errno -3]")
+
+    monkeypatch.setattr(torchvision.datasets.FashionMNIST, "download", offline)
+    with pytest.raises(DataError, match=r"could not download fashion-mnist.*network access.*FashionMNIST/raw"):
+        load_dataset("fashion-mnist", tmp_path, download=True)
+
+
+def test_partial_dataset_is_not_downloaded_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_mnist(tmp_path)
+    (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", lambda self: pytest.fail("download attempted"))
+    with pytest.raises(DataError, match="incomplete: t10k-labels-idx1-ubyte missing"):
+        load_dataset("mnist", tmp_path, download=True)
+
+
+@pytest.mark.parametrize("victim", ["train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"])
+def test_truncated_idx_names_the_file_and_keeps_it(tmp_path: Path, victim: str) -> None:
+    make_mnist(tmp_path)
+    path = tmp_path / "MNIST" / "raw" / victim
+    path.write_bytes(path.read_bytes()[:-100 if "images" in victim else -3])
+    before = path.read_bytes()
+    with pytest.raises(DataError, match=f"corrupt or truncated: {victim}"):
+        load_dataset("mnist", tmp_path, download=True)
+    assert path.read_bytes() == before
+
+
+def test_fake_cifar_fails_md5_cleanly_without_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_cifar(tmp_path)
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", lambda self: pytest.fail("download attempted"))
+    with pytest.raises(DataError, match=r"cifar10 is corrupt.*data_batch_1.*test_batch.*batches\.meta"):
+        load_dataset("cifar10", tmp_path, download=True)
+
+
+@pytest.mark.parametrize("hundred", [False, True])
+def test_cifar_pickles_load_as_uint8_nchw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hundred: bool) -> None:
+    expected = make_cifar(tmp_path, hundred=hundred)
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda path, md5=None: True)
+    ds = load_dataset("cifar100" if hundred else "cifar10", tmp_path, download=False)
+    n_train = 4 if hundred else 20
+    assert ds.train_x.shape == (n_train, 3, 32, 32) and ds.test_x.shape == (4, 3, 32, 32)
+    assert ds.train_x.dtype == torch.uint8 and ds.train_x.is_contiguous()
+    assert torch.equal(ds.train_x.reshape(n_train, 3072), torch.from_numpy(expected["train_x"]))
+    assert ds.train_y.tolist() == expected["train_y"].tolist()
+    assert ds.test_y.tolist() == expected["test_y"].tolist()
+    assert ds.num_classes == (100 if hundred else 10) and ds.classes[3] == "class3"
+    assert len(ds.mean) == 3 and ds.input_shape == (3, 32, 32)
+
+
+def test_unknown_spec_lists_valid_names(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="unknown dataset 'svhn'; valid: mnist, fashion-mnist, cifar10, cifar100"):
+        load_dataset("svhn", tmp_path)
+
+
+def test_image_size_resizes_torchvision_data(tmp_path: Path) -> None:
+    make_mnist(tmp_path)
+    ds = load_dataset("mnist", tmp_path, download=False, image_size=32)
+    assert ds.train_x.shape == (12, 1, 32, 32) and ds.train_x.dtype == torch.uint8
+
+
+# ---------------------------------------------------------------- image folders and zips
+
+
+@pytest.mark.parametrize("kind", ["folder", "zip", "zip-with-top-folder", "zip-deflated", "zip-bzip2"])
+def test_image_folder_formats(tmp_path: Path, kind: str) -> None:
+    tree = image_tree()
+    compression = {"zip-deflated": zipfile.ZIP_DEFLATED, "zip-bzip2": zipfile.ZIP_BZIP2}.get(kind, zipfile.ZIP_STORED)
+    if kind == "folder":
+        source = write_folder(tmp_path / "imgs", tree)
+    else:
+        prefix = "top/" if kind == "zip-with-top-folder" else ""
+        source = write_zip(tmp_path / "imgs.zip", tree, prefix=prefix, compression=compression)
+    ds = load_dataset(f"imagefolder:{source}", tmp_path)
+    assert ds.name == f"imagefolder:{source}" and ds.classes == ("cat", "dog")
+    assert ds.train_x.shape == (6, 3, 6, 6) and ds.train_x.dtype == torch.uint8 and ds.train_y.dtype == torch.int64
+    assert ds.train_y.tolist() == [0, 0, 0, 1, 1, 1] and ds.test_y.tolist() == [0, 0, 0, 1, 1, 1]
+    assert torch.equal(ds.train_x[0], chw(tree["train/cat/000.png"]))
+    assert torch.equal(ds.test_x[5], chw(tree["test/dog/002.png"]))
+    pixels = ds.train_x.double() / 255
+    assert ds.mean == pytest.approx(pixels.mean(dim=(0, 2, 3)).tolist(), abs=1e-6)
+    assert ds.std == pytest.approx(pixels.std(dim=(0, 2, 3), unbiased=False).tolist(), abs=1e-6)
+
+
+def test_grayscale_keeps_one_channel_and_mixed_becomes_rgb(tmp_path: Path) -> None:
+    gray = image_tree(gray=True)
+    ds = load_dataset(f"imagefolder:{write_folder(tmp_path / 'gray', gray)}")
+    assert ds.input_shape == (1, 6, 6) and torch.equal(ds.train_x[1], chw(gray["train/cat/001.png"]))
+    mixed = {**gray, "train/cat/001.png": image_tree()["train/cat/001.png"]}
+    ds = load_dataset(f"imagefolder:{write_zip(tmp_path / 'mixed.zip', mixed)}")
+    assert ds.input_shape == (3, 6, 6)
+    assert torch.equal(ds.train_x[0], chw(gray["train/cat/000.png"]).expand(3, 6, 6))
+    assert torch.equal(ds.train_x[1], chw(mixed["train/cat/001.png"]))
+
+
+def test_mixed_sizes_need_image_size(tmp_path: Path) -> None:
+    tree = {**image_tree(), "train/dog/002.png": np.zeros((9, 7, 3), np.uint8)}
+    source = write_folder(tmp_path / "imgs", tree)
+    with pytest.raises(DataError, match=r"differ in size.*002\.png is 7x9.*data\.image_size"):
+        load_dataset(f"imagefolder:{source}")
+    ds = load_dataset(f"imagefolder:{source}", image_size=4)
+    assert ds.train_x.shape == (6, 3, 4, 4) and ds.test_x.shape == (6, 3, 4, 4)
+    assert ds.train_x[5].eq(0).all()
+
+
+def test_relative_path_is_found_in_data_dir(tmp_path: Path) -> None:
+    write_zip(tmp_path / "sets.zip", image_tree())
+    assert load_dataset("imagefolder:sets.zip", tmp_path).num_classes == 2
+    with pytest.raises(DataError, match="image folder 'nope.zip' not found"):
+        load_dataset("imagefolder:nope.zip", tmp_path)
+
+
+def test_cache_hit_skips_decoding_and_data_dir_is_not_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             _isolated_cache: Path) -> None:
+    source = write_folder(tmp_path / "imgs", image_tree())
+    listing = sorted(p for p in source.rglob("*"))
+    first = load_dataset(f"imagefolder:{source}")
+    assert len(list(_isolated_cache.rglob("*.pt"))) == 1 and sorted(source.rglob("*")) == listing
+    monkeypatch.setattr(rdata, "_decode_image", lambda *a: pytest.fail("decoded despite the cache"))
+    second = load_dataset(f"imagefolder:{source}")
+    assert torch.equal(first.train_x, second.train_x) and first.mean == second.mean
+    assert not list(_isolated_cache.rglob("*.tmp"))
+
+
+def test_cache_is_keyed_by_image_size(tmp_path: Path) -> None:
+    source = write_zip(tmp_path / "imgs.zip", image_tree())
+    assert load_dataset(f"imagefolder:{source}").input_shape == (3, 6, 6)
+    assert load_dataset(f"imagefolder:{source}", image_size=3).input_shape == (3, 3, 3)
+
+
+def test_changed_folder_file_invalidates_cache(tmp_path: Path) -> None:
+    tree = image_tree()
+    source = write_folder(tmp_path / "imgs", tree)
+    load_dataset(f"imagefolder:{source}")
+    path = source / "train/cat/000.png"
+    stat = path.stat()
+    path.write_bytes(png_bytes(255 - tree["train/cat/000.png"]))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    ds = load_dataset(f"imagefolder:{source}")
+    assert torch.equal(ds.train_x[0], chw(255 - tree["train/cat/000.png"]))
+
+
+def test_changed_zip_member_invalidates_cache(tmp_path: Path) -> None:
+    tree = image_tree()
+    source = write_zip(tmp_path / "imgs.zip", tree)
+    load_dataset(f"imagefolder:{source}")
+    write_zip(source, {**tree, "test/dog/001.png": 255 - tree["test/dog/001.png"]})
+    ds = load_dataset(f"imagefolder:{source}")
+    assert torch.equal(ds.test_x[4], chw(255 - tree["test/dog/001.png"]))
+
+
+def test_unwritable_cache_warns_and_still_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "not-a-dir").write_text("")
+    monkeypatch.setenv("RESLAB_CACHE", str(tmp_path / "not-a-dir"))
+    source = write_zip(tmp_path / "imgs.zip", image_tree())
+    with pytest.warns(UserWarning, match="could not write cache"):
+        assert load_dataset(f"imagefolder:{source}").num_classes == 2
+
+
+def test_damaged_cache_is_rebuilt(tmp_path: Path, _isolated_cache: Path) -> None:
+    source = write_zip(tmp_path / "imgs.zip", image_tree())
+    first = load_dataset(f"imagefolder:{source}")
+    (cached,) = _isolated_cache.rglob("*.pt")
+    cached.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="unreadable cache"):
+        second = load_dataset(f"imagefolder:{source}")
+    assert torch.equal(first.train_x, second.train_x)
+
+
+def test_bad_image_folders_are_data_errors(tmp_path: Path) -> None:
+    tree = image_tree()
+    not_image = write_folder(tmp_path / "a", tree)
+    (not_image / "train/cat/notes.png").write_text("not an image")
+    with pytest.raises(DataError, match=r"train/cat/notes\.png is not a readable image"):
+        load_dataset(f"imagefolder:{not_image}")
+    no_test = write_folder(tmp_path / "b", {k: v for k, v in tree.items() if k.startswith("train/")})
+    with pytest.raises(DataError, match=r"no images in test/<class>/"):
+        load_dataset(f"imagefolder:{no_test}")
+    mismatch = write_zip(tmp_path / "c.zip", {k: v for k, v in tree.items() if k != "test/dog/000.png"}
+                         | {"test/bird/000.png": tree["test/dog/000.png"]})
+    with pytest.raises(DataError, match="train classes .* differ from test classes"):
+        load_dataset(f"imagefolder:{mismatch}")
+    sizes = write_folder(tmp_path / "e", {**tree, **{k: np.zeros((4, 4, 3), np.uint8) for k in tree if "test/" in k}})
+    with pytest.raises(DataError, match=r"differ in size \(test/cat/000\.png is 4x4, train/cat/000\.png is 6x6\)"):
+        load_dataset(f"imagefolder:{sizes}")
+    bad_zip = tmp_path / "d.zip"
+    bad_zip.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(DataError, match=r"d\.zip is not a readable zip file"):
+        load_dataset(f"imagefolder:{bad_zip}")
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_corrupt_zip_member_names_it(tmp_path: Path, compression: int) -> None:
+    source = write_zip(tmp_path / "imgs.zip", image_tree(), compression=compression)
+    with zipfile.ZipFile(source) as zf:
+        info = zf.getinfo("train/dog/001.png")
+    raw = bytearray(source.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    raw[start + info.compress_size // 2] ^= 0xFF
+    source.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"cannot read .*imgs\.zip:train/dog/001\.png"):
+        load_dataset(f"imagefolder:{source}")
+
+
+def test_hidden_files_are_ignored(tmp_path: Path) -> None:
+    source = write_folder(tmp_path / "imgs", image_tree())
+    (source / "train/cat/.DS_Store").write_bytes(b"\0\1")
+    assert len(load_dataset(f"imagefolder:{source}").train_y) == 6
+
+
+# ---------------------------------------------------------------- splits
+
+
+def test_split_indices() -> None:
+    train, val = split_indices(100, 20, seed=3)
+    again_train, again_val = split_indices(100, 20, seed=3)
+    other_train, other_val = split_indices(100, 20, seed=4)
+    assert torch.equal(train, again_train) and torch.equal(val, again_val)
+    assert not torch.equal(val, other_val)
+    assert len(train) == 80 and len(val) == 20 and train.dtype == torch.int64
+    assert sorted(torch.cat([train, val]).tolist()) == list(range(100))
+    train0, val0 = split_indices(10, 0, seed=0)
+    assert len(val0) == 0 and sorted(train0.tolist()) == list(range(10))
+    with pytest.raises(DataError, match="validation size 60000 is not smaller than the 60000 training images"):
+        split_indices(60000, 60000, seed=0)
+    with pytest.raises(DataError, match="negative"):
+        split_indices(10, -1, seed=0)
+
+
+# ---------------------------------------------------------------- device batches
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def noise(n: int = 50, c: int = 3, size: int = 8, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (n, c, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def collect(loader: DeviceLoader) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = zip(*loader)
+    return torch.cat(xs).cpu(), torch.cat(ys).cpu()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_shuffled_epoch_covers_every_sample_once(device: str) -> None:
+    images = noise()
+    loader = DeviceLoader(images, torch.arange(50), batch_size=16, mean=(0.0,) * 3, std=(1.0,) * 3,
+                          device=device, shuffle=True, seed=7)
+    assert len(loader) == 4 and loader.num_samples == 50
+    batches = list(loader)
+    assert [len(y) for _, y in batches] == [16, 16, 16, 2]
+    assert all(x.device.type == device and y.device.type == device and y.dtype == torch.int64 for x, y in batches)
+    x, y = collect_batches(batches)
+    assert sorted(y.tolist()) == list(range(50)) and y.tolist() != list(range(50))
+    assert torch.equal((x * 255).round().to(torch.uint8), images[y])  # images travel with their labels
+
+
+def collect_batches(batches: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.cat([x for x, _ in batches]).cpu(), torch.cat([y for _, y in batches]).cpu()
+
+
+def test_epochs_are_reproducible_and_differ() -> None:
+    def make(seed: int) -> DeviceLoader:
+        return DeviceLoader(noise(), torch.arange(50), batch_size=10, mean=(0.5,) * 3, std=(0.25,) * 3,
+                            device="cpu", shuffle=True, augment=Augment(), seed=seed)
+
+    a, b = make(1), make(1)
+    a.set_epoch(3)
+    b.set_epoch(3)
+    xa, ya = collect(a)
+    xb, yb = collect(b)
+    assert torch.equal(ya, yb) and torch.equal(xa, xb)
+    assert a.epoch == 4  # iterating advances, so a loop without set_epoch still reshuffles
+    xa4, ya4 = collect(a)
+    assert not torch.equal(ya, ya4)
+    a.set_epoch(3)
+    assert torch.equal(collect(a)[1], ya)
+    assert not torch.equal(collect(make(2))[1], collect(make(1))[1])
+
+
+def test_mid_epoch_resume_sees_the_same_batches() -> None:
+    def make() -> DeviceLoader:
+        loader = DeviceLoader(noise(), torch.arange(50), batch_size=8, mean=(0.5,) * 3, std=(0.25,) * 3,
+                              device="cpu", shuffle=True, augment=Augment(), seed=5)
+        loader.set_epoch(2)
+        return loader
+
+    full = list(make())
+    resumed = list(make().batches(4))
+    assert len(full) == 7 and len(resumed) == 3
+    for (x_full, y_full), (x_resumed, y_resumed) in zip(full[4:], resumed):
+        assert torch.equal(x_full, x_resumed) and torch.equal(y_full, y_resumed)
+    assert list(make().batches(7)) == []
+    with pytest.raises(ValueError):
+        make().batches(8)
+
+
+def test_unshuffled_order_drop_last_and_len() -> None:
+    loader = DeviceLoader(noise(), torch.arange(50), batch_size=16, mean=(0.0,) * 3, std=(1.0,) * 3,
+                          device="cpu", drop_last=True)
+    assert len(loader) == 3
+    assert collect(loader)[1].tolist() == list(range(48))
+    assert collect(loader)[1].tolist() == list(range(48))
+    assert len(DeviceLoader(noise(), torch.arange(50), batch_size=64, mean=(0.0,) * 3, std=(1.0,) * 3,
+                            device="cpu", drop_last=True)) == 0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype,channels_last", [(torch.float32, False), (torch.bfloat16, True)])
+def test_normalisation_matches_torchvision(device: str, dtype: torch.dtype, channels_last: bool) -> None:
+    images, mean, std = noise(), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+    loader = DeviceLoader(images, torch.arange(50), batch_size=50, mean=mean, std=std, device=device,
+                          dtype=dtype, channels_last=channels_last)
+    ((x, _),) = list(loader)
+    expected = Normalize(mean, std)(images.float() / 255)
+    assert x.dtype == dtype and x.is_contiguous(memory_format=torch.channels_last) == channels_last
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(x.float().cpu(), expected, atol=tolerance, rtol=tolerance)
+    torch.testing.assert_close(normalize(images.to(device), mean, std).cpu(), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_crop_and_flip_are_shifted_flipped_copies(device: str) -> None:
+    images, padding = noise(n=64, size=6), 2
+    loader = DeviceLoader(images, torch.arange(64), batch_size=24, mean=(0.0,) * 3, std=(1.0,) * 3,
+                          device=device, shuffle=True, augment=Augment(crop_padding=padding, hflip=True))
+    x, y = collect(loader)
+    out = (x * 255).round().to(torch.uint8)
+    seen: set[tuple[int, int, bool]] = set()
+    for sample, label in zip(out, y.tolist()):
+        padded = F.pad(images[label], (padding,) * 4)
+        windows = {(dy, dx): padded[:, dy : dy + 6, dx : dx + 6] for dy in range(5) for dx in range(5)}
+        matches = [(dy, dx, flip) for (dy, dx), window in windows.items() for flip in (False, True)
+                   if torch.equal(sample, window.flip(-1) if flip else window)]
+        assert len(matches) == 1, f"sample {label} is not a unique crop/flip of its image"
+        seen.add(matches[0])
+    assert len({(dy, dx) for dy, dx, _ in seen}) > 8 and {flip for *_, flip in seen} == {False, True}
+    plain = DeviceLoader(images, torch.arange(64), batch_size=64, mean=(0.0,) * 3, std=(1.0,) * 3, device=device,
+                         augment=Augment(crop_padding=0, hflip=False))
+    assert torch.equal((collect(plain)[0] * 255).round().to(torch.uint8), images)
+
+
+def test_loader_rejects_bad_inputs() -> None:
+    with pytest.raises(ValueError):
+        DeviceLoader(noise().float(), torch.arange(50), batch_size=8, mean=(0,) * 3, std=(1,) * 3, device="cpu")
+    with pytest.raises(ValueError):
+        DeviceLoader(noise(), torch.arange(50), batch_size=8, mean=(0,), std=(1,), device="cpu")
+
+
+# ---------------------------------------------------------------- real data
+
+
+@pytest.mark.realdata
+@realdata
+def test_real_mnist() -> None:
+    ds = load_dataset("mnist", SHARED_DATA, download=False)
+    assert isinstance(ds, ImageData) and ds.train_x.shape == (60000, 1, 28, 28) and len(ds.test_y) == 10000
+    assert ds.train_y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert ds.test_y[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    pixels = ds.train_x.float() / 255
+    assert pixels.mean().item() == pytest.approx(0.1307, abs=1e-4)
+    assert pixels.std().item() == pytest.approx(0.3081, abs=1e-4)
+
+
+@pytest.mark.realdata
+@realdata
+def test_real_fashion_mnist() -> None:
+    ds = load_dataset("fashion-mnist", SHARED_DATA, download=False)
+    assert ds.train_y[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
+    assert torch.bincount(ds.test_y).tolist() == [1000] * 10
+
+
+@pytest.mark.realdata
+@realdata
+def test_real_cifar10_jpeg_zip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decodes 60000 JPEGs once (~15-30 s), then serves the cache."""
+    monkeypatch.setenv("RESLAB_CACHE", str(tmp_path / "real-cache"))
+    spec = f"imagefolder:{SHARED_DATA / 'CIFAR10-JPEG' / 'cifar10-jpeg.zip'}"
+    ds = load_dataset(spec)
+    assert ds.train_x.shape == (50000, 3, 32, 32) and ds.test_x.shape == (10000, 3, 32, 32)
+    assert ds.classes[:3] == ("airplane", "automobile", "bird") and ds.num_classes == 10
+    assert torch.bincount(ds.train_y).tolist() == [5000] * 10
+    assert ds.mean == pytest.approx((0.4914, 0.4822, 0.4465), abs=0.01)
+    monkeypatch.setattr(rdata, "_decode_image", lambda *a: pytest.fail("decoded despite the cache"))
+    assert torch.equal(load_dataset(spec).test_y, ds.test_y)

@@ -1,0 +1,171 @@
+"""End-to-end training on tiny data in the official formats: run records, resume, determinism, schedules."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from fakedata import write_mnist
+from reslab import runs
+from reslab.config import OptimConfig, resolve
+from reslab.data import load_dataset
+from reslab.models import build_model
+from reslab.train import Interrupted, Observer, evaluate, lr_at, train
+
+METRIC_KEYS = ["test_acc", "test_loss", "best_val_acc", "best_epoch", "epochs", "params", "final_train_loss",
+               "final_train_acc", "final_val_acc", "confusion_matrix", "test_f1", "steps"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_mnist(tmp_path_factory.mktemp("data"))
+
+
+def _cfg(data_dir: Path, runs_dir: Path, *extra: str, preset: str = "seed-mlp"):
+    return resolve(preset, [f"data.data_dir={data_dir}", f"runs_dir={runs_dir}", "data.val_size=100",
+                            "data.batch_size=32", "train.epochs=3", "train.deterministic=true", "optim.lr=3e-3",
+                            "train.device=cpu", *extra])
+
+
+def test_run_folder_is_complete(data_dir: Path, tmp_path: Path) -> None:
+    result = train(_cfg(data_dir, tmp_path), progress=False)
+    run = result.run_dir
+    assert run.parent == tmp_path and run.name.startswith("seed-mlp-")
+    for name in ("config.yaml", "env.json", "metrics.csv", "summary.json", "classification_report.txt",
+                 "curves.png", "last.pt", "best.pt", "status.json"):
+        assert (run / name).is_file(), name
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert list(rows[0]) == runs.METRICS_FIELDS and [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert int(rows[-1]["step"]) == 3 * 16  # 500 training images / 32, rounded up
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("test_acc", "test_loss", "best_val_acc", "best_epoch", "epochs", "params", "train_seconds",
+                "samples_per_s", "final_train_loss"):
+        assert key in summary
+    assert summary["epochs"] == 3 and summary["params"] == sum(p.numel() for p in
+                                                               build_model("seed-mlp", input_shape=(1, 28, 28),
+                                                                           num_classes=10).parameters())
+    assert summary["best_val_acc"] == max(float(r["val_acc"]) for r in rows)
+    assert summary["final_train_loss"] == pytest.approx(float(rows[-1]["train_loss"]))
+    assert summary["test_acc"] > 0.5, "the tiny data set is easy: the run should learn it"
+    env = json.loads((run / "env.json").read_text())
+    assert env["torch"] == torch.__version__ and env["device"] == "cpu"
+    assert json.loads((run / "status.json").read_text())["status"] == "finished"
+
+
+def test_test_metrics_match_an_independent_evaluation(data_dir: Path, tmp_path: Path) -> None:
+    result = train(_cfg(data_dir, tmp_path), progress=False)
+    from sklearn.metrics import accuracy_score, classification_report, log_loss
+
+    data = load_dataset("mnist", data_dir)
+    model = build_model("seed-mlp", input_shape=(1, 28, 28), num_classes=10, width=16, depth=2)
+    model.load_state_dict(runs.load_checkpoint(result.run_dir / "last.pt")["model"])
+    model.eval()
+    x = (data.test_x.float() / 255 - 0.1307) / 0.3081
+    with torch.no_grad():
+        logits = model(x)
+    preds = logits.argmax(1).numpy()
+    assert result.summary["test_acc"] == pytest.approx(accuracy_score(data.test_y.numpy(), preds))
+    assert result.summary["test_loss"] == pytest.approx(
+        log_loss(data.test_y.numpy(), torch.softmax(logits.double(), 1).numpy(), labels=list(range(10))), rel=1e-4)
+    report = (result.run_dir / "classification_report.txt").read_text()
+    assert report == classification_report(data.test_y.numpy(), preds, labels=sorted(set(data.test_y.tolist())
+                                           | set(preds.tolist())),
+                                           target_names=[data.classes[i] for i in sorted(set(data.test_y.tolist())
+                                                                                         | set(preds.tolist()))],
+                                           zero_division=0, digits=3)
+
+
+def test_same_seed_repeats_bit_for_bit(data_dir: Path, tmp_path: Path) -> None:
+    a = train(_cfg(data_dir, tmp_path, "train.epochs=2"), progress=False)
+    b = train(_cfg(data_dir, tmp_path, "train.epochs=2"), progress=False)
+    c = train(_cfg(data_dir, tmp_path, "train.epochs=2", "train.seed=1"), progress=False)
+    assert a.run_dir != b.run_dir
+    assert {k: a.summary[k] for k in METRIC_KEYS} == {k: b.summary[k] for k in METRIC_KEYS}
+    assert a.summary["final_train_loss"] != c.summary["final_train_loss"]
+
+
+class _SignalAt(Observer):
+    """Sends this process a real signal at a given step, as Ctrl-C or `kill` would."""
+
+    def __init__(self, step: int, sig: int) -> None:
+        self.step, self.sig = step, sig
+
+    def on_step(self, step: int, loss: torch.Tensor, lr: float) -> None:
+        if step == self.step:
+            os.kill(os.getpid(), self.sig)
+
+
+@pytest.mark.parametrize("preset, extra", [("seed-mlp", ()),
+                                           ("resnet20", ("model.depth=8", "data.augment=true", "data.dataset=mnist"))])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_and_resumed_equals_straight_through(data_dir: Path, tmp_path: Path, sig: int, preset: str,
+                                                         extra: tuple[str, ...]) -> None:
+    if preset == "resnet20" and sig == signal.SIGTERM:
+        pytest.skip("one signal is enough for the conv net")
+    cfg = _cfg(data_dir, tmp_path, *extra, preset=preset)
+    straight = train(cfg, progress=False)
+    with pytest.raises(Interrupted) as info:
+        train(cfg, observers=[_SignalAt(16 + 5, sig)], progress=False)  # mid-way through epoch 2
+    run = info.value.run_dir
+    assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
+    assert runs.load_checkpoint(run / "last.pt")["state"]["step"] == 21
+    assert signal.getsignal(sig) is not None and len(list(csv.DictReader(open(run / "metrics.csv")))) == 1
+    resumed = train(cfg, resume=run, progress=False)
+    assert resumed.run_dir == run
+    assert {k: resumed.summary[k] for k in METRIC_KEYS} == {k: straight.summary[k] for k in METRIC_KEYS}
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in csv.DictReader(
+        open(straight.run_dir / "metrics.csv"))]
+
+
+def test_signal_handlers_are_restored(data_dir: Path, tmp_path: Path) -> None:
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    train(_cfg(data_dir, tmp_path, "train.epochs=1"), progress=False)
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_no_validation_set(data_dir: Path, tmp_path: Path) -> None:
+    result = train(_cfg(data_dir, tmp_path, "data.val_size=0", "train.epochs=1"), progress=False)
+    assert result.summary["best_val_acc"] is None and not (result.run_dir / "best.pt").exists()
+    assert (result.run_dir / "curves.png").is_file()
+
+
+@pytest.mark.parametrize("extra", [("optim.name=sgd", "optim.schedule=step", "optim.milestones=[1]"),
+                                   ("optim.name=adamw", "optim.schedule=cosine", "optim.warmup_epochs=1"),
+                                   ("optim.schedule=onecycle", "optim.grad_clip=1.0", "optim.label_smoothing=0.1"),
+                                   ("optim.name=sgd", "optim.nesterov=true", "optim.weight_decay=1e-4")])
+def test_optimizers_and_schedules_train(data_dir: Path, tmp_path: Path, extra: tuple[str, ...]) -> None:
+    result = train(_cfg(data_dir, tmp_path, "train.epochs=2", *extra), progress=False)
+    assert all(torch.isfinite(torch.tensor(v)) for v in (result.summary["test_loss"],
+                                                          result.summary["final_train_loss"]))
+
+
+def test_lr_is_a_pure_function_of_the_step() -> None:
+    he = OptimConfig(name="sgd", lr=0.1, schedule="step", milestones=(0.5, 0.75))
+    # 10 epochs of 100 steps: /10 at epoch 5 and again at epoch 7.5
+    assert [lr_at(s, 100, 10, he) for s in (0, 499, 500, 749, 750, 999)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    by_epoch = OptimConfig(lr=1.0, schedule="step", milestones=(2, 4))
+    assert [lr_at(s, 10, 6, by_epoch) for s in (19, 20, 40)] == pytest.approx([1.0, 0.1, 0.01])
+    cos = OptimConfig(lr=1.0, schedule="cosine", warmup_epochs=1)
+    assert lr_at(0, 10, 5, cos) == pytest.approx(0.1) and lr_at(9, 10, 5, cos) == pytest.approx(1.0)
+    assert lr_at(10, 10, 5, cos) == pytest.approx(1.0) and lr_at(49, 10, 5, cos) < 0.01
+    one = OptimConfig(lr=1.0, schedule="onecycle")
+    peak = max(range(100), key=lambda s: lr_at(s, 10, 10, one))
+    assert 25 <= peak <= 35 and lr_at(0, 10, 10, one) == pytest.approx(0.04)
+
+
+def test_evaluate_counts_every_sample(data_dir: Path) -> None:
+    from reslab.data import DeviceLoader
+
+    data = load_dataset("mnist", data_dir)
+    loader = DeviceLoader(data.test_x, data.test_y, batch_size=64, mean=data.mean, std=data.std, device="cpu")
+    model = build_model("mlp", input_shape=(1, 28, 28), num_classes=10)
+    result = evaluate(model, loader, 10)
+    assert int(result.confusion.sum()) == 200 and model.training
