@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python bench/speed.py
+	$(BIN)/python bench/speed.py --models mlp cnn --repeats 3
 
 clean:
 	rm -rf $(VENV) runs

@@ -66,6 +66,7 @@ def bare_epoch(model_key: str, shared: Path) -> float:
     from reslab.config import resolve
     from reslab.data import load_dataset
     from reslab.models import build_model
+    from reslab.train import keep_freed_memory
 
     cfg = resolve(PRESETS[model_key])
     spec = "mnist" if model_key == "mlp" else f"imagefolder:{shared / 'data' / 'CIFAR10-JPEG' / 'cifar10-jpeg.zip'}"
@@ -79,7 +80,12 @@ def bare_epoch(model_key: str, shared: Path) -> float:
     torch.manual_seed(0)
     model = build_model(cfg.model.name, input_shape=data.input_shape, num_classes=data.num_classes,
                         **dict(cfg.model.args))
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
+    if any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):  # the layout reslab picks on CPU and CUDA
+        model = model.to(memory_format=torch.channels_last)
+        x_train = x_train.contiguous(memory_format=torch.channels_last)
+        x_val = x_val.contiguous(memory_format=torch.channels_last)
+    keep_freed_memory()  # the same process settings reslab uses: the ceiling is the loop, not the allocator
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, fused=True)
     bs = cfg.data.batch_size
     t0 = time.perf_counter()
     perm = torch.randperm(len(y_train))

@@ -86,8 +86,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config.dump_yaml(cfg), end="")
         return 0
-    if args.resume:
-        _check_resumable(Path(args.resume), cfg)
     try:
         result = train(cfg, resume=args.resume, progress=not args.quiet)
     except Interrupted as exc:
@@ -100,19 +98,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
           f"{s['train_seconds']:.1f} s training, {s['samples_per_s']:.0f} samples/s", file=sys.stderr)
     print(result.run_dir)
     return 0
-
-
-def _check_resumable(run_dir: Path, cfg: Any) -> None:
-    """A resumed run must have a readable last.pt with epochs left to train; the new epochs are saved."""
-    from reslab import config, runs
-
-    state = runs.load_checkpoint(run_dir / "last.pt").get("state")
-    if not isinstance(state, dict) or "epoch" not in state:
-        raise CheckpointError(f"{run_dir / 'last.pt'} is not a reslab training checkpoint")
-    if state["epoch"] >= cfg.train.epochs:
-        raise ConfigError(f"{run_dir} already finished {state['epoch']} of {cfg.train.epochs} epochs; "
-                          "pass --epochs N with a larger N to train further")
-    runs.write_text(run_dir / "config.yaml", config.dump_yaml(cfg))
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -138,6 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReslabError as exc:
         print(f"reslab: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("reslab: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
