@@ -347,6 +347,11 @@ def _start(cfg: RunConfig, observers: Sequence[Observer], resume: str | Path | N
     s = Session(cfg=cfg, data=data, model=model, step_model=torch.compile(model) if cfg.train.compile else model,
                 opt=opt, amp=autocast_for(device, cfg.train.amp), device=device, run_dir=run_dir,
                 loaders=loaders, observers=observers, progress=progress)
+    if progress:
+        n_val = len(loaders[1].labels) if loaders[1] is not None else 0
+        print(f"{cfg.name}: model {cfg.model.name} ({count_params(model):,} parameters) on {data.name} "
+              f"({loaders[0].num_samples} train / {n_val} val / {loaders[2].num_samples} test), device {device}"
+              + (f", resuming at epoch {state['epoch'] + 1}" if ckpt is not None else ""), file=sys.stderr)
     for obs in observers:
         obs.on_start(run_dir, model, cfg)
     model.train()
