@@ -37,6 +37,8 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-dir", metavar="D", help="dataset root (default: $RESLAB_DATA, else ./data)")
     t.add_argument("--runs-dir", metavar="D", help="where run folders go (default: runs)")
     t.add_argument("--name", metavar="N", help="run folder prefix (default: the preset's name)")
+    t.add_argument("--track", action="append", choices=["tensorboard", "wandb"], default=None,
+                   help="also log to TensorBoard and/or Weights & Biases (repeat for both); CSV is always written")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set model.depth=8 --set optim.lr=0.01")
     t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
@@ -61,7 +63,7 @@ def _resolve_train_config(args: argparse.Namespace) -> Any:
         fixed += ["--set"] * bool(args.set) + [args.config] * bool(args.config)
         if fixed:
             raise ConfigError(f"--resume continues a run as configured; it cannot take {', '.join(fixed)} "
-                              "(allowed: --epochs, --device, --data-dir)")
+                              "(allowed: --epochs, --device, --data-dir, --track)")
         cfg_path = Path(args.resume) / "config.yaml"
         if not Path(args.resume).is_dir():
             raise CheckpointError(f"run folder {args.resume} does not exist")
@@ -75,6 +77,8 @@ def _resolve_train_config(args: argparse.Namespace) -> Any:
     values = config.apply_overrides(values, args.set)
     for key, value in flags.items():
         config.set_key(values, _FLAG_KEYS[key].split("."), value)
+    if args.track:
+        config.set_key(values, ["track", "sinks"], sorted(set(args.track)))
     return config.from_dict(values)
 
 

@@ -93,7 +93,7 @@ class TrainConfig:
     channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for conv nets on CUDA and CPU (faster on both)
     compile: bool = False  # torch.compile the model
     threads: int | None = None  # CPU threads for torch (None: torch's default)
-    log_every: int = 50  # steps between progress-bar updates (each is one host sync)
+    log_every: int = 50  # steps between per-step records: progress bar, steps.csv, sinks (each is one host sync)
     checkpoint_every: int = 1  # epochs between last.pt writes (best.pt is written on every improvement)
 
     def __post_init__(self) -> None:
@@ -108,6 +108,29 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class TrackConfig:
+    """Where metrics go besides the run folder's CSV files (always written, the ground truth)."""
+
+    sinks: tuple[Literal["tensorboard", "wandb"], ...] = ()
+    project: str = "reslab"  # wandb project
+    entity: str | None = None  # wandb entity (user or team)
+    group: str | None = None  # wandb group, e.g. a sweep's name
+    tags: tuple[str, ...] = ()
+    run_name: str | None = None  # default: the run folder's name
+    wandb_mode: Literal["auto", "online", "offline"] = "auto"  # auto: online with an API key and network
+
+
+@dataclass(frozen=True)
+class GradflowConfig:
+    """Gradient-flow statistics recorded during training into the run's gradflow.csv."""
+
+    every: int = 0  # steps between records; 0 = off
+
+    def __post_init__(self) -> None:
+        _check(self.every >= 0, f"gradflow.every must be >= 0, got {self.every}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     name: str = "run"  # run folders are <runs_dir>/<name>-<id>
     runs_dir: str = "runs"
@@ -115,13 +138,16 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
+    gradflow: GradflowConfig = field(default_factory=GradflowConfig)
 
     def __post_init__(self) -> None:
         _check(bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
                f"name must be a non-empty folder name, got {self.name!r}")
 
 
-_SECTIONS = {"data": DataConfig, "optim": OptimConfig, "train": TrainConfig}
+_SECTIONS = {"data": DataConfig, "optim": OptimConfig, "train": TrainConfig, "track": TrackConfig,
+             "gradflow": GradflowConfig}
 
 
 def _check(ok: bool, message: str) -> None:

@@ -39,12 +39,38 @@ class Interrupted(Exception):
 
 
 class Observer:
-    """Extension point: subclass and override what you need. Values passed are device tensors: do not sync per step."""
+    """Extension point: `train(cfg, observers=[...])`; subclass and override what you need.
 
-    def on_start(self, run_dir: Path, model: nn.Module, cfg: RunConfig) -> None: ...
-    def on_step(self, step: int, loss: torch.Tensor, lr: float) -> None: ...
-    def on_epoch(self, row: dict[str, Any]) -> None: ...
-    def on_end(self, summary: dict[str, Any]) -> None: ...
+    Every hook of one training step gets the same 1-based step number. Tensors passed are on the device:
+    an observer syncs at most once per record it writes, never per step.
+    """
+
+    def on_start(self, run_dir: Path, model: nn.Module, cfg: RunConfig, start_step: int) -> None:
+        """Before the first step; start_step > 0 when resuming (drop anything recorded after it)."""
+
+    def on_batch_start(self, step: int) -> None:
+        """Before the forward pass of `step`."""
+
+    def on_after_backward(self, step: int, model: nn.Module) -> None:
+        """Gradients of `step` are in the parameters; the optimizer has not stepped yet."""
+
+    def on_step(self, step: int, loss: torch.Tensor, lr: float) -> None:
+        """After the optimizer step; `loss` is the batch's mean training loss (a device scalar)."""
+
+    def on_epoch(self, row: dict[str, Any]) -> None:
+        """After validation, with the epoch's metrics.csv row."""
+
+    def on_end(self, summary: dict[str, Any]) -> None:
+        """After a finished run's test evaluation, with summary.json's values."""
+
+    def close(self) -> None:
+        """Always called last, also when the run is interrupted or fails: flush and release."""
+
+
+def config_observers(cfg: RunConfig) -> list[Observer]:
+    """The observers a config asks for (tracking sinks, gradient-flow recording), imported only when used."""
+    observers: list[Observer] = []
+    return observers
 
 
 @dataclass
@@ -261,23 +287,28 @@ def train_epoch(s: Session, state: dict[str, Any], flag: dict[str, bool], bar: A
     optim, loader = s.cfg.optim, s.loaders[0]
     running = state["running"]  # device tensors: loss_sum, correct; seen is a host int
     for i, (x, y) in enumerate(loader.batches(state["batch"]), start=state["batch"]):
+        step = state["step"] + 1
         lr = lr_at(state["step"], len(loader), s.cfg.train.epochs, optim)
         for group in s.opt.param_groups:
             group["lr"] = lr
+        for obs in s.observers:
+            obs.on_batch_start(step)
         with s.amp:
             logits = s.step_model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=optim.label_smoothing)
         s.opt.zero_grad(set_to_none=True)
         loss.backward()
+        for obs in s.observers:
+            obs.on_after_backward(step, s.model)
         if optim.grad_clip is not None:
             nn.utils.clip_grad_norm_(s.model.parameters(), optim.grad_clip)
         s.opt.step()
         running["loss_sum"] += loss.detach() * len(y)
         running["correct"] += (logits.detach().argmax(1) == y).sum()
         running["seen"] += len(y)
-        state["step"], state["batch"] = state["step"] + 1, i + 1
+        state["step"], state["batch"] = step, i + 1
         for obs in s.observers:
-            obs.on_step(state["step"], loss.detach(), lr)
+            obs.on_step(step, loss.detach(), lr)
         bar.update(len(y))  # a shape, not a sync
         if state["step"] % s.cfg.train.log_every == 0:  # one host sync per log_every steps
             bar.set_postfix(loss=f"{float(running['loss_sum']) / max(1, running['seen']):.4f}", refresh=False)
@@ -288,8 +319,11 @@ def train_epoch(s: Session, state: dict[str, Any], flag: dict[str, bool], bar: A
 
 def train(cfg: RunConfig, observers: Sequence[Observer] = (), *, resume: str | Path | None = None,
           progress: bool = True) -> RunResult:
-    """Train `cfg` into a new run folder (or continue the one in `resume`) and return its summary."""
-    s, state = _start(cfg, observers, resume, progress)
+    """Train `cfg` into a new run folder (or continue the one in `resume`) and return its summary.
+
+    `observers` are added to the ones the config asks for (`config_observers`).
+    """
+    s, state = _start(cfg, [*config_observers(cfg), *observers], resume, progress)
     try:
         with stop_on_signal() as flag:
             while state["epoch"] < cfg.train.epochs:
@@ -297,14 +331,17 @@ def train(cfg: RunConfig, observers: Sequence[Observer] = (), *, resume: str | P
                     _save_last(s, state)
                     runs.write_json(s.run_dir / "status.json", {"status": "interrupted", "epoch": state["epoch"]})
                     raise Interrupted(s.run_dir)
+        summary = _finish(s, state)
+        for obs in s.observers:
+            obs.on_end(summary)
     except (Interrupted, KeyboardInterrupt):
         raise
     except BaseException:
         runs.write_json(s.run_dir / "status.json", {"status": "failed", "epoch": state["epoch"]})
         raise
-    summary = _finish(s, state)
-    for obs in observers:
-        obs.on_end(summary)
+    finally:
+        for obs in s.observers:
+            obs.close()
     return RunResult(run_dir=s.run_dir, summary=summary, history=state["history"])
 
 
@@ -353,7 +390,7 @@ def _start(cfg: RunConfig, observers: Sequence[Observer], resume: str | Path | N
               f"({loaders[0].num_samples} train / {n_val} val / {loaders[2].num_samples} test), device {device}"
               + (f", resuming at epoch {state['epoch'] + 1}" if ckpt is not None else ""), file=sys.stderr)
     for obs in observers:
-        obs.on_start(run_dir, model, cfg)
+        obs.on_start(run_dir, model, cfg, state["step"])
     model.train()
     return s, state
 

@@ -62,7 +62,7 @@ def test_overrides_are_typed() -> None:
 @pytest.mark.parametrize("override, message", [
     ("model.dept=3", "unknown key model.dept for model seed-mlp; valid keys: name, width, depth"),
     ("optim.lrr=1", "unknown key optim.lrr; valid keys: name, lr,"),
-    ("bogus=1", "unknown key bogus; valid keys: name, runs_dir, data, model, optim, train"),
+    ("bogus=1", "unknown key bogus; valid keys: name, runs_dir, data, model, optim, train, track, gradflow"),
     ("train.epochs=-1", "train.epochs must be >= 1, got -1"),
     ("train.epochs=ten", "train.epochs must be int, got 'ten'"),
     ("train.epochs=2.5", "train.epochs must be int, got 2.5"),
