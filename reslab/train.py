@@ -99,9 +99,9 @@ def select_device(name: str) -> torch.device:
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise DataError(f"device {name} asked for, but CUDA is not available here (use --device cpu or auto)")
+        raise ConfigError(f"device {name} asked for, but CUDA is not available here (use --device cpu or auto)")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise DataError(f"device {name} asked for, but MPS is not available here (use --device cpu or auto)")
+        raise ConfigError(f"device {name} asked for, but MPS is not available here (use --device cpu or auto)")
     return device
 
 

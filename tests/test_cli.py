@@ -139,3 +139,8 @@ def test_console_script_in_a_subprocess(tmp_path: Path) -> None:
     assert proc.returncode == 2 and proc.stderr.strip() == "reslab: error: optim.lr must be > 0, got -1.0"
     listing = subprocess.run([sys.executable, "-m", "reslab.cli", "list"], capture_output=True, text=True)
     assert listing.returncode == 0 and "resnet56" in listing.stdout and "cifar-resnet" in listing.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here, so asking for it is not an error")
+def test_unavailable_device_is_a_one_line_error(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _fails(capsys, _train(data_dir, tmp_path)[:-2] + ["--device", "cuda"], "CUDA is not available here")
