@@ -122,9 +122,13 @@ class TrackConfig:
 
 @dataclass(frozen=True)
 class GradflowConfig:
-    """Gradient-flow statistics recorded during training into the run's gradflow.csv."""
+    """Gradient-flow statistics recorded during training into the run's gradflow.csv (reslab.gradflow).
 
-    every: int = 0  # steps between records; 0 = off
+    On by default: a record every 100 steps cost well under the 5% budget (bench/gradflow_overhead.py).
+    """
+
+    every: int = 0  # steps between records (steps 1, 1 + every, ...); 0 = off
+    output_std: bool = True  # also each layer's output std (forward hooks on recorded steps; off under compile)
 
     def __post_init__(self) -> None:
         _check(self.every >= 0, f"gradflow.every must be >= 0, got {self.every}")

@@ -15,3 +15,7 @@ class DataError(ReslabError):
 
 class CheckpointError(ReslabError):
     """A checkpoint or run folder that cannot be read or does not belong to reslab."""
+
+
+class ReportError(ReslabError):
+    """A report asked of no runs or of folders that are not runs, or an output folder that cannot be written."""

@@ -69,7 +69,13 @@ class Observer:
 
 def config_observers(cfg: RunConfig) -> list[Observer]:
     """The observers a config asks for (tracking sinks, gradient-flow recording), imported only when used."""
-    observers: list[Observer] = []
+    from reslab.tracking import tracking_observer  # steps.csv always; TensorBoard / W&B only when asked
+
+    observers: list[Observer] = [tracking_observer(cfg)]
+    if cfg.gradflow.every > 0:
+        from reslab.gradflow import GradflowRecorder
+
+        observers.append(GradflowRecorder(cfg.gradflow.every, output_std=cfg.gradflow.output_std))
     return observers
 
 

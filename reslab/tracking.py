@@ -1,0 +1,247 @@
+"""Experiment tracking: one metrics dict per record, fanned out to sinks.
+
+`Tracker` is the one Observer; sinks only write. steps.csv is always written (part of the run record,
+beside metrics.csv, which the trainer writes); TensorBoard and Weights & Biases are written when
+`cfg.track.sinks` names them and are imported only then. An optional sink that fails is disabled
+with one warning: tracking never stops a run.
+
+Records and their keys (the same in every sink):
+  every `train.log_every` steps  train/loss (mean batch loss since the previous record), lr
+  every epoch, at its last step  epoch, train/epoch_loss, train/acc, val/loss, val/acc, samples_per_s
+  at the end                     test/loss, test/acc
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from reslab import runs
+from reslab.config import RunConfig, to_dict
+from reslab.errors import ConfigError
+from reslab.train import Observer
+
+STEPS_FIELDS = ["step", "lr", "train_loss"]
+# metrics.csv column -> tracked key, for the per-epoch record
+EPOCH_KEYS = {"epoch": "epoch", "train_loss": "train/epoch_loss", "train_acc": "train/acc", "val_loss": "val/loss",
+              "val_acc": "val/acc", "samples_per_s": "samples_per_s"}
+
+
+class Sink:
+    """One destination of tracked records. `optional` sinks are disabled after their first error."""
+
+    name = "sink"
+    optional = True
+
+    def start(self, run_dir: Path, cfg: RunConfig, start_step: int) -> None:
+        """Open the destination; start_step > 0 when resuming (drop anything recorded after it)."""
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        """One record at a 1-based global step."""
+
+    def end(self, run_dir: Path, summary: Mapping[str, Any]) -> None:
+        """A finished run's summary.json values; curves.png and classification_report.txt exist."""
+
+    def close(self) -> None:
+        """Flush and release; always called, also after a failure."""
+
+
+class Tracker(Observer):
+    """Turns the trainer's hooks into records and fans them out to sinks.
+
+    The per-step loss stays on the device: it is summed there and read back (one host sync) once per
+    `log_every` steps.
+    """
+
+    def __init__(self, sinks: Sequence[Sink], log_every: int) -> None:
+        self.sinks = list(sinks)
+        self.log_every = log_every
+        self._loss_sum: torch.Tensor | None = None  # device scalar, float64: the open window's sum
+        self._window = 0  # steps in the open window
+        self._last = (0, 0.0)  # (step, lr) of the latest step seen
+        self._run_dir: Path | None = None
+        self._warned: set[str] = set()
+
+    def on_start(self, run_dir: Path, model: nn.Module, cfg: RunConfig, start_step: int) -> None:
+        self._run_dir = run_dir
+        self._fan_out("start", run_dir, cfg, start_step)
+
+    def on_step(self, step: int, loss: torch.Tensor, lr: float) -> None:
+        if self._loss_sum is None:
+            self._loss_sum = torch.zeros((), dtype=torch.float64, device=loss.device)
+        self._loss_sum.add_(loss.detach())  # queued on the device: no sync
+        self._window += 1
+        self._last = (step, lr)
+        if step % self.log_every == 0:
+            self._flush_window()
+
+    def on_epoch(self, row: dict[str, Any]) -> None:
+        record = {key: float(row[col]) for col, key in EPOCH_KEYS.items() if row.get(col) not in (None, "")}
+        self._fan_out("log", int(row["step"]), record)
+
+    def on_end(self, summary: dict[str, Any]) -> None:
+        self._flush_window()
+        test = {"test/loss": summary["test_loss"], "test/acc": summary["test_acc"]}
+        self._fan_out("log", int(summary["steps"]), test)
+        if self._run_dir is not None:
+            self._fan_out("end", self._run_dir, summary)
+
+    def close(self) -> None:
+        try:
+            self._flush_window()  # an interrupted run keeps its last partial window
+        finally:
+            self._fan_out("close")
+
+    def _flush_window(self) -> None:
+        if not self._window or self._loss_sum is None:
+            return
+        mean_loss = float(self._loss_sum) / self._window  # the one host sync per record
+        step, lr = self._last
+        self._loss_sum.zero_()
+        self._window = 0
+        self._fan_out("log", step, {"train/loss": mean_loss, "lr": lr})
+
+    def _fan_out(self, method: str, *args: Any) -> None:
+        for sink in list(self.sinks):
+            try:
+                getattr(sink, method)(*args)
+            except Exception as exc:
+                if not sink.optional:
+                    raise
+                self._disable(sink, exc)
+
+    def _disable(self, sink: Sink, exc: Exception) -> None:
+        self.sinks.remove(sink)
+        if sink.name not in self._warned:
+            self._warned.add(sink.name)
+            print(f"reslab: warning: {sink.name} tracking failed ({describe(exc)}); the run goes on without it",
+                  file=sys.stderr)
+        with contextlib.suppress(Exception):
+            sink.close()
+
+
+def describe(exc: BaseException) -> str:
+    """'Type: first line of the message', for one-line warnings."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else 'no message'}"
+
+
+# ----------------------------------------------------------------------------- sinks
+
+
+class StepsCsv(Sink):
+    """steps.csv in the run folder: the training loss every log_every steps. Part of the run record."""
+
+    name = "steps.csv"
+    optional = False
+
+    def __init__(self) -> None:
+        self._fh: Any = None
+
+    def start(self, run_dir: Path, cfg: RunConfig, start_step: int) -> None:
+        path = run_dir / "steps.csv"
+        kept = [r for r in read_steps(path) if r["step"] <= start_step] if start_step > 0 else []
+        runs.write_csv(path, kept, STEPS_FIELDS)  # atomic: drops rows a resumed run will record again
+        self._fh = open(path, "a", newline="")
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        if "train/loss" in metrics and self._fh is not None:
+            self._fh.write(f"{step},{metrics['lr']!r},{metrics['train/loss']!r}\n")
+            self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def read_steps(path: Path) -> list[dict[str, Any]]:
+    """steps.csv as numbers; a missing file is empty and a torn last line (a killed run) is skipped."""
+    if not Path(path).is_file():
+        return []
+    rows = []
+    for row in runs.read_csv(path):
+        try:
+            rows.append({"step": int(row["step"]), "lr": float(row["lr"]), "train_loss": float(row["train_loss"])})
+        except (KeyError, TypeError, ValueError):
+            continue
+    return rows
+
+
+class TensorBoard(Sink):
+    """Scalars in <run_dir>/tensorboard under the record keys; hparams with the final metrics."""
+
+    name = "tensorboard"
+
+    def __init__(self) -> None:
+        self._writer: Any = None
+        self._cfg: RunConfig | None = None
+
+    def start(self, run_dir: Path, cfg: RunConfig, start_step: int) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._cfg = cfg
+        # purge_step: on resume, TensorBoard hides what the same log dir holds from start_step + 1 on
+        self._writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1 if start_step else None)
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        for key, value in metrics.items():
+            self._writer.add_scalar(key, value, step)
+
+    def end(self, run_dir: Path, summary: Mapping[str, Any]) -> None:
+        from torch.utils.tensorboard.summary import hparams
+
+        final = {"test/acc": summary["test_acc"], "test/loss": summary["test_loss"]}
+        if summary.get("best_val_acc") is not None:
+            final["val/best_acc"] = summary["best_val_acc"]
+            self._writer.add_scalar("val/best_acc", summary["best_val_acc"], summary["steps"])
+        for part in hparams(flat_hparams(to_dict(self._cfg)), final):  # into this log dir, not a new one
+            self._writer.file_writer.add_summary(part)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def flat_hparams(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'optim': {'lr': 0.1}} -> {'optim.lr': 0.1}; TensorBoard hparams take numbers, strings and bools only."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flat_hparams(value, name + "."))
+        elif isinstance(value, (bool, int, float, str)):
+            out[name] = value
+        else:
+            out[name] = json.dumps(value)
+    return out
+
+
+# ----------------------------------------------------------------------------- from the config
+
+SINK_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}  # sink -> the package it imports
+
+
+def tracking_observer(cfg: RunConfig) -> Tracker:
+    """steps.csv always, plus the sinks cfg.track.sinks names; a missing package fails before training."""
+    import importlib.util
+
+    sinks: list[Sink] = [StepsCsv()]
+    for name in dict.fromkeys(cfg.track.sinks):
+        if importlib.util.find_spec(SINK_PACKAGES[name]) is None:
+            raise ConfigError(f"--track {name} needs the {SINK_PACKAGES[name]} package: "
+                              "pip install 'reslab[track]'")
+        if name == "tensorboard":
+            sinks.append(TensorBoard())
+        else:
+            from reslab.tracking_wandb import Wandb
+
+            sinks.append(Wandb(cfg.track))
+    return Tracker(sinks, cfg.train.log_every)
