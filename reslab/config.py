@@ -127,7 +127,7 @@ class GradflowConfig:
     On by default: a record every 100 steps cost well under the 5% budget (bench/gradflow_overhead.py).
     """
 
-    every: int = 0  # steps between records (steps 1, 1 + every, ...); 0 = off
+    every: int = 100  # steps between records (steps 1, 1 + every, ...); 0 = off
     output_std: bool = True  # also each layer's output std (forward hooks on recorded steps; off under compile)
 
     def __post_init__(self) -> None:
