@@ -8,14 +8,14 @@ what is valid, never silently ignored.
 from __future__ import annotations
 
 import dataclasses
-import types
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Mapping, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Mapping, get_type_hints
 
 import yaml
 
+from reslab.checks import coerce
 from reslab.errors import ConfigError
 
 OptimizerName = Literal["adam", "adamw", "sgd"]
@@ -157,67 +157,6 @@ _SECTIONS = {"data": DataConfig, "optim": OptimConfig, "train": TrainConfig, "tr
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
-
-
-# ----------------------------------------------------------------------------- type checking
-
-
-def coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check `value` against the annotation `tp` and return it in canonical form (ints to floats, lists to tuples)."""
-    origin = get_origin(tp)
-    if tp is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        arms = get_args(tp)
-        if value is None and type(None) in arms:
-            return None
-        for arm in arms:
-            if arm is type(None):
-                continue
-            try:
-                return coerce(value, arm, key)
-            except ConfigError:
-                pass
-        raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
-    if origin is Literal:
-        if value not in get_args(tp):
-            raise ConfigError(f"{key} must be one of {', '.join(map(str, get_args(tp)))}; got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list ({_type_name(tp)}), got {value!r}")
-        args = get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(coerce(v, args[0], key) for v in value)
-        if len(value) != len(args):
-            raise ConfigError(f"{key} must have {len(args)} values, got {len(value)}")
-        return tuple(coerce(v, a, key) for v, a in zip(value, args))
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    elif isinstance(tp, type) and isinstance(value, tp):
-        return value
-    raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
-
-
-def _type_name(tp: Any) -> str:
-    origin = get_origin(tp)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in get_args(tp))
-    if origin is Literal:
-        return "one of " + ", ".join(map(str, get_args(tp)))
-    if origin is tuple:
-        return "a list of numbers"
-    return {type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def _section_from_dict(cls: type, values: Mapping[str, Any], prefix: str) -> Any:

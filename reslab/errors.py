@@ -19,3 +19,14 @@ class CheckpointError(ReslabError):
 
 class ReportError(ReslabError):
     """A report asked of no runs or of folders that are not runs, or an output folder that cannot be written."""
+
+
+def first_line(exc: BaseException, default: str = "") -> str:
+    """The first line of an exception's message (or `default`, else its type's name, when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else (default or type(exc).__name__)
+
+
+def describe(exc: BaseException) -> str:
+    """'Type: first line of the message', for one-line warnings."""
+    return f"{type(exc).__name__}: {first_line(exc, 'no message')}"

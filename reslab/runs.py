@@ -1,87 +1,98 @@
 """Run folders: every run describes itself (config, environment, metrics, summary, checkpoints).
 
-All writes are atomic (temp file in the same folder, then `os.replace`), so an interrupted run never
-leaves a half-written checkpoint or summary, and nothing a user already has is overwritten.
+`RunFolder` is the one owner of a run folder's layout: every file name and the checkpoint format are
+spelled here and nowhere else. All writes are atomic (reslab.files), so an interrupted run never leaves
+a half-written checkpoint or summary, and nothing a user already has is overwritten.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 import platform
 import secrets
 import subprocess
 import sys
-import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
-from reslab.errors import CheckpointError
+from reslab import files
+from reslab.errors import CheckpointError, first_line
 
 CHECKPOINT_FORMAT = "reslab-checkpoint-1"
 METRICS_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "samples_per_s"]
+STEPS_FIELDS = ["step", "lr", "train_loss"]
+RUN_MARKERS = ("status.json", "metrics.csv", "summary.json")  # config.yaml plus one of these: a run folder
 
 
-def new_run_dir(runs_dir: str | Path, name: str) -> Path:
-    """Create runs_dir/<name>-<YYYYmmdd-HHMMSS>-<random>; never reuses an existing folder."""
-    root = Path(runs_dir)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        for _ in range(100):
-            path = root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-            try:
-                path.mkdir()
-                return path
-            except FileExistsError:
-                continue
-    except OSError as exc:
-        raise CheckpointError(f"cannot create a run folder in {root}: {exc.strerror or exc}") from None
-    raise CheckpointError(f"cannot find a free run folder name in {root}")
+@dataclass(frozen=True)
+class RunFolder:
+    """The files of one run folder, by what they hold."""
 
+    path: Path
 
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    config = property(lambda self: self.path / "config.yaml")  # the resolved config
+    env = property(lambda self: self.path / "env.json")  # versions, device, argv, git commit
+    metrics = property(lambda self: self.path / "metrics.csv")  # a row per epoch (METRICS_FIELDS)
+    steps = property(lambda self: self.path / "steps.csv")  # the training loss every log_every steps
+    summary = property(lambda self: self.path / "summary.json")  # a finished run's results
+    status = property(lambda self: self.path / "status.json")  # running, interrupted, failed or finished
+    report = property(lambda self: self.path / "classification_report.txt")
+    curves = property(lambda self: self.path / "curves.png")
+    gradflow = property(lambda self: self.path / "gradflow.csv")  # gradient flow during training
+    gradflow_png = property(lambda self: self.path / "gradflow.png")
+    tensorboard = property(lambda self: self.path / "tensorboard")  # event files (--track tensorboard)
+    wandb = property(lambda self: self.path / "wandb")  # the W&B run's files (--track wandb)
+    wandb_json = property(lambda self: self.path / "wandb.json")  # the W&B run id and mode
+    last = property(lambda self: self.path / "last.pt")  # the latest training checkpoint (resumable)
+    best = property(lambda self: self.path / "best.pt")  # the weights of the best validation epoch
 
+    def checkpoint(self, which: str) -> Path:
+        """`best` or `last`."""
+        return self.path / f"{which}.pt"
 
-def write_text(path: Path, text: str) -> None:
-    _atomic_write(Path(path), lambda fh: fh.write(text))
+    @classmethod
+    def create(cls, runs_dir: str | Path, name: str) -> RunFolder:
+        """A new runs_dir/<name>-<YYYYmmdd-HHMMSS>-<random>; never reuses an existing folder."""
+        root = Path(runs_dir)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            for _ in range(100):
+                path = root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+                try:
+                    path.mkdir()
+                    return cls(path)
+                except FileExistsError:
+                    continue
+        except OSError as exc:
+            raise CheckpointError(f"cannot create a run folder in {root}: {exc.strerror or exc}") from None
+        raise CheckpointError(f"cannot find a free run folder name in {root}")
 
+    @staticmethod
+    def holds_run(path: Path) -> bool:
+        """Whether `path` looks like a run folder (config.yaml and one of its records)."""
+        folder = RunFolder(Path(path))
+        return folder.config.is_file() and any((folder.path / name).is_file() for name in RUN_MARKERS)
 
-def write_json(path: Path, values: Mapping[str, Any]) -> None:
-    write_text(path, json.dumps(values, indent=2, sort_keys=False) + "\n")
+    def write_status(self, status: str, epoch: int) -> None:
+        files.write_json(self.status, {"status": status, "epoch": epoch})
 
+    def write_metrics(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        files.write_csv(self.metrics, rows, METRICS_FIELDS)
 
-def write_csv(path: Path, rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> None:
-    """Rewrite the whole CSV atomically (a few hundred rows at most: cheap, and never half-written)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buf.getvalue())
+    def save_checkpoint(self, which: str, state: Mapping[str, Any]) -> None:
+        save_checkpoint(self.checkpoint(which), state)
 
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+    def load_checkpoint(self, which: str) -> dict[str, Any]:
+        return load_checkpoint(self.checkpoint(which))
 
 
 def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
     """torch.save to a temp file, then rename: a crash mid-write leaves the previous checkpoint intact."""
-    _atomic_write(Path(path), lambda fh: torch.save({"format": CHECKPOINT_FORMAT, **state}, fh), mode="wb")
+    files.atomic_write(Path(path), lambda fh: torch.save({"format": CHECKPOINT_FORMAT, **state}, fh), mode="wb")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -93,9 +104,19 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files
         raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: "
-                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'unreadable'}") from None
+                              f"{first_line(exc, 'unreadable')}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a reslab checkpoint")
+    return state
+
+
+def load_weights(model: torch.nn.Module, path: Path, what: str) -> dict[str, Any]:
+    """Load a checkpoint's model weights into `model`; a mismatch is one line naming `what` was expected."""
+    state = load_checkpoint(path)
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"{path} does not match {what}: {first_line(exc)}") from None
     return state
 
 

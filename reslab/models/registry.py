@@ -13,6 +13,7 @@ from typing import Any
 
 import torch.nn as nn
 
+from ..checks import coerce
 from ..errors import ConfigError
 
 Builder = Callable[..., nn.Module]
@@ -76,29 +77,13 @@ def model_args(name: str) -> dict[str, tuple[type, Any]]:
     return {p.name: (hints[p.name], p.default) for p in params if p.kind is p.KEYWORD_ONLY}
 
 
-def _type_ok(value: Any, expected: Any) -> bool:
-    # bool is a subclass of int: keep `depth=True` and `residual=1` out.
-    if expected is bool:
-        return isinstance(value, bool)
-    if expected is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if expected is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, expected) if isinstance(expected, type) else True
-
-
 def build_model(name: str, *, input_shape: Sequence[int], num_classes: int, **kw: Any) -> nn.Module:
     """Build model `name` for inputs of shape (C, H, W) and `num_classes` outputs; bad args -> ConfigError."""
     builder = _builder(name)
     args = model_args(name)
     unknown = sorted(set(kw) - set(args))
     require(not unknown, f"unknown argument(s) {', '.join(unknown)} for model {name!r}; valid: {', '.join(args)}")
-    for key, value in kw.items():
-        expected = args[key][0]
-        require(
-            _type_ok(value, expected),
-            f"model {name!r}: {key} must be {getattr(expected, '__name__', expected)}; got {value!r}",
-        )
+    kw = {key: coerce(value, args[key][0], f"model {name!r}: {key}") for key, value in kw.items()}
     shape = tuple(input_shape)
     require(
         len(shape) == 3 and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape),
