@@ -11,7 +11,6 @@ which syncs once. Comparing models on the same batches is `reslab.gradflow_analy
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from reslab import runs
+from reslab import files
 from reslab.config import RunConfig
-from reslab.train import Observer
+from reslab.protocols import Observer
+from reslab.runs import RunFolder
 
 WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 LAYER_FIELDS = ["depth", "layer", "kind", "grad_norm", "weight_norm", "grad_to_weight", "update_norm",
@@ -178,11 +178,10 @@ class GradflowRecorder(Observer):
         return (step - 1) % self.every == 0
 
     def on_start(self, run_dir: Path, model: nn.Module, cfg: RunConfig, start_step: int) -> None:
-        self.path, self._model = Path(run_dir) / "gradflow.csv", model
+        self.path, self._model = RunFolder(Path(run_dir)).gradflow, model
         self.output_std = self.output_std and not cfg.train.compile  # hooks would recompile the model
-        if self.path.exists():
-            kept = [r for r in read_rows(self.path) if int(r["step"]) <= start_step]
-            runs.write_csv(self.path, kept, TRAINING_FIELDS)
+        if self.path.exists():  # a resumed run drops the rows recorded after its checkpoint
+            files.truncate_csv(self.path, TRAINING_FIELDS, lambda row: int(row["step"]) <= start_step)
 
     def on_batch_start(self, step: int) -> None:
         if self._model is not None and self.due(step):
@@ -199,38 +198,26 @@ class GradflowRecorder(Observer):
             self._pending += record.layer_rows(step=step, lr=f"{lr:.6g}")
 
     def on_epoch(self, row: dict[str, Any]) -> None:
-        self._flush()
+        self.flush()
 
     def on_end(self, summary: dict[str, Any]) -> None:
         from reslab.report.gradflow_figures import plot_training_heatmap
 
-        self._flush()
+        self.flush()
         if self.path is not None and self.path.exists():
-            plot_training_heatmap(read_rows(self.path), self.path.with_suffix(".png"))
+            plot_training_heatmap(files.read_csv(self.path), RunFolder(self.path.parent).gradflow_png)
 
     def close(self) -> None:
         self._close_probe()
-        self._flush()
+        self.flush()
 
     def _close_probe(self) -> None:
         if self._probe is not None:
             self._probe.close()
             self._probe = None
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         """Append the pending rows (one write per epoch: the CSV grows, it is never rewritten per record)."""
-        if not self._pending or self.path is None:
-            return
-        new = not self.path.exists()
-        with open(self.path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=TRAINING_FIELDS, lineterminator="\n")
-            if new:
-                writer.writeheader()
-            writer.writerows(self._pending)
-        self._pending = []
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    """A gradflow CSV's complete rows (a line cut short by a crash is dropped)."""
-    return [r for r in runs.read_csv(path) if None not in r.values() and None not in r]
-
+        if self._pending and self.path is not None:
+            files.append_csv(self.path, self._pending, TRAINING_FIELDS)
+            self._pending = []

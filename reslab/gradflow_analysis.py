@@ -23,9 +23,11 @@ from reslab import runs
 from reslab.config import RunConfig, apply_overrides, from_dict, load_source, set_key
 from reslab.data import DeviceLoader, ImageData, load_dataset, split_indices
 from reslab.errors import CheckpointError, ConfigError, DataError
-from reslab.gradflow import LAYER_FIELDS, GradientProbe, GradRecord, csv_number, read_rows
+from reslab.files import read_csv as read_rows
+from reslab.gradflow import LAYER_FIELDS, GradientProbe, GradRecord, csv_number
 from reslab.models import build_model, count_params
-from reslab.train import check_model_takes, select_device
+from reslab.evaluate import check_model_takes
+from reslab.runtime import select_device
 
 CHECKPOINTS = ("best", "last")
 NOTEBOOK_KERNEL = 4  # the notebook's Exercise 2 cell builds its CNN with size=4, left over from a cell before

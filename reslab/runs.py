@@ -90,6 +90,17 @@ class RunFolder:
         return load_checkpoint(self.checkpoint(which))
 
 
+def read_steps(path: Path) -> list[dict[str, Any]]:
+    """steps.csv as numbers; a missing file is empty and a torn or damaged row is skipped."""
+    rows = []
+    for row in files.read_csv(path, missing_ok=True):
+        try:
+            rows.append({"step": int(row["step"]), "lr": float(row["lr"]), "train_loss": float(row["train_loss"])})
+        except (KeyError, TypeError, ValueError):
+            continue
+    return rows
+
+
 def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
     """torch.save to a temp file, then rename: a crash mid-write leaves the previous checkpoint intact."""
     files.atomic_write(Path(path), lambda fh: torch.save({"format": CHECKPOINT_FORMAT, **state}, fh), mode="wb")

@@ -22,34 +22,15 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from reslab import runs
+from reslab import files
 from reslab.config import RunConfig, to_dict
-from reslab.errors import ConfigError
-from reslab.train import Observer
+from reslab.errors import describe
+from reslab.protocols import Observer, Sink
+from reslab.runs import STEPS_FIELDS, RunFolder
 
-STEPS_FIELDS = ["step", "lr", "train_loss"]
 # metrics.csv column -> tracked key, for the per-epoch record
 EPOCH_KEYS = {"epoch": "epoch", "train_loss": "train/epoch_loss", "train_acc": "train/acc", "val_loss": "val/loss",
               "val_acc": "val/acc", "samples_per_s": "samples_per_s"}
-
-
-class Sink:
-    """One destination of tracked records. `optional` sinks are disabled after their first error."""
-
-    name = "sink"
-    optional = True
-
-    def start(self, run_dir: Path, cfg: RunConfig, start_step: int) -> None:
-        """Open the destination; start_step > 0 when resuming (drop anything recorded after it)."""
-
-    def log(self, step: int, metrics: Mapping[str, float]) -> None:
-        """One record at a 1-based global step."""
-
-    def end(self, run_dir: Path, summary: Mapping[str, Any]) -> None:
-        """A finished run's summary.json values; curves.png and classification_report.txt exist."""
-
-    def close(self) -> None:
-        """Flush and release; always called, also after a failure."""
 
 
 class Tracker(Observer):
@@ -126,12 +107,6 @@ class Tracker(Observer):
             sink.close()
 
 
-def describe(exc: BaseException) -> str:
-    """'Type: first line of the message', for one-line warnings."""
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else 'no message'}"
-
-
 # ----------------------------------------------------------------------------- sinks
 
 
@@ -145,9 +120,9 @@ class StepsCsv(Sink):
         self._fh: Any = None
 
     def start(self, run_dir: Path, cfg: RunConfig, start_step: int) -> None:
-        path = run_dir / "steps.csv"
-        kept = [r for r in read_steps(path) if r["step"] <= start_step] if start_step > 0 else []
-        runs.write_csv(path, kept, STEPS_FIELDS)  # atomic: drops rows a resumed run will record again
+        path = RunFolder(run_dir).steps
+        # atomic: drops the rows a resumed run will record again
+        files.truncate_csv(path, STEPS_FIELDS, lambda row: start_step > 0 and int(row["step"]) <= start_step)
         self._fh = open(path, "a", newline="")
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
@@ -159,19 +134,6 @@ class StepsCsv(Sink):
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-
-
-def read_steps(path: Path) -> list[dict[str, Any]]:
-    """steps.csv as numbers; a missing file is empty and a torn last line (a killed run) is skipped."""
-    if not Path(path).is_file():
-        return []
-    rows = []
-    for row in runs.read_csv(path):
-        try:
-            rows.append({"step": int(row["step"]), "lr": float(row["lr"]), "train_loss": float(row["train_loss"])})
-        except (KeyError, TypeError, ValueError):
-            continue
-    return rows
 
 
 class TensorBoard(Sink):
@@ -188,7 +150,7 @@ class TensorBoard(Sink):
 
         self._cfg = cfg
         # purge_step: on resume, TensorBoard hides what the same log dir holds from start_step + 1 on
-        self._writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1 if start_step else None)
+        self._writer = SummaryWriter(str(RunFolder(run_dir).tensorboard), purge_step=start_step + 1 if start_step else None)
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         for key, value in metrics.items():
@@ -222,26 +184,3 @@ def flat_hparams(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = json.dumps(value)
     return out
-
-
-# ----------------------------------------------------------------------------- from the config
-
-SINK_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}  # sink -> the package it imports
-
-
-def tracking_observer(cfg: RunConfig) -> Tracker:
-    """steps.csv always, plus the sinks cfg.track.sinks names; a missing package fails before training."""
-    import importlib.util
-
-    sinks: list[Sink] = [StepsCsv()]
-    for name in dict.fromkeys(cfg.track.sinks):
-        if importlib.util.find_spec(SINK_PACKAGES[name]) is None:
-            raise ConfigError(f"--track {name} needs the {SINK_PACKAGES[name]} package: "
-                              "pip install 'reslab[track]'")
-        if name == "tensorboard":
-            sinks.append(TensorBoard())
-        else:
-            from reslab.tracking_wandb import Wandb
-
-            sinks.append(Wandb(cfg.track))
-    return Tracker(sinks, cfg.train.log_every)

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 from urllib.parse import urlparse
 
-from reslab import runs
+from reslab import files
 from reslab.config import RunConfig, TrackConfig, to_dict
-from reslab.tracking import Sink, describe
+from reslab.errors import describe
+from reslab.protocols import Sink
+from reslab.runs import RunFolder
 
 WANDB_INIT_TIMEOUT_S = 20.0  # wandb's default is 90 s; online init that takes longer falls back to offline
 WANDB_FINISH_TIMEOUT_S = 120.0  # bounds the upload wait at the end of an online run (kept offline otherwise)
@@ -41,7 +43,7 @@ class Wandb(Sink):
     def start(self, run_dir: Path, cfg: RunConfig, start_step: int) -> None:
         import wandb
 
-        record = run_dir / "wandb.json"
+        record = RunFolder(run_dir).wandb_json
         run_id = _read_json(record).get("id")
         kwargs = dict(project=self.track.project, entity=self.track.entity, group=self.track.group,
                       tags=list(self.track.tags), name=self.track.run_name or run_dir.name, config=to_dict(cfg),
@@ -58,7 +60,7 @@ class Wandb(Sink):
             if self._run is None:
                 self._run = wandb.init(mode=mode, **kwargs)
         self._offline = mode == "offline"
-        runs.write_json(record, {"id": self._run.id, "mode": mode, "project": self.track.project,
+        files.write_json(record, {"id": self._run.id, "mode": mode, "project": self.track.project,
                                  "dir": str(Path(self._run.dir).parent)})
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
@@ -72,8 +74,9 @@ class Wandb(Sink):
                                                                 summary["test_support"])]
         media: dict[str, Any] = {"test/classification_report": wandb.Table(
             columns=["class", "precision", "recall", "f1", "support"], data=rows)}
-        if (run_dir / "curves.png").is_file():
-            media["curves"] = wandb.Image(str(run_dir / "curves.png"))
+        curves = RunFolder(run_dir).curves
+        if curves.is_file():
+            media["curves"] = wandb.Image(str(curves))
         self._run.log(media, step=summary["steps"])
         self._run.summary.update({key: summary[key] for key in ("params", "best_val_acc", "best_epoch",
                                                                 "train_seconds", "samples_per_s")

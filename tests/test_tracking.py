@@ -21,8 +21,11 @@ from fakedata import write_mnist
 from reslab import runs, tracking, tracking_wandb
 from reslab.config import resolve, to_dict
 from reslab.errors import ConfigError
-from reslab.tracking import Sink, Tracker, read_steps
-from reslab.train import Observer, train
+from reslab.protocols import Sink
+from reslab.runs import read_steps
+from reslab.tracking import Tracker
+from reslab.protocols import Observer
+from reslab.train import train
 
 LOG_EVERY = 5  # 16 steps per epoch: records at 5, 10, 15, then 20 (epoch 2), ...
 

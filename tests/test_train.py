@@ -16,7 +16,10 @@ from reslab import runs
 from reslab.config import OptimConfig, resolve
 from reslab.data import load_dataset
 from reslab.models import build_model
-from reslab.train import Interrupted, Observer, evaluate, lr_at, train
+from reslab.evaluate import evaluate
+from reslab.optim import lr_at
+from reslab.protocols import Observer
+from reslab.train import Interrupted, train
 
 METRIC_KEYS = ["test_acc", "test_loss", "best_val_acc", "best_epoch", "epochs", "params", "final_train_loss",
                "final_train_acc", "final_val_acc", "confusion_matrix", "test_f1", "steps"]

@@ -18,7 +18,7 @@ from reslab.errors import ReportError
 from reslab.report import plots
 from reslab.report.document import Block, Figure, Heading, Note, Paragraph, Preformatted, Table, to_html, to_markdown
 from reslab.report.records import RunRecord, find_runs, load_run
-from reslab.tracking import describe
+from reslab.errors import describe
 
 REPORT_FORMAT = "reslab-report-1"
 UNEXPECTED = (ValueError, TypeError, KeyError, IndexError, AttributeError)  # what damaged values raise

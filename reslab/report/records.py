@@ -16,7 +16,7 @@ import yaml
 
 from reslab import runs
 from reslab.errors import ReportError
-from reslab.tracking import read_steps
+from reslab.runs import read_steps
 
 RUN_FILES = ("status.json", "metrics.csv", "summary.json")  # config.yaml plus one of these: a run folder
 

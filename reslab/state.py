@@ -1,0 +1,97 @@
+"""The trainer's state (`TrainState`) and its checkpoints: what `last.pt` holds, and reading it back.
+
+The checkpoint's keys are a file format: `last.pt` files written by earlier versions must still resume,
+so `TrainState.to_dict` writes exactly the keys they have (`running` and `epoch_seconds` only mid-epoch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from reslab.config import RunConfig, to_dict
+from reslab.errors import CheckpointError, ConfigError, first_line
+
+
+@dataclass
+class Running:
+    """The open epoch's training sums, on the device (no sync until the epoch's row is made)."""
+
+    loss_sum: torch.Tensor  # float64 scalar: sum of per-sample losses
+    correct: torch.Tensor  # int64 scalar
+    seen: int  # samples so far (a host int: batch sizes are shapes, not device values)
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> Running:
+        return cls(torch.zeros((), device=device, dtype=torch.float64),
+                   torch.zeros((), device=device, dtype=torch.long), 0)
+
+
+@dataclass
+class TrainState:
+    """Where a run is: epochs and steps done, the metrics rows, the best epoch, and time spent."""
+
+    epoch: int = 0  # epochs finished
+    batch: int = 0  # batches of the current epoch done (0 at an epoch boundary)
+    step: int = 0  # optimizer steps done
+    history: list[dict[str, Any]] = field(default_factory=list)  # metrics.csv rows
+    best_val_acc: float | None = None
+    best_epoch: int | None = None
+    train_seconds: float = 0.0
+    train_samples: int = 0
+    running: Running | None = None  # only mid-epoch
+    epoch_seconds: float = 0.0  # training time of the open epoch
+
+    def to_dict(self) -> dict[str, Any]:
+        """The checkpoint's `state` entry, with the keys earlier versions wrote."""
+        out: dict[str, Any] = {"epoch": self.epoch, "batch": self.batch, "step": self.step, "history": self.history,
+                               "best_val_acc": self.best_val_acc, "best_epoch": self.best_epoch,
+                               "train_seconds": self.train_seconds, "train_samples": self.train_samples}
+        if self.running is not None:  # mid-epoch: keep the partial sums so the epoch's row comes out the same
+            out["running"] = {"loss_sum": self.running.loss_sum.cpu(), "correct": self.running.correct.cpu(),
+                              "seen": self.running.seen}
+            out["epoch_seconds"] = self.epoch_seconds
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], device: torch.device) -> TrainState:
+        running = values.get("running")
+        history = [{k: (None if v == "" else v) for k, v in row.items()} for row in values["history"]]
+        return cls(epoch=int(values["epoch"]), batch=int(values["batch"]), step=int(values["step"]), history=history,
+                   best_val_acc=values["best_val_acc"], best_epoch=values["best_epoch"],
+                   train_seconds=float(values["train_seconds"]), train_samples=int(values["train_samples"]),
+                   running=None if running is None else Running(running["loss_sum"].to(device),
+                                                                running["correct"].to(device), int(running["seen"])),
+                   epoch_seconds=float(values.get("epoch_seconds", 0.0)))
+
+
+def checkpoint(model: nn.Module, opt: torch.optim.Optimizer, state: TrainState, cfg: RunConfig) -> dict[str, Any]:
+    """last.pt's contents: the unwrapped module's weights, the optimizer, the state, the config and the RNG."""
+    return {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state.to_dict(),
+            "config": to_dict(cfg), "torch_rng": torch.get_rng_state()}
+
+
+def epochs_done(ckpt: dict[str, Any], where: str, epochs: int) -> int:
+    """The epochs a training checkpoint has done; refuses a foreign checkpoint or a finished run."""
+    done = ckpt.get("state", {}).get("epoch") if isinstance(ckpt.get("state"), dict) else None
+    if not isinstance(done, int):
+        raise CheckpointError(f"{where} is not a reslab training checkpoint")
+    if done >= epochs:
+        raise ConfigError(f"{where} already finished {done} of {epochs} epochs; "
+                          "pass --epochs N with a larger N to train further")
+    return done
+
+
+def restore(ckpt: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer, cfg: RunConfig) -> TrainState:
+    """Weights, optimizer, state and RNG from a checkpoint; a mismatch is one CheckpointError line."""
+    try:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        state = TrainState.from_dict(dict(ckpt["state"]), next(model.parameters()).device)
+        torch.set_rng_state(ckpt["torch_rng"])
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"checkpoint does not match model {cfg.model.name}: {first_line(exc)}") from None
+    return state
