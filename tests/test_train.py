@@ -172,3 +172,107 @@ def test_evaluate_counts_every_sample(data_dir: Path) -> None:
     model = build_model("mlp", input_shape=(1, 28, 28), num_classes=10)
     result = evaluate(model, loader, 10)
     assert int(result.confusion.sum()) == 200 and model.training
+
+
+# ----------------------------------------------------------------------------- the refactor's guards
+
+FIXTURE = Path(__file__).parent / "fixtures" / "pre-refactor-run"
+
+
+def test_a_checkpoint_from_before_the_refactor_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run interrupted at step 21 by the code of commit b53325f finishes with that code's straight-run numbers.
+
+    The fixture's config has data.data_dir null: it reads $RESLAB_DATA, here the same generated MNIST files.
+    """
+    import shutil
+
+    monkeypatch.setenv("RESLAB_DATA", str(write_mnist(tmp_path / "data")))
+    run = shutil.copytree(FIXTURE, tmp_path / "run")
+    assert runs.load_checkpoint(run / "last.pt")["state"]["step"] == 21
+    cfg = resolve(str(run / "config.yaml"))
+    resumed = train(cfg, resume=run, progress=False)
+    expected = json.loads((FIXTURE.parent / "pre-refactor-run.expected.json").read_text())
+    for key, value in expected.items():
+        assert resumed.summary[key] == (pytest.approx(value, rel=1e-5) if isinstance(value, float) else value), key
+    assert json.loads((run / "status.json").read_text())["status"] == "finished"
+
+
+def test_evaluate_keeps_the_models_mode(data_dir: Path) -> None:
+    from reslab.data import DeviceLoader
+
+    data = load_dataset("mnist", data_dir)
+    model = build_model("seed-mlp", input_shape=data.input_shape, num_classes=10)
+    loader = DeviceLoader(data.test_x[:64], data.test_y[:64], batch_size=32, mean=data.mean, std=data.std,
+                          device="cpu")
+    for mode in (False, True):
+        model.train(mode)
+        evaluate(model, loader, 10)
+        assert model.training is mode
+
+
+def test_a_second_ctrl_c_leaves_the_run_marked_interrupted(data_dir: Path, tmp_path: Path) -> None:
+    class SecondSignal(Observer):
+        def on_step(self, step: int, loss: torch.Tensor, lr: float) -> None:
+            if step == 5:
+                raise KeyboardInterrupt  # what the signal handler raises on a second Ctrl-C
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(data_dir, tmp_path), observers=[SecondSignal()], progress=False)
+    (run,) = tmp_path.iterdir()
+    assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
+
+
+def test_no_validation_set_means_none_not_empty_strings(data_dir: Path, tmp_path: Path) -> None:
+    result = train(_cfg(data_dir, tmp_path, "data.val_size=0", "train.epochs=1"), progress=False)
+    assert result.history[0]["val_acc"] is None and result.history[0]["val_loss"] is None
+    assert result.summary["final_val_acc"] is None and result.summary["best_val_acc"] is None
+    row = next(csv.DictReader(open(result.run_dir / "metrics.csv")))
+    assert row["val_acc"] == "" and float(row["train_loss"]) > 0
+
+
+def test_observers_started_before_a_failing_one_are_closed(data_dir: Path, tmp_path: Path) -> None:
+    closed = []
+
+    class Fine(Observer):
+        def close(self) -> None:
+            closed.append("fine")
+
+    class Broken(Observer):
+        def on_start(self, *args: object) -> None:
+            raise RuntimeError("cannot start")
+
+    with pytest.raises(RuntimeError, match="cannot start"):
+        train(_cfg(data_dir, tmp_path), observers=[Fine(), Broken()], progress=False)
+    assert closed == ["fine"]
+    (run,) = tmp_path.iterdir()
+    assert json.loads((run / "status.json").read_text())["status"] == "failed"
+
+
+def test_one_real_epoch_syncs_the_host_once_per_log_record(data_dir: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside the loop of a quiet run, only the tracker reads the device: once per log_every steps."""
+    import reslab.train as trainer
+
+    syncs = {"n": 0, "on": False}
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__", "cpu", "numpy"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self: torch.Tensor, *args: object, _original=original, **kwargs: object) -> object:
+            syncs["n"] += syncs["on"]
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    real_epoch = trainer.train_epoch
+
+    def counted_epoch(*args: object) -> bool:
+        syncs["on"] = True
+        try:
+            return real_epoch(*args)
+        finally:
+            syncs["on"] = False
+
+    monkeypatch.setattr(trainer, "train_epoch", counted_epoch)
+    cfg = _cfg(data_dir, tmp_path, "train.epochs=1", "train.log_every=4", "gradflow.every=0")
+    result = train(cfg, progress=False)
+    steps = result.summary["steps"]  # 500 training images / 32 = 16 steps
+    assert steps == 16 and syncs["n"] == steps // 4
