@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import struct
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from PIL import Image
 from torchvision.transforms import Normalize
 
 from reslab import data as rdata
+from reslab.data import imagefolder
 from reslab.data import Augment, DeviceLoader, ImageData, load_dataset, normalize, split_indices
 from reslab.errors import DataError
 
@@ -264,7 +266,7 @@ def test_cache_hit_skips_decoding_and_data_dir_is_not_written(tmp_path: Path, mo
     listing = sorted(p for p in source.rglob("*"))
     first = load_dataset(f"imagefolder:{source}")
     assert len(list(_isolated_cache.rglob("*.pt"))) == 1 and sorted(source.rglob("*")) == listing
-    monkeypatch.setattr(rdata, "_decode_image", lambda *a: pytest.fail("decoded despite the cache"))
+    monkeypatch.setattr(imagefolder, "_decode_image", lambda *a: pytest.fail("decoded despite the cache"))
     second = load_dataset(f"imagefolder:{source}")
     assert torch.equal(first.train_x, second.train_x) and first.mean == second.mean
     assert not list(_isolated_cache.rglob("*.tmp"))
@@ -310,6 +312,43 @@ def test_damaged_cache_is_rebuilt(tmp_path: Path, _isolated_cache: Path) -> None
     first = load_dataset(f"imagefolder:{source}")
     (cached,) = _isolated_cache.rglob("*.pt")
     cached.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="unreadable cache"):
+        second = load_dataset(f"imagefolder:{source}")
+    assert torch.equal(first.train_x, second.train_x)
+
+
+def test_corrupted_cache_tensor_bytes_are_detected_and_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             _isolated_cache: Path) -> None:
+    """Bytes flipped inside the saved pixels still unpickle: only the checksum tells them from the truth."""
+    source = write_zip(tmp_path / "imgs.zip", image_tree())
+    first = load_dataset(f"imagefolder:{source}")
+    (cached,) = _isolated_cache.rglob("*.pt")
+    raw = bytearray(cached.read_bytes())
+    start = raw.find(first.train_x.numpy().tobytes())  # the train pixels lie in the file as they are
+    assert start > 0
+    raw[start + 100] ^= 0xFF
+    cached.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match=r"unreadable cache .*checksum mismatch in train_x") as record:
+        second = load_dataset(f"imagefolder:{source}")
+    assert len([w for w in record if "cache" in str(w.message)]) == 1
+    assert torch.equal(first.train_x, second.train_x) and torch.equal(first.test_x, second.test_x)
+    assert first.classes == second.classes and first.mean == second.mean
+    assert list(_isolated_cache.rglob("*.pt")) == [cached] and cached.read_bytes() != bytes(raw)  # rewritten
+    monkeypatch.setattr(imagefolder, "_decode_image", lambda *a: pytest.fail("decoded despite the rebuilt cache"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        third = load_dataset(f"imagefolder:{source}")
+    assert torch.equal(third.train_x, first.train_x)
+
+
+def test_cache_without_checksums_is_rebuilt(tmp_path: Path, _isolated_cache: Path) -> None:
+    """A file at the cache's path that is a valid torch file of another layout is not served."""
+    source = write_zip(tmp_path / "imgs.zip", image_tree())
+    first = load_dataset(f"imagefolder:{source}")
+    (cached,) = _isolated_cache.rglob("*.pt")
+    torch.save({"train_x": first.train_x.flip(0), "train_y": first.train_y, "test_x": first.test_x,
+                "test_y": first.test_y, "classes": list(first.classes), "mean": list(first.mean),
+                "std": list(first.std)}, cached)
     with pytest.warns(UserWarning, match="unreadable cache"):
         second = load_dataset(f"imagefolder:{source}")
     assert torch.equal(first.train_x, second.train_x)
@@ -529,5 +568,5 @@ def test_real_cifar10_jpeg_zip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert ds.classes[:3] == ("airplane", "automobile", "bird") and ds.num_classes == 10
     assert torch.bincount(ds.train_y).tolist() == [5000] * 10
     assert ds.mean == pytest.approx((0.4914, 0.4822, 0.4465), abs=0.01)
-    monkeypatch.setattr(rdata, "_decode_image", lambda *a: pytest.fail("decoded despite the cache"))
+    monkeypatch.setattr(imagefolder, "_decode_image", lambda *a: pytest.fail("decoded despite the cache"))
     assert torch.equal(load_dataset(spec).test_y, ds.test_y)

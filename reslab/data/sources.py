@@ -1,0 +1,142 @@
+"""Where datasets come from: torchvision's files or an image folder, as one `ImageData` of uint8 tensors.
+
+`load_dataset` is the one entry point; it checks the files itself so that a missing, partial or
+corrupt dataset is a one-line `DataError` naming the files, never a torchvision traceback or a
+download over files the user put there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from reslab.data.imagefolder import find_source, load_image_folder
+from reslab.errors import DataError, first_line
+
+# spec -> (torchvision dataset class, known per-channel mean and std of the train set in [0, 1] units)
+_TORCHVISION: dict[str, tuple[str, tuple[float, ...], tuple[float, ...]]] = {
+    "mnist": ("MNIST", (0.1307,), (0.3081,)),
+    "fashion-mnist": ("FashionMNIST", (0.2860,), (0.3530,)),
+    "cifar10": ("CIFAR10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ("CIFAR100", (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+DATASET_NAMES: tuple[str, ...] = (*_TORCHVISION, "imagefolder:PATH")
+
+
+@dataclass(frozen=True, eq=False)
+class ImageData:
+    """A whole dataset as CPU uint8 tensors plus what is needed to normalise it."""
+
+    name: str
+    train_x: Tensor  # uint8 (N, C, H, W)
+    train_y: Tensor  # int64 (N,)
+    test_x: Tensor  # uint8 (M, C, H, W)
+    test_y: Tensor  # int64 (M,)
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]  # per channel, in [0, 1] units
+    std: tuple[float, ...]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.train_x.shape[1:]
+        return (int(c), int(h), int(w))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def resolve_data_dir(data_dir: str | Path | None) -> Path:
+    """The argument, else $RESLAB_DATA, else ./data (torchvision's `root`)."""
+    return Path(data_dir or os.environ.get("RESLAB_DATA") or "data")
+
+
+def load_dataset(
+    spec: str, data_dir: str | Path | None = None, *, download: bool = True, image_size: int | None = None
+) -> ImageData:
+    """Load `spec` (mnist, fashion-mnist, cifar10, cifar100 or imagefolder:PATH) as uint8 tensors."""
+    root = resolve_data_dir(data_dir)
+    if spec.startswith("imagefolder:"):
+        folder = load_image_folder(find_source(spec.removeprefix("imagefolder:"), root), image_size)
+        return ImageData(spec, folder.train_x, folder.train_y, folder.test_x, folder.test_y,
+                         folder.classes, folder.mean, folder.std)
+    name = spec.strip().lower().replace("_", "-")
+    if name not in _TORCHVISION:
+        raise DataError(f"unknown dataset {spec!r}; valid: {', '.join(DATASET_NAMES)}")
+    data = _load_torchvision(name, root, download)
+    if image_size is None or data.input_shape[1:] == (image_size, image_size):
+        return data
+    if image_size < 1:
+        raise DataError(f"data.image_size must be a positive number of pixels, got {image_size}")
+    return dataclasses.replace(data, train_x=_resize(data.train_x, image_size), test_x=_resize(data.test_x, image_size))
+
+
+def _resize(x: Tensor, size: int) -> Tensor:
+    """uint8 (N, C, H, W) -> (N, C, size, size), antialiased bilinear like PIL's resize."""
+    out = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+# ---------------------------------------------------------------- torchvision datasets
+
+
+def _expected_files(cls: type, root: Path) -> tuple[Path, list[tuple[str, str | None]]]:
+    """The folder torchvision reads and the (file, md5 or None) it needs there, from its own class."""
+    if hasattr(cls, "resources"):  # MNIST family: uncompressed forms of the .gz resources, no md5
+        return root / cls.__name__ / "raw", [(os.path.splitext(f)[0], None) for f, _ in cls.resources]
+    files = [(f, md5) for f, md5 in cls.train_list + cls.test_list] + [(cls.meta["filename"], cls.meta["md5"])]
+    return root / cls.base_folder, files  # CIFAR: md5s that torchvision checks on every load
+
+
+def _load_torchvision(name: str, root: Path, download: bool) -> ImageData:
+    """Check the files first (torchvision would download over a partial set), then read both splits."""
+    import torchvision.datasets as tvd
+    from torchvision.datasets.utils import check_integrity
+
+    cls_name, mean, std = _TORCHVISION[name]
+    cls = getattr(tvd, cls_name)
+    folder, files = _expected_files(cls, root)
+    missing = [f for f, _ in files if not (folder / f).is_file()]
+    how = f"run once with network access and download on, or copy {', '.join(f for f, _ in files)} into {folder}"
+    if missing and len(missing) < len(files):  # a download would overwrite the files that are there
+        raise DataError(f"{name} is incomplete: {', '.join(missing)} missing in {folder}; copy them there")
+    if missing and not download:
+        raise DataError(f"{name} not found: expected {', '.join(missing)} in {folder}; {how}")
+    if missing:
+        try:
+            cls(str(root), train=True, download=True)
+        except Exception as err:  # offline: URLError, RuntimeError, OSError ...
+            raise DataError(f"could not download {name} into {folder} ({first_line(err)}); {how}") from err
+    try:
+        splits = [cls(str(root), train=train, download=False) for train in (True, False)]
+    except Exception as err:
+        bad = [f for f, md5 in files
+               if not (_readable_idx(folder / f) if md5 is None else check_integrity(str(folder / f), md5))]
+        what = f"{', '.join(bad)} in {folder}" if bad else f"the files in {folder} ({first_line(err)})"
+        raise DataError(f"{name} is corrupt or truncated: {what}; replace them with the official files") from err
+    tensors: list[Tensor] = []
+    for split in splits:
+        x = torch.as_tensor(split.data)
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)  # MNIST (N,H,W); CIFAR (N,H,W,C)
+        y = torch.as_tensor(split.targets, dtype=torch.int64)
+        if len(x) != len(y):
+            raise DataError(f"{name} in {folder} has {len(x)} images but {len(y)} labels; replace the files")
+        tensors += [x.contiguous(), y]
+    return ImageData(name, *tensors, classes=tuple(splits[0].classes), mean=mean, std=std)
+
+
+def _readable_idx(path: Path) -> bool:
+    """Whether an uncompressed IDX file parses in full (MNIST has no md5 for its uncompressed files)."""
+    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+
+    try:
+        read_sn3_pascalvincent_tensor(str(path), strict=True)
+        return True
+    except Exception:
+        return False
