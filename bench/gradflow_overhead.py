@@ -35,18 +35,13 @@ MODELS = {"mlp": ("seed-mlp", 5, 7, (1, 28, 28)), "cnn": ("seed-cnn", 1, 3, (3, 
 
 
 def data_overrides(model: str, shared: Path, scratch: Path) -> list[str]:
-    """Real data where ../shared/data has it, else generated MNIST-format files."""
+    """Real data: ../shared/data where it is (offline development machines), else torchvision's download."""
     zip_path = shared / "data" / "CIFAR10-JPEG" / "cifar10-jpeg.zip"
     if model == "mlp" and (shared / "data" / "MNIST" / "raw").is_dir():
         return [f"data.data_dir={shared / 'data'}"]
     if model == "cnn" and zip_path.is_file():
         return [f"data.dataset=imagefolder:{zip_path}"]
-    sys.path.insert(0, str(REPO / "tests"))
-    from fakedata import write_mnist
-
-    root = write_mnist(scratch / "fake", n_train=6000, n_test=500)
-    cnn = ["model.size=3", "data.image_size=32"] if model == "cnn" else []
-    return [f"data.data_dir={root}", "data.dataset=mnist", "data.val_size=500", *cnn]
+    return []  # the presets' own datasets (MNIST, CIFAR-10), downloaded into $RESLAB_DATA or ./data
 
 
 def timed_run(preset: str, epochs: int, every: int, overrides: list[str], runs_dir: Path) -> tuple[float, float]:

@@ -66,7 +66,7 @@ def bare_epoch(model_key: str, shared: Path) -> float:
     from reslab.config import resolve
     from reslab.data import load_dataset
     from reslab.models import build_model
-    from reslab.train import keep_freed_memory
+    from reslab.runtime import keep_freed_memory
 
     cfg = resolve(PRESETS[model_key])
     spec = "mnist" if model_key == "mlp" else f"imagefolder:{shared / 'data' / 'CIFAR10-JPEG' / 'cifar10-jpeg.zip'}"
