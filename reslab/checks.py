@@ -12,6 +12,12 @@ from typing import Any, Literal, Union, get_args, get_origin
 from reslab.errors import ConfigError
 
 
+def require(condition: bool, message: str) -> None:
+    """Raise a one-line ConfigError unless `condition` holds (a user-given value out of range)."""
+    if not condition:
+        raise ConfigError(message)
+
+
 
 def coerce(value: Any, tp: Any, key: str) -> Any:
     """Check `value` against the annotation `tp` and return it in canonical form (ints to floats, lists to tuples)."""

@@ -102,7 +102,9 @@ def _resolve_train_config(args: argparse.Namespace) -> Any:
         if fixed:
             raise ConfigError(f"--resume continues a run as configured; it cannot take {', '.join(fixed)} "
                               "(allowed: --epochs, --device, --data-dir, --track)")
-        cfg_path = Path(args.resume) / "config.yaml"
+        from reslab.runs import RunFolder
+
+        cfg_path = RunFolder(Path(args.resume)).config
         if not Path(args.resume).is_dir():
             raise CheckpointError(f"run folder {args.resume} does not exist")
         if not cfg_path.is_file():

@@ -15,7 +15,7 @@ from typing import Any, Literal, Mapping, get_type_hints
 
 import yaml
 
-from reslab.checks import coerce
+from reslab.checks import coerce, require
 from reslab.errors import ConfigError
 
 OptimizerName = Literal["adam", "adamw", "sgd"]
@@ -36,12 +36,12 @@ class DataConfig:
     download: bool = True  # let torchvision download a missing dataset (when online)
 
     def __post_init__(self) -> None:
-        _check(self.val_size >= 0, f"data.val_size must be >= 0, got {self.val_size}")
-        _check(self.batch_size >= 1, f"data.batch_size must be >= 1, got {self.batch_size}")
-        _check(self.eval_batch_size >= 1, f"data.eval_batch_size must be >= 1, got {self.eval_batch_size}")
-        _check(self.crop_padding >= 0, f"data.crop_padding must be >= 0, got {self.crop_padding}")
-        _check(self.image_size is None or self.image_size >= 1, f"data.image_size must be >= 1, got {self.image_size}")
-        _check(bool(self.dataset.strip()), "data.dataset must not be empty")
+        require(self.val_size >= 0, f"data.val_size must be >= 0, got {self.val_size}")
+        require(self.batch_size >= 1, f"data.batch_size must be >= 1, got {self.batch_size}")
+        require(self.eval_batch_size >= 1, f"data.eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        require(self.crop_padding >= 0, f"data.crop_padding must be >= 0, got {self.crop_padding}")
+        require(self.image_size is None or self.image_size >= 1, f"data.image_size must be >= 1, got {self.image_size}")
+        require(bool(self.dataset.strip()), "data.dataset must not be empty")
 
 
 @dataclass(frozen=True)
@@ -70,16 +70,16 @@ class OptimConfig:
     label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
-        _check(self.lr > 0, f"optim.lr must be > 0, got {self.lr}")
-        _check(0 <= self.momentum < 1, f"optim.momentum must be in [0, 1), got {self.momentum}")
-        _check(self.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {self.weight_decay}")
-        _check(all(0 <= b < 1 for b in self.betas), f"optim.betas must be in [0, 1), got {list(self.betas)}")
-        _check(all(m > 0 for m in self.milestones), f"optim.milestones must be > 0, got {list(self.milestones)}")
-        _check(0 < self.gamma <= 1, f"optim.gamma must be in (0, 1], got {self.gamma}")
-        _check(self.warmup_epochs >= 0, f"optim.warmup_epochs must be >= 0, got {self.warmup_epochs}")
-        _check(self.grad_clip is None or self.grad_clip > 0, f"optim.grad_clip must be > 0, got {self.grad_clip}")
-        _check(0 <= self.label_smoothing < 1, f"optim.label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        _check(not self.nesterov or (self.name == "sgd" and self.momentum > 0),
+        require(self.lr > 0, f"optim.lr must be > 0, got {self.lr}")
+        require(0 <= self.momentum < 1, f"optim.momentum must be in [0, 1), got {self.momentum}")
+        require(self.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {self.weight_decay}")
+        require(all(0 <= b < 1 for b in self.betas), f"optim.betas must be in [0, 1), got {list(self.betas)}")
+        require(all(m > 0 for m in self.milestones), f"optim.milestones must be > 0, got {list(self.milestones)}")
+        require(0 < self.gamma <= 1, f"optim.gamma must be in (0, 1], got {self.gamma}")
+        require(self.warmup_epochs >= 0, f"optim.warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        require(self.grad_clip is None or self.grad_clip > 0, f"optim.grad_clip must be > 0, got {self.grad_clip}")
+        require(0 <= self.label_smoothing < 1, f"optim.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        require(not self.nesterov or (self.name == "sgd" and self.momentum > 0),
                "optim.nesterov needs optim.name=sgd and optim.momentum > 0")
 
 
@@ -97,13 +97,13 @@ class TrainConfig:
     checkpoint_every: int = 1  # epochs between last.pt writes (best.pt is written on every improvement)
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
-        _check(self.seed >= 0, f"train.seed must be >= 0, got {self.seed}")
-        _check(self.threads is None or self.threads >= 1, f"train.threads must be >= 1, got {self.threads}")
-        _check(self.log_every >= 1, f"train.log_every must be >= 1, got {self.log_every}")
-        _check(self.checkpoint_every >= 1, f"train.checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        require(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
+        require(self.seed >= 0, f"train.seed must be >= 0, got {self.seed}")
+        require(self.threads is None or self.threads >= 1, f"train.threads must be >= 1, got {self.threads}")
+        require(self.log_every >= 1, f"train.log_every must be >= 1, got {self.log_every}")
+        require(self.checkpoint_every >= 1, f"train.checkpoint_every must be >= 1, got {self.checkpoint_every}")
         dev = self.device.split(":")[0]
-        _check(dev in ("auto", "cpu", "cuda", "mps"),
+        require(dev in ("auto", "cpu", "cuda", "mps"),
                f"train.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
 
 
@@ -131,7 +131,7 @@ class GradflowConfig:
     output_std: bool = True  # also each layer's output std (forward hooks on recorded steps; off under compile)
 
     def __post_init__(self) -> None:
-        _check(self.every >= 0, f"gradflow.every must be >= 0, got {self.every}")
+        require(self.every >= 0, f"gradflow.every must be >= 0, got {self.every}")
 
 
 @dataclass(frozen=True)
@@ -146,17 +146,12 @@ class RunConfig:
     gradflow: GradflowConfig = field(default_factory=GradflowConfig)
 
     def __post_init__(self) -> None:
-        _check(bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
+        require(bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
                f"name must be a non-empty folder name, got {self.name!r}")
 
 
 _SECTIONS = {"data": DataConfig, "optim": OptimConfig, "train": TrainConfig, "track": TrackConfig,
              "gradflow": GradflowConfig}
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
 
 
 def _section_from_dict(cls: type, values: Mapping[str, Any], prefix: str) -> Any:

@@ -13,19 +13,13 @@ from typing import Any
 
 import torch.nn as nn
 
-from ..checks import coerce
+from ..checks import coerce, require
 from ..errors import ConfigError
 
 Builder = Callable[..., nn.Module]
 
 _BUILDERS: dict[str, Builder] = {}
 _FIXED_ARGS = ("input_shape", "num_classes")
-
-
-def require(condition: bool, message: str) -> None:
-    """Raise a one-line ConfigError unless `condition` holds (user-caused bad values)."""
-    if not condition:
-        raise ConfigError(message)
 
 
 def require_choice(model: str, key: str, value: str, choices: Sequence[str]) -> None:
