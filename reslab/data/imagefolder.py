@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from reslab.data.images import ImageData
 from reslab.errors import DataError, first_line
 from reslab.files import atomic_write
 
@@ -39,19 +40,6 @@ _TENSORS = ("train_x", "train_y", "test_x", "test_y")
 def cache_dir() -> Path:
     """Where decoded image folders are cached: $RESLAB_CACHE or ~/.cache/reslab (never the data dir)."""
     return Path(os.environ.get("RESLAB_CACHE") or Path.home() / ".cache" / "reslab")
-
-
-@dataclass(frozen=True, eq=False)
-class DecodedFolder:
-    """An image folder as uint8 tensors; `sources` wraps it in an ImageData (this module never sees one)."""
-
-    train_x: Tensor  # uint8 (N, C, H, W)
-    train_y: Tensor  # int64 (N,)
-    test_x: Tensor  # uint8 (M, C, H, W)
-    test_y: Tensor  # int64 (M,)
-    classes: tuple[str, ...]
-    mean: tuple[float, ...]  # per channel, in [0, 1] units
-    std: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -72,7 +60,7 @@ def find_source(path: str, root: Path) -> Path:
     raise DataError(f"image folder {path!r} not found (tried {', '.join(str(c) for c in candidates)})")
 
 
-def load_image_folder(source: Path, image_size: int | None) -> DecodedFolder:
+def load_image_folder(source: Path, image_size: int | None) -> ImageData:
     """Decode once with PIL, then serve from a cache keyed by the source's content identity."""
     if image_size is not None and image_size < 1:
         raise DataError(f"data.image_size must be a positive number of pixels, got {image_size}")
@@ -166,7 +154,7 @@ def _channel_stats(x: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(means), tuple(stds)
 
 
-def _decode_all(source: Path, members: list[_Member], image_size: int | None) -> DecodedFolder:
+def _decode_all(source: Path, members: list[_Member], image_size: int | None) -> ImageData:
     """Decode every member into uint8 (N, C, H, W) tensors per split, labels, classes and channel stats."""
     classes = {split: sorted({m.label for m in members if m.split == split}) for split in _SPLITS}
     if classes["train"] != classes["test"]:
@@ -191,7 +179,7 @@ def _decode_all(source: Path, members: list[_Member], image_size: int | None) ->
         tensors[f"{split}_x"] = stacked.unsqueeze(1) if stacked.ndim == 3 else stacked.permute(0, 3, 1, 2).contiguous()
         tensors[f"{split}_y"] = torch.tensor([index[members[i].label] for i in picked], dtype=torch.int64)
     mean, std = _channel_stats(tensors["train_x"])
-    return DecodedFolder(**tensors, classes=tuple(classes["train"]), mean=mean, std=std)
+    return ImageData("", **tensors, classes=tuple(classes["train"]), mean=mean, std=std)
 
 
 # ---------------------------------------------------------------- the cache file
@@ -216,7 +204,7 @@ def _checksums(tensors: Mapping[str, Tensor], meta: Mapping[str, list]) -> dict[
     return sums
 
 
-def _write_cache(path: Path, folder: DecodedFolder) -> None:
+def _write_cache(path: Path, folder: ImageData) -> None:
     """Save tensors, metadata and their checksums atomically; an unwritable cache costs time, not the run."""
     tensors = {name: getattr(folder, name) for name in _TENSORS}
     meta = {"classes": list(folder.classes), "mean": list(folder.mean), "std": list(folder.std)}
@@ -230,7 +218,7 @@ def _write_cache(path: Path, folder: DecodedFolder) -> None:
                       stacklevel=4)
 
 
-def _read_cache(path: Path) -> DecodedFolder:
+def _read_cache(path: Path) -> ImageData:
     """The cached folder, after checking every checksum; raises (anything) when it cannot be trusted."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != CACHE_FORMAT_VERSION:
@@ -242,4 +230,4 @@ def _read_cache(path: Path) -> DecodedFolder:
     bad = [name for name in actual if actual[name] != stored.get(name)]
     if bad:
         raise ValueError(f"checksum mismatch in {', '.join(bad)}: the file is corrupted")
-    return DecodedFolder(**tensors, classes=tuple(meta["classes"]), mean=tuple(meta["mean"]), std=tuple(meta["std"]))
+    return ImageData("", **tensors, classes=tuple(meta["classes"]), mean=tuple(meta["mean"]), std=tuple(meta["std"]))

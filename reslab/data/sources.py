@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from reslab.data.imagefolder import find_source, load_image_folder
+from reslab.data.images import ImageData
 from reslab.errors import DataError, first_line
 
 # spec -> (torchvision dataset class, known per-channel mean and std of the train set in [0, 1] units)
@@ -27,29 +27,6 @@ _TORCHVISION: dict[str, tuple[str, tuple[float, ...], tuple[float, ...]]] = {
     "cifar100": ("CIFAR100", (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
 DATASET_NAMES: tuple[str, ...] = (*_TORCHVISION, "imagefolder:PATH")
-
-
-@dataclass(frozen=True, eq=False)
-class ImageData:
-    """A whole dataset as CPU uint8 tensors plus what is needed to normalise it."""
-
-    name: str
-    train_x: Tensor  # uint8 (N, C, H, W)
-    train_y: Tensor  # int64 (N,)
-    test_x: Tensor  # uint8 (M, C, H, W)
-    test_y: Tensor  # int64 (M,)
-    classes: tuple[str, ...]
-    mean: tuple[float, ...]  # per channel, in [0, 1] units
-    std: tuple[float, ...]
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        c, h, w = self.train_x.shape[1:]
-        return (int(c), int(h), int(w))
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
 
 def resolve_data_dir(data_dir: str | Path | None) -> Path:
@@ -63,9 +40,8 @@ def load_dataset(
     """Load `spec` (mnist, fashion-mnist, cifar10, cifar100 or imagefolder:PATH) as uint8 tensors."""
     root = resolve_data_dir(data_dir)
     if spec.startswith("imagefolder:"):
-        folder = load_image_folder(find_source(spec.removeprefix("imagefolder:"), root), image_size)
-        return ImageData(spec, folder.train_x, folder.train_y, folder.test_x, folder.test_y,
-                         folder.classes, folder.mean, folder.std)
+        data = load_image_folder(find_source(spec.removeprefix("imagefolder:"), root), image_size)
+        return dataclasses.replace(data, name=spec)
     name = spec.strip().lower().replace("_", "-")
     if name not in _TORCHVISION:
         raise DataError(f"unknown dataset {spec!r}; valid: {', '.join(DATASET_NAMES)}")
