@@ -202,7 +202,7 @@ class GradflowRecorder(Observer):
         self._flush()
 
     def on_end(self, summary: dict[str, Any]) -> None:
-        from reslab.report.gradflow_figures import plot_training_heatmap
+        from reslab.plots import plot_training_heatmap
 
         self._flush()
         if self.path is not None and self.path.exists():

@@ -484,7 +484,7 @@ def _restore(ckpt: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer,
 
 def _finish(s: Session, state: dict[str, Any]) -> dict[str, Any]:
     """Test metrics of the final model, the classification report, curves and summary.json."""
-    from reslab.report.plots import plot_curves
+    from reslab.plots import plot_curves
 
     test = evaluate(s.model, s.loaders[2], s.data.num_classes, s.amp)
     scores = class_scores(test.confusion)

@@ -3,7 +3,6 @@ recording during training (with interrupt and resume), and the CLI's one-line er
 
 from __future__ import annotations
 
-import csv
 import signal
 from pathlib import Path
 
@@ -14,13 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from fakedata import write_mnist
-from reslab import runs
+from reslab import plots, runs
+from reslab.analyze.gradflow import ModelResult, measure, resolve_targets
+from reslab.analyze.gradflow_output import describe, write_outputs
 from reslab.cli import main
 from reslab.config import dump_yaml, resolve
 from reslab.gradflow import GradientProbe, read_rows, weight_layers
-from reslab.gradflow_analysis import ModelResult, measure, resolve_targets, stats_rows, write_outputs
 from reslab.models import build_model
-from reslab.report.gradflow_text import describe
 from reslab.train import Interrupted, train
 from test_train import _SignalAt
 
@@ -170,6 +169,44 @@ def test_analysis_on_synthetic_batches_without_data_files(tmp_path: Path) -> Non
     assert f"{first / last:.3g}" in text and "With the skip (resnet20)" in text
     assert "going from depth 20 (plain20) to depth 32 (plain32)" in text
     assert len(runs.read_csv(tmp_path / "gradflow-layers.csv")) == 2 * (20 + 20 + 32 + 32)
+    assert not list(tmp_path.glob("*.svg")), "SVGs only when asked"
+
+
+def test_every_figure_is_drawn_in_the_one_style(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run curves, the report's figures and the gradient-flow figures: each saved under plots.STYLE
+    (rcParams and the axes' own titles and spines), as PNG and, with svg, an SVG beside it."""
+    import matplotlib.figure
+
+    saved: list[tuple[str, dict, list[float], list[bool]]] = []
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def spy(fig: matplotlib.figure.Figure, fname: object, *args: object, **kwargs: object) -> None:
+        rc = {key: matplotlib.rcParams[key] for key in plots.STYLE}
+        titles = [ax.title.get_fontsize() for ax in fig.axes if ax.get_title()]
+        spines = [ax.spines["top"].get_visible() for ax in fig.axes]
+        saved.append((Path(str(fname)).suffix, rc, titles, spines))
+        real_savefig(fig, fname, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    history = [{"epoch": e, "step": 10 * e, "train_loss": 1 / e, "train_acc": 0.5 + e / 10, "val_loss": 1.2 / e,
+                "val_acc": 0.4 + e / 10} for e in (1, 2, 3)]
+    plots.plot_curves(history, tmp_path / "curves.png", steps=[{"step": s, "train_loss": 2 / s} for s in (5, 15, 25)],
+                      svg=True)
+    plots.plot_comparison([("a", history), ("b", history[:2])], tmp_path / "comparison.png", svg=True)
+    plots.plot_confusion([[5, 1], [2, 7]], ["cat", "dog"], tmp_path / "confusion.png", svg=True)
+    heatmap = [{"step": s, "depth": d, "layer": f"l{d}", "grad_norm": 0.1 * d, "update_norm": 0.01, "weight_norm": 1}
+               for s in (1, 6, 11) for d in (1, 2)]
+    plots.plot_training_heatmap(heatmap, tmp_path / "heatmap.png", svg=True)
+    write_outputs(_synthetic_results(["plain20", "resnet20"], ["model.width=4"], (3, 16, 16)), tmp_path, svg=True)
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert pngs == ["comparison.png", "confusion.png", "curves.png", "gradflow-boxplots.png", "gradflow-depth.png",
+                    "gradflow-output-std.png", "heatmap.png"]
+    assert all((tmp_path / png).with_suffix(".svg").stat().st_size > 1000 for png in pngs)
+    assert sorted(suffix for suffix, *_ in saved) == [".png"] * len(pngs) + [".svg"] * len(pngs)
+    for suffix, rc, titles, spines in saved:
+        assert rc == plots.STYLE
+        assert titles and all(size == plots.STYLE["axes.titlesize"] for size in titles)
+        assert not any(spines), "no box around the plots"
 
 
 def test_words_follow_the_numbers() -> None:
@@ -264,6 +301,19 @@ def test_cli_measures_runs_and_presets_on_the_same_batches(data_dir: Path, tmp_p
     assert stats[3]["mean"] != stats[1]["mean"]
     assert (out / f"gradflow-heatmap-{run.name}.png").is_file()
     assert any("seed-mlp(width=16, depth=2)" in line for line in printed), "the output says what model ran"
+
+
+def test_cli_svg_writes_an_svg_beside_every_png(data_dir: Path, tmp_path: Path) -> None:
+    run = train(_train_cfg(data_dir, tmp_path / "runs", "train.epochs=1"), progress=False).run_dir
+    out = tmp_path / "out"
+    assert main(["gradflow", "seed-mlp", str(run), "--data-dir", str(data_dir), "--set", "data.val_size=100",
+                 "--set", "data.batch_size=32", "--batches", "2", "--out", str(out), "--quiet", "--device", "cpu",
+                 "--svg"]) == 0
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == ["gradflow-boxplots.png", "gradflow-depth.png", f"gradflow-heatmap-{run.name}.png",
+                    "gradflow-output-std.png"]
+    assert sorted(p.name for p in out.glob("*.svg")) == [p.replace(".png", ".svg") for p in pngs]
+    assert all((out / p).with_suffix(".svg").read_text().lstrip().startswith("<?xml") for p in pngs)
 
 
 @pytest.mark.realdata
