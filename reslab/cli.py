@@ -83,6 +83,7 @@ def _add_gradflow_parser(sub: Any) -> None:
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key of "
                                                                                   "every model, e.g. model.size=4")
     g.add_argument("--out", metavar="DIR", help="output folder, new or empty (default: gradflow/gradflow-<id>)")
+    g.add_argument("--svg", action="store_true", help="also write every figure as SVG (beside its PNG)")
     g.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
@@ -161,23 +162,23 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_gradflow(args: argparse.Namespace) -> int:
-    from reslab.gradflow_analysis import run_gradflow
+    from reslab.analyze.gradflow_output import run_gradflow
 
     settings = {key: value for key, value in (("data.dataset", args.dataset), ("data.data_dir", args.data_dir))
                 if value is not None}
     out_dir, text = run_gradflow(args.models, at=args.at or ["init"], overrides=args.set, settings=settings,
                                  notebook_kernel=args.notebook_kernel, batches=args.batches, device=args.device,
-                                 seed=args.seed, out=args.out, progress=not args.quiet)
+                                 seed=args.seed, out=args.out, svg=args.svg, progress=not args.quiet)
     print(text)
     print(out_dir)
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from reslab.report.build import build_report
+    from reslab.report.build import HTML, MARKDOWN, build_report
 
     out_dir = build_report(args.runs, out=args.out, svg=args.svg)
-    print(f"reslab: report written: {out_dir / 'report.html'} and {out_dir / 'report.md'}", file=sys.stderr)
+    print(f"reslab: report written: {out_dir / HTML} and {out_dir / MARKDOWN}", file=sys.stderr)
     print(out_dir)
     return 0
 

@@ -6,7 +6,7 @@ L2 norm of its weight's gradient, of its weight, their ratio, the size of the op
 output (He et al. 2015, Fig. 7 "layer responses", here taken at the Linear/Conv output, before any norm
 or activation); plus every named parameter's gradient norm (the lab notebook's view, biases and norm
 layers included), the global gradient norm and the loss. Statistics stay on the device until `record`,
-which syncs once. Comparing models on the same batches is `reslab.gradflow_analysis`.
+which syncs once. Comparing models on the same batches is `reslab.analyze.gradflow`.
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ class GradflowRecorder(Observer):
         self.flush()
 
     def on_end(self, summary: dict[str, Any]) -> None:
-        from reslab.report.gradflow_figures import plot_training_heatmap
+        from reslab.plots import plot_training_heatmap
 
         self.flush()
         if self.path is not None and self.path.exists():

@@ -170,15 +170,3 @@ def capture_env(device: torch.device, argv: Sequence[str] | None = None) -> dict
         env["cuda"] = torch.version.cuda
     env.update(_git_commit())
     return env
-
-
-# transitional aliases while callers move to RunFolder and reslab.files (removed at the end of the refactor)
-write_text, write_json, write_csv = files.write_text, files.write_json, files.write_csv
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    return files.read_csv(path)
-
-
-def new_run_dir(runs_dir: str | Path, name: str) -> Path:
-    return RunFolder.create(runs_dir, name).path

@@ -242,7 +242,7 @@ def _loaders(cfg: RunConfig, data: ImageData, device: torch.device,
 
 def _finish(s: Session, state: TrainState) -> dict[str, Any]:
     """Test metrics of the final model, the classification report, curves and summary.json."""
-    from reslab.report.plots import plot_curves  # TEMP until reslab.plots lands
+    from reslab.plots import plot_curves
 
     test = evaluate(s.model, s.loaders[2], s.data.num_classes, s.amp)
     scores = class_scores(test.confusion)

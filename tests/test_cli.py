@@ -11,15 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from fakedata import write_mnist
 from reslab.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_mnist(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ recording during training (with interrupt and resume), and the CLI's one-line er
 
 from __future__ import annotations
 
-import csv
 import signal
 from pathlib import Path
 
@@ -13,24 +12,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fakedata import write_mnist
-from reslab import runs
+from reslab import files, plots
+from reslab.analyze.gradflow import ModelResult, measure, resolve_targets
+from reslab.analyze.gradflow_output import describe, write_outputs
 from reslab.cli import main
 from reslab.config import dump_yaml, resolve
-from reslab.gradflow import GradientProbe, read_rows, weight_layers
-from reslab.gradflow_analysis import ModelResult, measure, resolve_targets, stats_rows, write_outputs
+from reslab.gradflow import GradientProbe, weight_layers
 from reslab.models import build_model
-from reslab.report.gradflow_text import describe
 from reslab.train import Interrupted, train
-from test_train import _SignalAt
+from conftest import SignalAt
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CIFAR_ZIP = SHARED_DATA / "CIFAR10-JPEG" / "cifar10-jpeg.zip"
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_mnist(tmp_path_factory.mktemp("data"))
 
 
 def _batch(shape: tuple[int, int, int], n: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,7 +151,7 @@ def test_analysis_on_synthetic_batches_without_data_files(tmp_path: Path) -> Non
     for name in ("gradflow-params.csv", "gradflow-layers.csv", "gradflow-stats.csv", "gradflow-summary.txt",
                  "gradflow-boxplots.png", "gradflow-depth.png", "gradflow-output-std.png"):
         assert (tmp_path / name).is_file(), name
-    stats = runs.read_csv(tmp_path / "gradflow-stats.csv")
+    stats = files.read_csv(tmp_path / "gradflow-stats.csv")
     assert [s["model"] for s in stats] == ["plain20", "resnet20", "plain32", "resnet32"]
     plain20 = results[0]
     norms = np.stack([r.param_grad_norm for r in plain20.records])
@@ -169,7 +162,45 @@ def test_analysis_on_synthetic_batches_without_data_files(tmp_path: Path) -> Non
     assert stats[0]["pair"] == stats[1]["pair"] == "plain20 vs resnet20" and stats[0]["skip"] == "no"
     assert f"{first / last:.3g}" in text and "With the skip (resnet20)" in text
     assert "going from depth 20 (plain20) to depth 32 (plain32)" in text
-    assert len(runs.read_csv(tmp_path / "gradflow-layers.csv")) == 2 * (20 + 20 + 32 + 32)
+    assert len(files.read_csv(tmp_path / "gradflow-layers.csv")) == 2 * (20 + 20 + 32 + 32)
+    assert not list(tmp_path.glob("*.svg")), "SVGs only when asked"
+
+
+def test_every_figure_is_drawn_in_the_one_style(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run curves, the report's figures and the gradient-flow figures: each saved under plots.STYLE
+    (rcParams and the axes' own titles and spines), as PNG and, with svg, an SVG beside it."""
+    import matplotlib.figure
+
+    saved: list[tuple[str, dict, list[float], list[bool]]] = []
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def spy(fig: matplotlib.figure.Figure, fname: object, *args: object, **kwargs: object) -> None:
+        rc = {key: matplotlib.rcParams[key] for key in plots.STYLE}
+        titles = [ax.title.get_fontsize() for ax in fig.axes if ax.get_title()]
+        spines = [ax.spines["top"].get_visible() for ax in fig.axes]
+        saved.append((Path(str(fname)).suffix, rc, titles, spines))
+        real_savefig(fig, fname, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    history = [{"epoch": e, "step": 10 * e, "train_loss": 1 / e, "train_acc": 0.5 + e / 10, "val_loss": 1.2 / e,
+                "val_acc": 0.4 + e / 10} for e in (1, 2, 3)]
+    plots.plot_curves(history, tmp_path / "curves.png", steps=[{"step": s, "train_loss": 2 / s} for s in (5, 15, 25)],
+                      svg=True)
+    plots.plot_comparison([("a", history), ("b", history[:2])], tmp_path / "comparison.png", svg=True)
+    plots.plot_confusion([[5, 1], [2, 7]], ["cat", "dog"], tmp_path / "confusion.png", svg=True)
+    heatmap = [{"step": s, "depth": d, "layer": f"l{d}", "grad_norm": 0.1 * d, "update_norm": 0.01, "weight_norm": 1}
+               for s in (1, 6, 11) for d in (1, 2)]
+    plots.plot_training_heatmap(heatmap, tmp_path / "heatmap.png", svg=True)
+    write_outputs(_synthetic_results(["plain20", "resnet20"], ["model.width=4"], (3, 16, 16)), tmp_path, svg=True)
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert pngs == ["comparison.png", "confusion.png", "curves.png", "gradflow-boxplots.png", "gradflow-depth.png",
+                    "gradflow-output-std.png", "heatmap.png"]
+    assert all((tmp_path / png).with_suffix(".svg").stat().st_size > 1000 for png in pngs)
+    assert sorted(suffix for suffix, *_ in saved) == [".png"] * len(pngs) + [".svg"] * len(pngs)
+    for suffix, rc, titles, spines in saved:
+        assert rc == plots.STYLE
+        assert titles and all(size == plots.STYLE["axes.titlesize"] for size in titles)
+        assert not any(spines), "no box around the plots"
 
 
 def test_words_follow_the_numbers() -> None:
@@ -189,13 +220,13 @@ def _train_cfg(data_dir: Path, runs_dir: Path, *extra: str):
 
 
 def _steps(run: Path) -> list[int]:
-    return sorted({int(r["step"]) for r in read_rows(run / "gradflow.csv")})
+    return sorted({int(r["step"]) for r in files.read_csv(run / "gradflow.csv")})
 
 
 def test_training_records_every_n_steps(data_dir: Path, tmp_path: Path) -> None:
     run = train(_train_cfg(data_dir, tmp_path), progress=False).run_dir
     assert _steps(run) == list(range(1, 49, 5))  # 3 epochs of 16 steps; steps 1, 6, ..., 46
-    rows = read_rows(run / "gradflow.csv")
+    rows = files.read_csv(run / "gradflow.csv")
     assert {r["layer"] for r in rows} == {"fc1", "hidden_layers.0", "hidden_layers.1", "head"}
     assert all(float(r["update_norm"]) > 0 and float(r["output_std"]) > 0 for r in rows)
     assert (run / "gradflow.png").is_file()
@@ -207,7 +238,7 @@ def test_recording_survives_interrupt_and_resume(data_dir: Path, tmp_path: Path)
     cfg = _train_cfg(data_dir, tmp_path)
     straight = train(cfg, progress=False).run_dir
     with pytest.raises(Interrupted) as info:
-        train(cfg, observers=[_SignalAt(23, signal.SIGINT)], progress=False)
+        train(cfg, observers=[SignalAt(23, signal.SIGINT)], progress=False)
     run = info.value.run_dir
     assert _steps(run) == [1, 6, 11, 16, 21], "rows recorded before the interrupt are flushed"
     with open(run / "gradflow.csv", "a") as fh:  # as if recorded after the checkpoint, then killed
@@ -215,7 +246,7 @@ def test_recording_survives_interrupt_and_resume(data_dir: Path, tmp_path: Path)
     train(cfg, resume=run, progress=False)
     assert _steps(run) == _steps(straight)
     columns = ("step", "layer", "grad_norm", "update_norm", "output_std", "loss")
-    resumed, reference = ([[r[c] for c in columns] for r in read_rows(p / "gradflow.csv")] for p in (run, straight))
+    resumed, reference = ([[r[c] for c in columns] for r in files.read_csv(p / "gradflow.csv")] for p in (run, straight))
     assert resumed == reference
 
 
@@ -258,12 +289,25 @@ def test_cli_measures_runs_and_presets_on_the_same_batches(data_dir: Path, tmp_p
                  "--quiet", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out.strip().splitlines()
     assert Path(printed[-1]) == out
-    stats = runs.read_csv(out / "gradflow-stats.csv")
+    stats = files.read_csv(out / "gradflow-stats.csv")
     assert [s["model"] for s in stats] == ["seed-mlp", run.name, f"{run.name}@best", f"{run.name}@last"]
     assert stats[0]["mean"] == stats[1]["mean"], "a run at init is its preset at init: same seed, same batches"
     assert stats[3]["mean"] != stats[1]["mean"]
     assert (out / f"gradflow-heatmap-{run.name}.png").is_file()
     assert any("seed-mlp(width=16, depth=2)" in line for line in printed), "the output says what model ran"
+
+
+def test_cli_svg_writes_an_svg_beside_every_png(data_dir: Path, tmp_path: Path) -> None:
+    run = train(_train_cfg(data_dir, tmp_path / "runs", "train.epochs=1"), progress=False).run_dir
+    out = tmp_path / "out"
+    assert main(["gradflow", "seed-mlp", str(run), "--data-dir", str(data_dir), "--set", "data.val_size=100",
+                 "--set", "data.batch_size=32", "--batches", "2", "--out", str(out), "--quiet", "--device", "cpu",
+                 "--svg"]) == 0
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == ["gradflow-boxplots.png", "gradflow-depth.png", f"gradflow-heatmap-{run.name}.png",
+                    "gradflow-output-std.png"]
+    assert sorted(p.name for p in out.glob("*.svg")) == [p.replace(".png", ".svg") for p in pngs]
+    assert all((out / p).with_suffix(".svg").read_text().lstrip().startswith("<?xml") for p in pngs)
 
 
 @pytest.mark.realdata
@@ -273,7 +317,7 @@ def test_notebook_comparison_on_cifar(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["gradflow", "seed-cnn", "seed-resnet", "--notebook-kernel", "--dataset", f"imagefolder:{CIFAR_ZIP}",
                  "--out", str(tmp_path / "out"), "--quiet", "--device", "cpu"]) == 0
     assert "seed-cnn uses kernel size 4" in capsys.readouterr().out
-    cnn, resnet = runs.read_csv(tmp_path / "out" / "gradflow-stats.csv")
+    cnn, resnet = files.read_csv(tmp_path / "out" / "gradflow-stats.csv")
     assert int(cnn["batches"]) == 11 and 0.005 < float(cnn["mean"]) < 0.03
     assert float(resnet["mean"]) > 5 * float(cnn["mean"])
     assert float(resnet["first_to_last"]) > 10 * float(cnn["first_to_last"])

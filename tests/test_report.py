@@ -15,7 +15,7 @@ import torch
 
 from browser import check_page, find_chromium
 from fakedata import write_mnist
-from reslab import runs
+from reslab import files
 from reslab.cli import main
 from reslab.config import resolve
 from reslab.train import Interrupted, Observer, train
@@ -58,9 +58,9 @@ def run_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     running = root / "e-running-20990101-000000-0000"
     shutil.copytree(finished, running)
     (running / "summary.json").unlink()
-    runs.write_json(running / "status.json", {"status": "running", "epoch": 1})
+    files.write_json(running / "status.json", {"status": "running", "epoch": 1})
     lines = (running / "metrics.csv").read_text().splitlines()
-    runs.write_text(running / "metrics.csv", "\n".join(lines[:2]) + "\n")
+    files.write_text(running / "metrics.csv", "\n".join(lines[:2]) + "\n")
     return root
 
 
@@ -108,7 +108,7 @@ def test_comparison_table_equals_the_summaries(report: dict[str, Any], run_root:
         for text in (f"{s['params']:,}", f"{100 * s['best_val_acc']:.2f}%", f"{100 * s['test_acc']:.2f}%",
                      f"{s['train_seconds']:.1f}", f"{s['samples_per_s']:,.0f}", "finished"):
             assert f"| {text} |" in line, (text, line)
-    metrics = runs.read_csv(next(run_root.glob("c-interrupted-*/metrics.csv")))
+    metrics = files.read_csv(next(run_root.glob("c-interrupted-*/metrics.csv")))
     assert rows["c-interrupted"]["best_val_acc"] == max(float(r["val_acc"]) for r in metrics)
     assert rows["c-interrupted"]["test_acc"] is None and rows["c-interrupted"]["epochs"] == 1
 
@@ -165,7 +165,7 @@ def test_one_run_with_svg_and_damaged_files(run_root: Path, tmp_path: Path) -> N
     odd = tmp_path / "odd"  # valid JSON, values of the wrong types: that run is marked, the report still built
     shutil.copytree(run, odd)
     summary = json.loads((odd / "summary.json").read_text())
-    runs.write_json(odd / "summary.json", {**summary, "params": "many", "confusion_matrix": "garbage", "classes": 3})
+    files.write_json(odd / "summary.json", {**summary, "params": "many", "confusion_matrix": "garbage", "classes": 3})
     assert main(["report", str(run), str(odd), "--out", str(tmp_path / "two")]) == 0
     md = (tmp_path / "two" / "report.md").read_text()
     assert "| odd | — |" in md and "| unreadable |" in md

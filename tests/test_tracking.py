@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 import torch
 
-from fakedata import write_mnist
-from reslab import runs, tracking, tracking_wandb
+from reslab import files, tracking, tracking_wandb
 from reslab.config import resolve, to_dict
 from reslab.errors import ConfigError
 from reslab.protocols import Sink
@@ -50,11 +49,6 @@ class _StopAt(Observer):
             raise KeyboardInterrupt  # stands in for a second Ctrl-C: stops at once, without a checkpoint
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_mnist(tmp_path_factory.mktemp("data"))
-
-
 def _cfg(data_dir: Path, runs_dir: Path, *extra: str):
     return resolve("seed-mlp", [f"data.data_dir={data_dir}", f"runs_dir={runs_dir}", "data.val_size=100",
                                 "data.batch_size=32", "train.epochs=2", "optim.lr=3e-3", "train.device=cpu",
@@ -70,7 +64,7 @@ def tracked(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     with contextlib.redirect_stderr(err):
         result = train(cfg, observers=[capture], progress=False)
     return {"run": result.run_dir, "cfg": cfg, "capture": capture, "stderr": err.getvalue(),
-            "metrics": runs.read_csv(result.run_dir / "metrics.csv"), "summary": result.summary}
+            "metrics": files.read_csv(result.run_dir / "metrics.csv"), "summary": result.summary}
 
 
 def _check_windows(rows: list[dict[str, Any]], capture: _Capture, start: int = 0) -> None:

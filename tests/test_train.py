@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import SignalAt
 from fakedata import write_mnist
 from reslab import runs
 from reslab.config import OptimConfig, resolve
@@ -23,11 +23,6 @@ from reslab.train import Interrupted, train
 
 METRIC_KEYS = ["test_acc", "test_loss", "best_val_acc", "best_epoch", "epochs", "params", "final_train_loss",
                "final_train_acc", "final_val_acc", "confusion_matrix", "test_f1", "steps"]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_mnist(tmp_path_factory.mktemp("data"))
 
 
 def _cfg(data_dir: Path, runs_dir: Path, *extra: str, preset: str = "seed-mlp"):
@@ -93,17 +88,6 @@ def test_same_seed_repeats_bit_for_bit(data_dir: Path, tmp_path: Path) -> None:
     assert a.summary["final_train_loss"] != c.summary["final_train_loss"]
 
 
-class _SignalAt(Observer):
-    """Sends this process a real signal at a given step, as Ctrl-C or `kill` would."""
-
-    def __init__(self, step: int, sig: int) -> None:
-        self.step, self.sig = step, sig
-
-    def on_step(self, step: int, loss: torch.Tensor, lr: float) -> None:
-        if step == self.step:
-            os.kill(os.getpid(), self.sig)
-
-
 @pytest.mark.parametrize("preset, extra", [("seed-mlp", ()),
                                            ("resnet20", ("model.depth=8", "data.augment=true", "data.dataset=mnist"))])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -114,7 +98,7 @@ def test_interrupted_and_resumed_equals_straight_through(data_dir: Path, tmp_pat
     cfg = _cfg(data_dir, tmp_path, *extra, preset=preset)
     straight = train(cfg, progress=False)
     with pytest.raises(Interrupted) as info:
-        train(cfg, observers=[_SignalAt(16 + 5, sig)], progress=False)  # mid-way through epoch 2
+        train(cfg, observers=[SignalAt(16 + 5, sig)], progress=False)  # mid-way through epoch 2
     run = info.value.run_dir
     assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
     assert runs.load_checkpoint(run / "last.pt")["state"]["step"] == 21

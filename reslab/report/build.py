@@ -13,14 +13,14 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from reslab import runs
-from reslab.errors import ReportError
-from reslab.report import plots
+from reslab import files, plots
+from reslab.errors import ReportError, describe
 from reslab.report.document import Block, Figure, Heading, Note, Paragraph, Preformatted, Table, to_html, to_markdown
 from reslab.report.records import RunRecord, find_runs, load_run
-from reslab.errors import describe
+from reslab.runs import RunFolder
 
 REPORT_FORMAT = "reslab-report-1"
+MARKDOWN, HTML, NUMBERS, FIGURES = "report.md", "report.html", "report.json", "figures"  # a report folder's files
 UNEXPECTED = (ValueError, TypeError, KeyError, IndexError, AttributeError)  # what damaged values raise
 COMPARISON = ["run", "model", "dataset", "params", "epochs", "best val acc", "best epoch", "test acc",
               "train time (s)", "samples/s", "status"]
@@ -31,7 +31,7 @@ def build_report(paths: Sequence[str | Path], out: str | Path | None = None, svg
     records = [load_run(p) for p in find_runs(paths)]  # before any folder is made
     out_dir = prepare_out_dir(out)
     try:
-        (out_dir / "figures").mkdir(exist_ok=True)
+        (out_dir / FIGURES).mkdir(exist_ok=True)
         blocks = _overview(records, out_dir, svg)
         for i, rec in enumerate(records, start=1):
             try:
@@ -40,11 +40,11 @@ def build_report(paths: Sequence[str | Path], out: str | Path | None = None, svg
                 blocks += [Heading(rec.name), Note(f"Could not report this run: its files hold unexpected "
                                                    f"values ({describe(exc)}).")]
         title = "reslab report: " + (records[0].name if len(records) == 1 else f"{len(records)} runs")
-        runs.write_text(out_dir / "report.md", to_markdown(title, blocks))
-        runs.write_text(out_dir / "report.html", to_html(title, blocks, out_dir))
-        files = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file())
-        runs.write_json(out_dir / "report.json", {"format": REPORT_FORMAT, "runs": [r.numbers() for r in records],
-                                                  "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files})
+        files.write_text(out_dir / MARKDOWN, to_markdown(title, blocks))
+        files.write_text(out_dir / HTML, to_html(title, blocks, out_dir))
+        written = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file())
+        files.write_json(out_dir / NUMBERS, {"format": REPORT_FORMAT, "runs": [r.numbers() for r in records],
+                                             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": written})
     except OSError as exc:
         raise ReportError(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from None
     return out_dir
@@ -54,7 +54,7 @@ def prepare_out_dir(out: str | Path | None) -> Path:
     """A new folder under reports/, or `out` when it is new, empty, or an earlier reslab report (cleared)."""
     try:
         if out is None:
-            return runs.new_run_dir("reports", "report")  # never an existing folder
+            return RunFolder.create("reports", "report").path  # never an existing folder
         path = Path(out)
         if path.exists() and not path.is_dir():
             raise ReportError(f"--out {out} is a file, not a folder")
@@ -68,13 +68,13 @@ def prepare_out_dir(out: str | Path | None) -> Path:
 
 def _clear_previous_report(path: Path) -> None:
     try:
-        previous = json.loads((path / "report.json").read_text())
+        previous = json.loads((path / NUMBERS).read_text())
     except (OSError, ValueError):
         previous = None
     if not isinstance(previous, dict) or previous.get("format") != REPORT_FORMAT:
         raise ReportError(f"--out {path} already holds files that are not a reslab report; "
                           "give a new or empty folder")
-    for name in [*previous.get("files", []), "report.json"]:
+    for name in [*previous.get("files", []), NUMBERS]:
         target = (path / name).resolve()
         if path.resolve() in target.parents and target.is_file():
             target.unlink()
@@ -128,8 +128,9 @@ def _overview(records: list[RunRecord], out_dir: Path, svg: bool) -> list[Block]
                      numeric=[False, False, False, True, True, True, True, True, True, True, False])]
     curves = [(r.name + ("" if r.finished else f" ({r.state})"), r.history) for r in records if r.history]
     if curves:
-        plots.plot_comparison(curves, out_dir / "figures" / "comparison.png", svg)
-        blocks.append(Figure("figures/comparison.png", "Training loss and validation accuracy per epoch, all runs."))
+        comparison = _figure("comparison.png")
+        plots.plot_comparison(curves, out_dir / comparison, svg)
+        blocks.append(Figure(comparison, "Training loss and validation accuracy per epoch, all runs."))
     return blocks
 
 
@@ -145,8 +146,8 @@ def _describe(rec: RunRecord) -> str:
         parts.append(f"device {env.get('device')}, torch {env.get('torch')}, started {env.get('started')}"
                      + (f", commit {str(env['git_commit'])[:10]}{' (dirty)' * bool(env.get('git_dirty'))}"
                         if env.get("git_commit") else ""))
-    if (rec.path / "tensorboard").is_dir():
-        parts.append(f"TensorBoard logs in {rec.path / 'tensorboard'}")
+    if rec.folder.tensorboard.is_dir():
+        parts.append(f"TensorBoard logs in {rec.folder.tensorboard}")
     if rec.wandb.get("id"):
         parts.append(f"W&B run {rec.wandb['id']} ({rec.wandb.get('mode')}"
                      + (f"; upload with: wandb sync {rec.wandb.get('dir')})" if rec.wandb.get("mode") == "offline"
@@ -167,31 +168,39 @@ def _summary_table(rec: RunRecord) -> Table:
     return Table(["metric", "value"], rows, numeric=[False, True])
 
 
+def _figure(name: str) -> str:
+    """A figure's path relative to the report folder (as the report's Markdown links it)."""
+    return f"{FIGURES}/{name}"
+
+
 def _run_section(rec: RunRecord, stem: str, out_dir: Path, svg: bool) -> list[Block]:
     blocks: list[Block] = [Heading(rec.name)]
     note = rec.state_note()
     if note:
         blocks.append(Note(note))
     blocks += [Paragraph(_describe(rec)), _summary_table(rec)]
-    figures = out_dir / "figures"
+    run = rec.folder
     if rec.history:
-        plots.plot_curves(rec.history, figures / f"{stem}-curves.png", steps=rec.steps, svg=svg)
-        blocks.append(Figure(f"figures/{stem}-curves.png", "Loss and accuracy per epoch"
-                             + (" (faint: training loss every logged step, from steps.csv)" if rec.steps else "")
-                             + ("" if rec.finished else f"; partial ({rec.state})") + "."))
+        curves = _figure(f"{stem}-curves.png")
+        plots.plot_curves(rec.history, out_dir / curves, steps=rec.steps, svg=svg)
+        blocks.append(Figure(curves, "Loss and accuracy per epoch"
+                             + (f" (faint: training loss every logged step, from {run.steps.name})" if rec.steps
+                                else "") + ("" if rec.finished else f"; partial ({rec.state})") + "."))
     else:
-        blocks.append(Paragraph("No epoch finished: metrics.csv has no rows yet, so there are no curves."))
+        blocks.append(Paragraph(f"No epoch finished: {run.metrics.name} has no rows yet, so there are no curves."))
     if rec.classification_report:
         blocks += [Heading("Classification report (test set)", 3), Preformatted(rec.classification_report)]
     s = rec.summary or {}
     if s.get("confusion_matrix") and s.get("classes"):
-        plots.plot_confusion(s["confusion_matrix"], s["classes"], figures / f"{stem}-confusion.png", svg)
-        blocks.append(Figure(f"figures/{stem}-confusion.png", "Confusion matrix of the final model on the test set: "
+        confusion = _figure(f"{stem}-confusion.png")
+        plots.plot_confusion(s["confusion_matrix"], s["classes"], out_dir / confusion, svg)
+        blocks.append(Figure(confusion, "Confusion matrix of the final model on the test set: "
                              "counts in the cells, colour = fraction of the true class."))
     for png in rec.gradflow_figures:
-        shutil.copyfile(png, figures / f"{stem}-{png.name}")
-        blocks.append(Figure(f"figures/{stem}-{png.name}", f"Gradient flow recorded during training ({png.name} "
-                             "from the run folder, drawn by reslab's gradient-flow recorder from gradflow.csv)."))
+        copy = _figure(f"{stem}-{png.name}")
+        shutil.copyfile(png, out_dir / copy)
+        blocks.append(Figure(copy, f"Gradient flow recorded during training ({png.name} from the run folder, "
+                             f"drawn by reslab's gradient-flow recorder from {run.gradflow.name})."))
     if rec.problems:
         blocks.append(Note("Unreadable files: " + "; ".join(rec.problems) + "."))
     return blocks

@@ -14,15 +14,9 @@ from typing import Any, Sequence
 
 import yaml
 
-from reslab import runs
+from reslab import files
 from reslab.errors import ReportError
-from reslab.runs import read_steps
-
-RUN_FILES = ("status.json", "metrics.csv", "summary.json")  # config.yaml plus one of these: a run folder
-
-
-def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and (path / "config.yaml").is_file() and any((path / f).is_file() for f in RUN_FILES)
+from reslab.runs import RunFolder
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:
@@ -33,17 +27,18 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
     for arg in paths:
         path = Path(arg)
         try:
-            if is_run_dir(path):
+            if RunFolder.holds_run(path):
                 found.setdefault(path.resolve(), path)
                 continue
             if not path.exists():
                 raise ReportError(f"{arg} does not exist")
-            children = sorted(c for c in path.iterdir() if is_run_dir(c)) if path.is_dir() else []
+            children = sorted(c for c in path.iterdir() if RunFolder.holds_run(c)) if path.is_dir() else []
         except OSError as exc:
             raise ReportError(f"cannot read {arg}: {exc.strerror or exc}") from None
         if not children:
+            layout = RunFolder(path)
             raise ReportError(f"{arg} is not a reslab run folder and holds none "
-                              "(a run folder has config.yaml and status.json)")
+                              f"(a run folder has {layout.config.name} and {layout.status.name})")
         for child in children:
             found.setdefault(child.resolve(), child)
     return list(found.values())
@@ -66,6 +61,11 @@ class RunRecord:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def folder(self) -> RunFolder:
+        """The run folder's files by what they hold (their names are spelled in reslab.runs only)."""
+        return RunFolder(self.path)
 
     def setting(self, section: str, key: str) -> Any:
         values = self.config.get(section)
@@ -100,7 +100,8 @@ class RunRecord:
                     f"continue it with: reslab train --resume {self.path}")
         if self.state == "failed":
             return f"Crashed during epoch {done + 1} of {planned} ({done} finished); the numbers below are partial."
-        return f"Incomplete: no usable summary.json ({done} of {planned} epochs in metrics.csv)."
+        return (f"Incomplete: no usable {self.folder.summary.name} ({done} of {planned} epochs in "
+                f"{self.folder.metrics.name}).")
 
     def numbers(self) -> dict[str, Any]:
         """The comparison row: from summary.json when finished, else what metrics.csv shows so far."""
@@ -119,24 +120,27 @@ class RunRecord:
 
 
 def load_run(path: Path) -> RunRecord:
+    """Whatever of the run folder can be read; what could not is listed in `problems`."""
+    run = RunFolder(Path(path))
     problems: list[str] = []
-    config = _read(path / "config.yaml", yaml.safe_load, problems) or {}
-    status_file = _read(path / "status.json", json.loads, problems) or {}
-    summary = _read(path / "summary.json", json.loads, problems)
+    config = _read(run.config, yaml.safe_load, problems) or {}
+    status_file = _read(run.status, json.loads, problems) or {}
+    summary = _read(run.summary, json.loads, problems)
     status = status_file.get("status") or ("finished" if summary else "unknown")
-    report = _read(path / "classification_report.txt", str, problems)
-    env = _read(path / "env.json", json.loads, problems) or {}
+    report = _read(run.report, str, problems)
+    env = _read(run.env, json.loads, problems) or {}
     try:
-        history = _numeric_rows(runs.read_csv(path / "metrics.csv")) if (path / "metrics.csv").is_file() else []
-        steps = read_steps(path / "steps.csv")
+        history = _numeric_rows(files.read_csv(run.metrics, missing_ok=True), "epoch")
+        steps = _numeric_rows(files.read_csv(run.steps, missing_ok=True), "step")
     except (OSError, UnicodeDecodeError) as exc:
         history, steps = [], []
-        problems.append(f"metrics.csv or steps.csv could not be read ({exc})")
-    return RunRecord(path=path, config=config if isinstance(config, dict) else {}, status=str(status),
+        problems.append(f"{run.metrics.name} or {run.steps.name} could not be read ({exc})")
+    png = run.gradflow_png  # and any other gradflow*.png the run recorded
+    return RunRecord(path=run.path, config=config if isinstance(config, dict) else {}, status=str(status),
                      history=history, steps=steps, summary=summary if isinstance(summary, dict) else None,
                      classification_report=report, env=env if isinstance(env, dict) else {},
-                     gradflow_figures=sorted(path.glob("gradflow*.png")),
-                     wandb=_read(path / "wandb.json", json.loads, problems) or {}, problems=problems)
+                     gradflow_figures=sorted(run.path.glob(f"{png.stem}*{png.suffix}")),
+                     wandb=_read(run.wandb_json, json.loads, problems) or {}, problems=problems)
 
 
 def _read(path: Path, parse: Any, problems: list[str]) -> Any:
@@ -150,19 +154,21 @@ def _read(path: Path, parse: Any, problems: list[str]) -> Any:
         return None
 
 
-def _numeric_rows(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
-    """metrics.csv rows as numbers; a row without an integer epoch (a torn write) is dropped."""
+def _numeric_rows(rows: list[dict[str, str]], key: str) -> list[dict[str, Any]]:
+    """CSV rows (metrics.csv by epoch, steps.csv by step) as numbers: `key` and step whole numbers, the rest
+    floats (None where empty or not a number); a row without a whole `key` (a torn write) is dropped."""
     out = []
     for row in rows:
         try:
-            parsed: dict[str, Any] = {"epoch": int(row["epoch"]), "step": int(row.get("step") or 0)}
+            parsed: dict[str, Any] = {key: int(row[key])}
+            parsed.setdefault("step", int(row.get("step") or 0))
         except (KeyError, TypeError, ValueError):
             continue
-        for key, value in row.items():
-            if key not in parsed and key is not None:
+        for name, value in row.items():
+            if name not in parsed and name is not None:
                 try:
-                    parsed[key] = float(value) if value not in (None, "") else None
+                    parsed[name] = float(value) if value not in (None, "") else None
                 except ValueError:
-                    parsed[key] = None
+                    parsed[name] = None
         out.append(parsed)
     return out

@@ -1,0 +1,230 @@
+"""`reslab gradflow`'s outputs: the statistics table, CSVs, figures and sentences computed from the numbers.
+
+Every number in a sentence is computed from the rows (gradflow-stats.csv read back works too); nothing is
+asserted that the measurement did not show.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from reslab import files
+from reslab.analyze.gradflow import NOTEBOOK_KERNEL, ModelResult, analyse, model_spec, resolve_targets
+from reslab.config import RunConfig
+from reslab.errors import ConfigError
+from reslab.gradflow import LAYER_FIELDS, csv_number
+from reslab.plots import Rows, plot_depth, plot_param_boxplots, plot_training_heatmap
+from reslab.runs import RunFolder
+
+PARAM_FIELDS = ["model", "at", "batch", "param", "grad_norm"]
+STATS_FIELDS = ["model", "at", "model_spec", "family", "depth", "skip", "pair", "batches", "param_tensors", "mean",
+                "std", "median", "min", "max", "layers", "first_layer", "last_layer", "first_grad", "last_grad",
+                "first_to_last", "loss"]
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def _skip(cfg: RunConfig) -> str:
+    residual = cfg.model.args.get("residual")
+    return "" if residual is None else "yes" if residual else "no"
+
+
+def _family(cfg: RunConfig) -> str:
+    """The model without its depth and skip: models of one family differ only in those."""
+    return model_spec(cfg, leave_out=("depth", "residual"))
+
+
+def pairs(results: Sequence[ModelResult]) -> dict[str, str]:
+    """label -> 'plain vs residual' title, for models whose configs differ only in model.residual."""
+
+    def key(r: ModelResult) -> tuple:
+        return _family(r.target.cfg), str(r.target.cfg.model.args.get("depth")), r.target.at
+
+    out: dict[str, str] = {}
+    for plain in results:
+        for res in results:
+            if (_skip(plain.target.cfg), _skip(res.target.cfg)) == ("no", "yes") and key(plain) == key(res) \
+                    and plain.target.label not in out and res.target.label not in out:
+                out[plain.target.label] = out[res.target.label] = f"{plain.target.label} vs {res.target.label}"
+    return out
+
+
+def stats_rows(results: Sequence[ModelResult]) -> list[dict[str, Any]]:
+    """The statistics table: per-parameter gradient norms (every named parameter x every batch, as the notebook
+    computes its mean and std) and the first weight layer's gradient norm over the last one's (batch means)."""
+    pair_of = pairs(results)
+    rows = []
+    for r in results:
+        per_param = np.stack([rec.param_grad_norm for rec in r.records])  # (B, P)
+        per_layer = np.stack([rec.grad_norm for rec in r.records])  # (B, L)
+        first, last = float(np.nanmean(per_layer[:, 0])), float(np.nanmean(per_layer[:, -1]))
+        names = r.records[0].layer_names
+        cfg = r.target.cfg
+        rows.append({"model": r.target.label, "at": r.target.at, "model_spec": model_spec(cfg),
+                     "family": _family(cfg), "depth": cfg.model.args.get("depth", ""), "skip": _skip(cfg),
+                     "pair": pair_of.get(r.target.label, ""),
+                     "batches": len(r.records), "param_tensors": per_param.shape[1],
+                     "mean": float(per_param.mean()), "std": float(per_param.std()),
+                     "median": float(np.median(per_param)), "min": float(per_param.min()),
+                     "max": float(per_param.max()), "layers": len(names), "first_layer": names[0],
+                     "last_layer": names[-1], "first_grad": first, "last_grad": last,
+                     "first_to_last": first / last if last > 0 else float("nan"),
+                     "loss": float(np.mean([rec.loss for rec in r.records]))})
+    return rows
+
+
+# ----------------------------------------------------------------------------- words
+
+
+def format_table(rows: Rows) -> str:
+    width = max(len("model"), *(len(str(r["model"])) for r in rows))
+    head = f"{'model':<{width}}  {'batches':>7}  {'tensors':>7}  " + "  ".join(
+        f"{c:>9}" for c in ("mean", "std", "median", "min", "max", "first/last"))
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['model']:<{width}}  {r['batches']:>7}  {r['param_tensors']:>7}  " + "  ".join(
+            f"{r[c]:>9.3g}" for c in ("mean", "std", "median", "min", "max", "first_to_last")))
+    return "\n".join(lines)
+
+
+def _factor(a: float, b: float) -> str:
+    """How b compares with a, in words: '12.3x larger' / '4.5x smaller'."""
+    if not (a > 0 and b > 0):
+        return "not comparable"
+    return f"{b / a:.3g}x larger" if b >= a else f"{a / b:.3g}x smaller"
+
+
+def describe(rows: Rows) -> list[str]:
+    """Sentences computed from the table: each model's first-to-last ratio, what the skip does to it in
+    each plain/residual pair, how it moves with depth, and the notebook's mean comparison."""
+    by = {str(r["model"]): r for r in rows}
+    out = [f"In {r['model']}, the gradient norm at the first weight layer ({r['first_layer']}) is "
+           f"{r['first_to_last']:.3g}x that at the last ({r['last_layer']}), mean over {r['batches']} batches."
+           for r in rows]
+    done: set[str] = set()
+    for r in rows:
+        if r["pair"] and r["pair"] not in done:
+            done.add(str(r["pair"]))
+            plain, res = (by[name] for name in str(r["pair"]).split(" vs "))
+            out.append(f"With the skip ({res['model']}) the first-to-last ratio is {res['first_to_last']:.3g}, "
+                       f"without it ({plain['model']}) {plain['first_to_last']:.3g}: "
+                       f"{_factor(plain['first_to_last'], res['first_to_last'])} with the skip; the mean "
+                       f"per-parameter gradient norm is {res['mean']:.3g} against {plain['mean']:.3g}.")
+    out += _depth_sentences(rows)
+    if not done and len(rows) >= 2:
+        base = rows[0]
+        out += [f"Mean per-parameter gradient norm: {r['model']} {r['mean']:.3g} +/- {r['std']:.3g} against "
+                f"{base['model']} {base['mean']:.3g} +/- {base['std']:.3g} ({_factor(base['mean'], r['mean'])})."
+                for r in rows[1:]]
+    return out
+
+
+def _depth_sentences(rows: Rows) -> list[str]:
+    """For models that differ only in depth (same skip), how the first-to-last ratio moves with it."""
+    groups: dict[tuple[str, str, str], list[tuple[int, Mapping[str, Any]]]] = {}
+    for r in rows:
+        if str(r["depth"]).isdigit():
+            groups.setdefault((str(r["family"]), str(r["skip"]), str(r["at"])), []).append((int(r["depth"]), r))
+    out = []
+    for members in groups.values():
+        members.sort(key=lambda m: m[0])
+        if len({d for d, _ in members}) < 2:
+            continue
+        skip = str(members[0][1]["skip"])
+        who = {"yes": "With the skip", "no": "Without the skip"}.get(skip, f"For {members[0][1]['model']}")
+        (d0, a), (d1, b) = members[0], members[-1]
+        out.append(f"{who}, going from depth {d0} ({a['model']}) to depth {d1} ({b['model']}) the first-to-last "
+                   f"ratio goes from {a['first_to_last']:.3g} to {b['first_to_last']:.3g} "
+                   f"({_factor(a['first_to_last'], b['first_to_last'])}).")
+    return out
+
+
+def _kernel_notes(results: Sequence[ModelResult]) -> list[str]:
+    """Which kernel size each seed-cnn used: the preset has 3, the notebook's Exercise 2 cell built it with 4."""
+    notes = []
+    for r in results:
+        if r.target.cfg.model.name == "seed-cnn":
+            size = r.target.cfg.model.args.get("size")
+            why = ("as the notebook's Exercise 2 cell, where size=4 was left over from the cell before" if
+                   size == NOTEBOOK_KERNEL else f"the notebook's Exercise 2 cell used {NOTEBOOK_KERNEL}: "
+                   "--notebook-kernel builds it so")
+            notes.append(f"{r.target.label} uses kernel size {size}; {why}.")
+    return notes
+
+
+def summary_text(results: Sequence[ModelResult], stats: Rows) -> str:
+    """What `reslab gradflow` prints: each model with all its arguments, the table, then the sentences."""
+    width = max(len(r.target.label) for r in results)
+    lines = [f"{r.target.label:<{width}}  {r.target.at:<4}  {model_spec(r.target.cfg)}, {r.num_params:,} parameters"
+             for r in results]
+    lines += _kernel_notes(results)
+    lines += ["", "Gradient L2 norm of every named parameter (biases and norm layers included) over every batch, as "
+              "the notebook computes its mean and std;", "first/last: the first weight layer's gradient norm over "
+              "the last one's (means over the batches).", format_table(stats), ""]
+    return "\n".join(lines + describe(stats))
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def check_output_dir(out: str | Path | None) -> None:
+    """Fail before measuring when --out already holds something: nothing of the user's is overwritten."""
+    path = Path(out) if out is not None else None
+    if path is not None and path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ConfigError(f"--out {out} already exists and is not an empty folder; choose a new one")
+
+
+def make_output_dir(out: str | Path | None) -> Path:
+    """--out (created), or a new gradflow/gradflow-<date>-<time>-<id> folder."""
+    if out is None:
+        return RunFolder.create("gradflow", "gradflow").path  # a fresh, uniquely named folder
+    check_output_dir(out)
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create --out {out}: {exc.strerror or exc}") from None
+    return Path(out)
+
+
+def write_outputs(results: Sequence[ModelResult], out_dir: Path, svg: bool = False) -> str:
+    """CSVs, figures (with `svg`, an SVG beside each PNG) and gradflow-summary.txt into `out_dir`; returns the
+    summary text."""
+    param_rows = [{"model": r.target.label, "at": r.target.at, "batch": b + 1, "param": name,
+                   "grad_norm": csv_number(v)} for r in results for b, rec in enumerate(r.records)
+                  for name, v in zip(rec.param_names, rec.param_grad_norm)]
+    layer_rows = [row for r in results for b, rec in enumerate(r.records)
+                  for row in rec.layer_rows(model=r.target.label, at=r.target.at, batch=b + 1)]
+    stats = stats_rows(results)
+    files.write_csv(out_dir / "gradflow-params.csv", param_rows, PARAM_FIELDS)
+    files.write_csv(out_dir / "gradflow-layers.csv", layer_rows, ["model", "at", "batch", *LAYER_FIELDS])
+    files.write_csv(out_dir / "gradflow-stats.csv", stats, STATS_FIELDS)
+    plot_param_boxplots(param_rows, out_dir / "gradflow-boxplots.png", svg)
+    plot_depth(layer_rows, stats, out_dir / "gradflow-depth.png", metric="grad_norm", svg=svg,
+               ylabel="gradient L2 norm of the layer's weight", title="Gradient norm by depth (mean over batches, "
+               "band: min to max)")
+    plot_depth(layer_rows, stats, out_dir / "gradflow-output-std.png", metric="output_std", svg=svg,
+               ylabel="std of the layer's output", title="Layer responses by depth (std of each Linear/Conv output, "
+               "before norm and activation)")
+    for run_dir in dict.fromkeys(r.target.run_dir for r in results if r.target.run_dir is not None):
+        recorded = RunFolder(run_dir).gradflow  # gradient flow recorded during training
+        if recorded.is_file():
+            plot_training_heatmap(files.read_csv(recorded), out_dir / f"gradflow-heatmap-{run_dir.name}.png", svg)
+    text = summary_text(results, stats)
+    files.write_text(out_dir / "gradflow-summary.txt", text + "\n")
+    return text
+
+
+def run_gradflow(sources: Sequence[str], *, at: Sequence[str] = ("init",), overrides: Sequence[str] = (),
+                 settings: Mapping[str, Any] | None = None, notebook_kernel: bool = False, batches: int = 11,
+                 device: str = "auto", seed: int = 0, out: str | Path | None = None, svg: bool = False,
+                 progress: bool = True) -> tuple[Path, str]:
+    """The whole `reslab gradflow`: resolve, measure on shared batches, write; returns (output folder, summary)."""
+    targets = resolve_targets(sources, at=at, overrides=overrides, settings=settings, notebook_kernel=notebook_kernel)
+    check_output_dir(out)
+    results = analyse(targets, batches=batches, device=device, seed=seed, progress=progress)
+    out_dir = make_output_dir(out)
+    return out_dir, write_outputs(results, out_dir, svg)
