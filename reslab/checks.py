@@ -6,6 +6,7 @@ annotation and returns it in canonical form, or raises a one-line `ConfigError` 
 
 from __future__ import annotations
 
+import math
 import types
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -57,9 +58,17 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an int beyond any float
+                number = math.inf
+            if not math.isfinite(number):
+                raise ConfigError(f"{key} must be a finite number, got {value!r}")
+            return number
     elif tp is str:
         if isinstance(value, str):
+            if "\x00" in value:
+                raise ConfigError(f"{key} must not contain NUL characters, got {value!r}")
             return value
     elif isinstance(tp, type) and isinstance(value, tp):
         return value

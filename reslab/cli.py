@@ -11,6 +11,7 @@ from reslab.errors import CheckpointError, ConfigError, ReslabError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_DIVERGED = 3  # the run was recorded; its loss turned NaN or infinite
 
 
 class _Parser(argparse.ArgumentParser):
@@ -138,6 +139,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(exc.run_dir)
         return EXIT_INTERRUPTED
     s = result.summary
+    if s["status"] == "diverged":
+        print(f"reslab: {cfg.name} diverged at step {s['diverged_step']} (training loss {s['diverged_loss']}); "
+              f"recorded in {result.run_dir}", file=sys.stderr)
+        print(result.run_dir)
+        return EXIT_DIVERGED
     best = f"best_val_acc {s['best_val_acc']:.4f} (epoch {s['best_epoch']}) " if s["best_val_acc"] is not None else ""
     print(f"{cfg.name}: {s['epochs']} epochs, {best}test_acc {s['test_acc']:.4f} test_loss {s['test_loss']:.4f}, "
           f"{s['train_seconds']:.1f} s training, {s['samples_per_s']:.0f} samples/s", file=sys.stderr)

@@ -17,6 +17,14 @@ class CheckpointError(ReslabError):
     """A checkpoint or run folder that cannot be read or does not belong to reslab."""
 
 
+class Diverged(Exception):
+    """The training loss turned NaN or infinite: a result (the run is recorded as diverged), not a user error."""
+
+    def __init__(self, step: int, loss: float) -> None:
+        super().__init__(f"the training loss turned {loss} by step {step}")
+        self.step, self.loss = step, loss
+
+
 class ReportError(ReslabError):
     """A report asked of no runs or of folders that are not runs, or an output folder that cannot be written."""
 

@@ -8,27 +8,58 @@ what a killed writer leaves behind (a torn last line) and skip it.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
+import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import IO, Any, Callable, Mapping, Sequence
+
+TEMP_SUFFIX = ".tmp"  # atomic_write's temp files: .<target name>.<random>.tmp beside the target
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[Any]], None], mode: str = "w") -> None:
     """Call `write` on a temp file beside `path`, fsync it, then rename it to `path`."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, mode) as fh:
             write(fh)
             fh.flush()
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 would ignore the user's umask
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@functools.cache
+def _umask() -> int:
+    """The process's umask (reading it means setting it; done once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temps(folder: str | Path, older_than_s: float = 3600.0) -> list[Path]:
+    """Delete the temp files a killed writer left in `folder` (only `.<name>.*.tmp` of atomic_write, and old).
+
+    A fresh temp file may belong to a live writer, so only ones untouched for `older_than_s` go.
+    """
+    removed = []
+    now = time.time()
+    for tmp in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        try:
+            if tmp.is_file() and now - tmp.stat().st_mtime > older_than_s:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue
+    return removed
 
 
 def atomic_path(path: str | Path, write: Callable[[Path], None]) -> None:
@@ -47,8 +78,20 @@ def write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda fh: fh.write(text))
 
 
+def json_safe(value: Any) -> Any:
+    """`value` with every NaN or infinite float as None: strict JSON (NaN is not JSON, and most parsers refuse it)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def write_json(path: str | Path, values: Mapping[str, Any]) -> None:
-    write_text(path, json.dumps(values, indent=2, sort_keys=False) + "\n")
+    """Strict JSON: non-finite numbers are written as null."""
+    write_text(path, json.dumps(json_safe(values), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def csv_text(rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> str:

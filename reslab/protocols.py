@@ -42,6 +42,13 @@ class Observer:
     def on_end(self, summary: dict[str, Any]) -> None:
         """After a finished run's test evaluation, with summary.json's values."""
 
+    def state_dict(self) -> dict[str, Any] | None:
+        """What the observer needs to continue exactly after a resume; saved in each last.pt (None: nothing)."""
+        return None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Before `on_start` of a resumed run, with what `state_dict` returned when its checkpoint was written."""
+
     def close(self) -> None:
         """Always called last, also when the run is interrupted or fails: flush and release."""
 

@@ -7,6 +7,8 @@ a half-written checkpoint or summary, and nothing a user already has is overwrit
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import platform
 import secrets
@@ -15,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
@@ -77,8 +79,46 @@ class RunFolder:
         folder = RunFolder(Path(path))
         return folder.config.is_file() and any((folder.path / name).is_file() for name in RUN_MARKERS)
 
-    def write_status(self, status: str, epoch: int) -> None:
-        files.write_json(self.status, {"status": status, "epoch": epoch})
+    lock_file = property(lambda self: self.path / ".lock")  # held while a process writes the folder
+
+    def write_status(self, status: str, epoch: int, **extra: Any) -> None:
+        """status.json, with the writer's pid and host so that readers can tell a live run from a dead one."""
+        files.write_json(self.status, {"status": status, "epoch": epoch, **extra, "pid": os.getpid(),
+                                       "host": platform.node()})
+
+    def read_json(self, path: Path) -> dict[str, Any]:
+        """One of the folder's JSON files; empty when missing or unreadable."""
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, ValueError, RecursionError):
+            return {}
+        return values if isinstance(values, dict) else {}
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder's lock while writing it: a second process gets a CheckpointError naming the holder.
+
+        The lock is the kernel's (flock), so a lock left by a killed process is released with it and the
+        next process takes it over. Where flock does not exist (Windows), nothing is locked.
+        """
+        try:
+            import fcntl
+        except ImportError:
+            yield
+            return
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = self.read_json(self.lock_file)
+                raise CheckpointError(f"run folder {self.path} is in use by process {holder.get('pid', '?')} on "
+                                      f"{holder.get('host', '?')}; wait for it to end or stop it") from None
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"pid": os.getpid(), "host": platform.node()}).encode())
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def write_metrics(self, rows: Sequence[Mapping[str, Any]]) -> None:
         files.write_csv(self.metrics, rows, METRICS_FIELDS)

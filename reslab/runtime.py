@@ -103,25 +103,29 @@ def sync(device: torch.device) -> None:
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM; the loop checks it between steps, so a stop never lands mid-update."""
+    """Set by SIGINT/SIGTERM/SIGHUP; the loop checks it between steps, so a stop never lands mid-update."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.saving = False  # while the stop's checkpoint is written, further signals wait for it
 
 
 @contextlib.contextmanager
 def stop_on_signal() -> Iterator[StopFlag]:
-    """SIGINT/SIGTERM set the flag; a second one raises KeyboardInterrupt at once. Handlers restored on exit."""
+    """The first signal sets the flag; a second one raises KeyboardInterrupt at once, unless the stop's own
+    checkpoint is being written (then it is ignored: that write is the quickest way out). Handlers are
+    restored on exit.
+    """
     flag = StopFlag()
 
     def handler(signum: int, frame: Any) -> None:
-        if flag.requested:
+        if flag.requested and not flag.saving:
             raise KeyboardInterrupt
         flag.requested = True
 
     previous = {}
     try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])):
             previous[sig] = signal.signal(sig, handler)
     except ValueError:  # not the main thread: signals stay with the caller
         pass

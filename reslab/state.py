@@ -7,12 +7,12 @@ so `TrainState.to_dict` writes exactly the keys they have (`running` and `epoch_
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
-from reslab.config import RunConfig, to_dict
+from reslab.config import RunConfig, from_dict, to_dict
 from reslab.errors import CheckpointError, ConfigError, first_line
 
 
@@ -59,6 +59,10 @@ class TrainState:
     @classmethod
     def from_dict(cls, values: dict[str, Any], device: torch.device) -> TrainState:
         running = values.get("running")
+        counts = [values["epoch"], values["batch"], values["step"], values["train_samples"]]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts) or not (
+                isinstance(values["history"], list) and all(isinstance(r, dict) for r in values["history"])):
+            raise ValueError("its training state is damaged (counts must be whole numbers >= 0)")
         history = [{k: (None if v == "" else v) for k, v in row.items()} for row in values["history"]]
         return cls(epoch=int(values["epoch"]), batch=int(values["batch"]), step=int(values["step"]), history=history,
                    best_val_acc=values["best_val_acc"], best_epoch=values["best_epoch"],
@@ -68,21 +72,51 @@ class TrainState:
                    epoch_seconds=float(values.get("epoch_seconds", 0.0)))
 
 
-def checkpoint(model: nn.Module, opt: torch.optim.Optimizer, state: TrainState, cfg: RunConfig) -> dict[str, Any]:
-    """last.pt's contents: the unwrapped module's weights, the optimizer, the state, the config and the RNG."""
+def checkpoint(model: nn.Module, opt: torch.optim.Optimizer, state: TrainState, cfg: RunConfig,
+               observers: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """last.pt's contents: the unwrapped module's weights, the optimizer, the state, the config, the RNG and
+    the observers' states (by class name)."""
     return {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state.to_dict(),
-            "config": to_dict(cfg), "torch_rng": torch.get_rng_state()}
+            "config": to_dict(cfg), "torch_rng": torch.get_rng_state(), "observers": dict(observers)}
 
 
-def epochs_done(ckpt: dict[str, Any], where: str, epochs: int) -> int:
-    """The epochs a training checkpoint has done; refuses a foreign checkpoint or a finished run."""
+# what a resumed run may change: `--epochs`, `--device`, `--data-dir`, `--track`
+RESUMABLE_CHANGES = ("train.epochs", "train.device", "data.data_dir", "track.")
+
+
+def check_resumable(ckpt: dict[str, Any], cfg: RunConfig, where: str, finished: bool) -> None:
+    """Refuse a foreign checkpoint, a finished run, and a config that differs from the checkpoint's.
+
+    A run that did all its epochs but was stopped before its summary (`finished` false) may resume: it
+    then only completes its end. The config may change only where `RESUMABLE_CHANGES` allows.
+    """
     done = ckpt.get("state", {}).get("epoch") if isinstance(ckpt.get("state"), dict) else None
-    if not isinstance(done, int):
+    if not isinstance(done, int) or not isinstance(ckpt.get("config"), dict):
         raise CheckpointError(f"{where} is not a reslab training checkpoint")
-    if done >= epochs:
-        raise ConfigError(f"{where} already finished {done} of {epochs} epochs; "
+    if done >= cfg.train.epochs and finished:
+        raise ConfigError(f"{where} already finished {done} of {cfg.train.epochs} epochs; "
                           "pass --epochs N with a larger N to train further")
-    return done
+    try:
+        saved = _flat(to_dict(from_dict(ckpt["config"])))  # old checkpoints: keys added since get defaults
+    except ConfigError as exc:
+        raise CheckpointError(f"{where} holds a config this version cannot read: {exc}") from None
+    now = _flat(to_dict(cfg))
+    changed = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)
+               and not any(k == c or (c.endswith(".") and k.startswith(c)) for c in RESUMABLE_CHANGES)]
+    if changed:
+        raise ConfigError(f"the config of {where} differs from the one it was trained with in {', '.join(changed)} "
+                          "(config.yaml edited?); a run continues as configured: only --epochs, --device, "
+                          "--data-dir and --track may change")
+
+
+def _flat(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def restore(ckpt: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer, cfg: RunConfig) -> TrainState:

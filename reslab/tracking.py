@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -24,7 +25,7 @@ from torch import nn
 
 from reslab import files
 from reslab.config import RunConfig, to_dict
-from reslab.errors import describe
+from reslab.errors import Diverged, describe
 from reslab.protocols import Observer, Sink
 from reslab.runs import STEPS_FIELDS, RunFolder
 
@@ -54,8 +55,9 @@ class Tracker(Observer):
         self._fan_out("start", run_dir, cfg, start_step)
 
     def on_step(self, step: int, loss: torch.Tensor, lr: float) -> None:
-        if self._loss_sum is None:
-            self._loss_sum = torch.zeros((), dtype=torch.float64, device=loss.device)
+        if self._loss_sum is None or self._loss_sum.device != loss.device:  # first step, or restored on the CPU
+            self._loss_sum = torch.zeros((), dtype=torch.float64, device=loss.device) + (
+                self._loss_sum.to(loss.device) if self._loss_sum is not None else 0)
         self._loss_sum.add_(loss.detach())  # queued on the device: no sync
         self._window += 1
         self._last = (step, lr)
@@ -75,11 +77,21 @@ class Tracker(Observer):
 
     def close(self) -> None:
         try:
-            self._flush_window()  # an interrupted run keeps its last partial window
+            self._flush_window(check=False)  # an interrupted run keeps its last partial window
         finally:
             self._fan_out("close")
 
-    def _flush_window(self) -> None:
+    def state_dict(self) -> dict[str, Any]:
+        """The open window (loss sum and steps), so a resumed run's next record covers the same steps."""
+        loss_sum = float(self._loss_sum) if self._loss_sum is not None else 0.0  # a sync per checkpoint only
+        return {"loss_sum": loss_sum, "window": self._window}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._window = int(state.get("window", 0))
+        self._loss_sum = torch.tensor(float(state.get("loss_sum", 0.0)), dtype=torch.float64)
+
+    def _flush_window(self, check: bool = True) -> None:
+        """Send the open window's mean loss; a NaN or infinite one stops the run (`Diverged`) when `check`."""
         if not self._window or self._loss_sum is None:
             return
         mean_loss = float(self._loss_sum) / self._window  # the one host sync per record
@@ -87,6 +99,8 @@ class Tracker(Observer):
         self._loss_sum.zero_()
         self._window = 0
         self._fan_out("log", step, {"train/loss": mean_loss, "lr": lr})
+        if check and not math.isfinite(mean_loss):
+            raise Diverged(step, mean_loss)
 
     def _fan_out(self, method: str, *args: Any) -> None:
         for sink in list(self.sinks):
@@ -120,9 +134,11 @@ class StepsCsv(Sink):
         self._fh: Any = None
 
     def start(self, run_dir: Path, cfg: RunConfig, start_step: int) -> None:
-        path = RunFolder(run_dir).steps
-        # atomic: drops the rows a resumed run will record again
-        files.truncate_csv(path, STEPS_FIELDS, lambda row: start_step > 0 and int(row["step"]) <= start_step)
+        path, every = RunFolder(run_dir).steps, cfg.train.log_every
+        # a resumed run drops the rows it will record again, and the partial window an interrupt wrote (the
+        # checkpoint kept that window's sum, so the next row covers the same steps as in a straight run)
+        files.truncate_csv(path, STEPS_FIELDS, lambda row: 0 < int(row["step"]) <= start_step
+                           and (int(row["step"]) % every == 0 or int(row["step"]) < start_step))
         self._fh = open(path, "a", newline="")
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:

@@ -9,6 +9,7 @@ as if it had never stopped.
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,9 +29,10 @@ from reslab.models import count_params
 from reslab.observers import default_observers, start_all
 from reslab.optim import lr_at, make_optimizer, set_lr
 from reslab.protocols import Observer
+from reslab.errors import ConfigError, Diverged
 from reslab.runs import RunFolder, capture_env, load_checkpoint
 from reslab.runtime import StopFlag, autocast_for, build_for, select_device, setup_torch, stop_on_signal, sync
-from reslab.state import Running, TrainState, checkpoint, epochs_done, restore
+from reslab.state import Running, TrainState, check_resumable, checkpoint, restore
 
 
 class Interrupted(Exception):
@@ -69,30 +71,36 @@ def train(cfg: RunConfig, observers: Sequence[Observer] = (), *, resume: str | P
           progress: bool = True) -> RunResult:
     """Train `cfg` into a new run folder (or continue the one in `resume`) and return its summary.
 
-    `observers` are added to the ones the config asks for (`default_observers`).
+    `observers` are added to the ones the config asks for (`default_observers`). A run whose loss turns
+    NaN or infinite stops and is returned with summary["status"] == "diverged" (a result, not an error).
+    The run folder is locked while this runs: a second process resuming it gets a CheckpointError.
     """
-    s, state = _start(cfg, [*default_observers(cfg), *observers], resume, progress)
-    try:
-        with stop_on_signal() as flag:
-            while state.epoch < cfg.train.epochs:
-                if not _run_epoch(s, state, flag):
-                    _save_last(s, state)
-                    s.folder.write_status("interrupted", state.epoch)
-                    raise Interrupted(s.folder.path)
-        summary = _finish(s, state)
-        for obs in s.observers:
-            obs.on_end(summary)
-    except Interrupted:
-        raise
-    except KeyboardInterrupt:  # a second signal: stop at once, the last checkpoint stands
-        s.folder.write_status("interrupted", state.epoch)
-        raise
-    except BaseException:
-        s.folder.write_status("failed", state.epoch)
-        raise
-    finally:
-        for obs in s.observers:
-            obs.close()
+    with contextlib.ExitStack() as held:
+        s, state = _start(cfg, [*default_observers(cfg), *observers], resume, progress, held)
+        try:
+            with stop_on_signal() as flag:
+                while state.epoch < cfg.train.epochs:
+                    if not _run_epoch(s, state, flag):
+                        flag.saving = True
+                        _save_last(s, state)
+                        s.folder.write_status("interrupted", state.epoch)
+                        raise Interrupted(s.folder.path)
+            summary = _finish(s, state)
+            for obs in s.observers:
+                obs.on_end(summary)
+        except Diverged as diverged:
+            summary = _finish(s, state, diverged)
+        except Interrupted:
+            raise
+        except KeyboardInterrupt:  # a second signal: stop at once, the last checkpoint stands
+            s.folder.write_status("interrupted", state.epoch)
+            raise
+        except BaseException:
+            s.folder.write_status("failed", state.epoch)
+            raise
+        finally:
+            for obs in s.observers:
+                obs.close()
     return RunResult(run_dir=s.folder.path, summary=summary, history=state.history)
 
 
@@ -152,6 +160,8 @@ def _run_epoch(s: Session, state: TrainState, flag: StopFlag) -> bool:
         return False
     running, state.running = state.running, None
     loss_sum, correct, seen = float(running.loss_sum), int(running.correct), running.seen  # the epoch's one sync
+    if not math.isfinite(loss_sum):
+        raise Diverged(state.step, loss_sum)
     t1 = time.perf_counter()
     val = evaluate(s.model, val_loader, s.data.num_classes, s.amp) if val_loader is not None else None
     row = {"epoch": epoch + 1, "step": state.step, "lr": s.opt.param_groups[0]["lr"],
@@ -183,19 +193,26 @@ def _save_last(s: Session, state: TrainState) -> None:
     """Observers first put their records on disk: what the checkpoint claims is done must be there."""
     for obs in s.observers:
         obs.flush()
-    s.folder.save_checkpoint("last", checkpoint(s.model, s.opt, state, s.cfg))
+    states = {type(obs).__name__: obs.state_dict() for obs in s.observers}
+    s.folder.save_checkpoint("last", checkpoint(s.model, s.opt, state, s.cfg,
+                                                {k: v for k, v in states.items() if v is not None}))
 
 
-def _start(cfg: RunConfig, observers: Sequence[Observer], resume: str | Path | None,
-           progress: bool) -> tuple[Session, TrainState]:
+def _start(cfg: RunConfig, observers: Sequence[Observer], resume: str | Path | None, progress: bool,
+           held: contextlib.ExitStack) -> tuple[Session, TrainState]:
     """Data, model, optimizer and run folder; everything a user can get wrong fails here, before training."""
     device = select_device(cfg.train.device)
     setup_torch(cfg.train, device)
     ckpt = None
     if resume is not None:
-        last = RunFolder(Path(resume)).last
-        ckpt = load_checkpoint(last)
-        epochs_done(ckpt, str(resume), cfg.train.epochs)
+        folder = RunFolder(Path(resume))
+        held.enter_context(folder.locked())
+        status = folder.read_json(folder.status)
+        if status.get("status") == "diverged":
+            raise ConfigError(f"{resume} diverged at step {status.get('step')}; there is nothing to resume "
+                              "(start a new run, e.g. with a smaller optim.lr)")
+        ckpt = load_checkpoint(folder.last)
+        check_resumable(ckpt, cfg, str(resume), finished=folder.summary.is_file())
     data = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
                         image_size=cfg.data.image_size)
     model, channels_last = build_for(cfg, data, device)
@@ -203,10 +220,12 @@ def _start(cfg: RunConfig, observers: Sequence[Observer], resume: str | Path | N
     check_model_takes(model, data, loaders[0], cfg.model.name)
     opt = make_optimizer(model, cfg.optim, device)
     state = restore(ckpt, model, opt, cfg) if ckpt is not None else TrainState()
-    folder = RunFolder(Path(resume)) if resume is not None else RunFolder.create(cfg.runs_dir, cfg.name)
-    files.write_text(folder.config, dump_yaml(cfg))  # on resume: the epochs may have grown
     if ckpt is None:
+        folder = RunFolder.create(cfg.runs_dir, cfg.name)
+        held.enter_context(folder.locked())
         files.write_json(folder.env, capture_env(device))
+    files.remove_stale_temps(folder.path)  # what a killed process left half-written
+    files.write_text(folder.config, dump_yaml(cfg))  # on resume: the epochs may have grown
     folder.write_status("running", state.epoch)
     s = Session(cfg=cfg, data=data, model=model, step_model=torch.compile(model) if cfg.train.compile else model,
                 opt=opt, amp=autocast_for(device, cfg.train.amp), device=device, folder=folder,
@@ -216,6 +235,10 @@ def _start(cfg: RunConfig, observers: Sequence[Observer], resume: str | Path | N
         print(f"{cfg.name}: model {cfg.model.name} ({count_params(model):,} parameters) on {data.name} "
               f"({loaders[0].num_samples} train / {n_val} val / {loaders[2].num_samples} test), device {device}"
               + (f", resuming at epoch {state.epoch + 1}" if ckpt is not None else ""), file=sys.stderr)
+    saved = (ckpt or {}).get("observers") or {}
+    for obs in observers:
+        if type(obs).__name__ in saved:
+            obs.load_state_dict(saved[type(obs).__name__])
     try:
         start_all(observers, folder.path, model, cfg, state.step)
     except BaseException:
@@ -240,28 +263,33 @@ def _loaders(cfg: RunConfig, data: ImageData, device: torch.device,
     return train, val, test
 
 
-def _finish(s: Session, state: TrainState) -> dict[str, Any]:
-    """Test metrics of the final model, the classification report, curves and summary.json."""
+def _finish(s: Session, state: TrainState, diverged: Diverged | None = None) -> dict[str, Any]:
+    """The summary.json of a finished run (test metrics, classification report, curves), or of a diverged one
+    (what it reached before the loss turned non-finite; no test evaluation of its broken weights)."""
     from reslab.plots import plot_curves
 
-    test = evaluate(s.model, s.loaders[2], s.data.num_classes, s.amp)
-    scores = class_scores(test.confusion)
-    history, last = state.history, state.history[-1]
-    summary = {
-        "status": "finished", "model": s.cfg.model.name, "dataset": s.data.name, "params": count_params(s.model),
-        "epochs": len(history), "steps": state.step,
-        "final_train_loss": last["train_loss"], "final_train_acc": last["train_acc"],
-        "final_val_acc": last["val_acc"], "best_val_acc": state.best_val_acc, "best_epoch": state.best_epoch,
-        "test_loss": test.loss, "test_acc": test.acc,
+    test = evaluate(s.model, s.loaders[2], s.data.num_classes, s.amp) if diverged is None else None
+    history = state.history
+    last = history[-1] if history else {}
+    summary: dict[str, Any] = {
+        "status": "finished" if diverged is None else "diverged", "model": s.cfg.model.name,
+        "dataset": s.data.name, "params": count_params(s.model), "epochs": len(history), "steps": state.step,
+        "final_train_loss": last.get("train_loss"), "final_train_acc": last.get("train_acc"),
+        "final_val_acc": last.get("val_acc"), "best_val_acc": state.best_val_acc, "best_epoch": state.best_epoch,
+        "test_loss": test.loss if test else None, "test_acc": test.acc if test else None,
         "train_seconds": state.train_seconds,
         "samples_per_s": state.train_samples / max(state.train_seconds, 1e-9),
         "classes": list(s.data.classes),
-        "test_precision": scores.precision, "test_recall": scores.recall, "test_f1": scores.f1,
-        "test_support": scores.support,
-        "confusion_matrix": test.confusion.tolist(),
     }
-    files.write_text(s.folder.report, classification_report(test.confusion, s.data.classes))
-    plot_curves(history, s.folder.curves)
+    if test is not None:
+        scores = class_scores(test.confusion)
+        summary.update(test_precision=scores.precision, test_recall=scores.recall, test_f1=scores.f1,
+                       test_support=scores.support, confusion_matrix=test.confusion.tolist())
+        files.write_text(s.folder.report, classification_report(test.confusion, s.data.classes))
+    else:
+        summary.update(diverged_step=diverged.step, diverged_loss=str(diverged.loss))
+    if history:
+        plot_curves(history, s.folder.curves)
     files.write_json(s.folder.summary, summary)
-    s.folder.write_status("finished", state.epoch)
+    s.folder.write_status(summary["status"], state.epoch, **({"step": diverged.step} if diverged else {}))
     return summary

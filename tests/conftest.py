@@ -27,3 +27,12 @@ class SignalAt(Observer):
     def on_step(self, step: int, loss: torch.Tensor, lr: float) -> None:
         if step == self.step:
             os.kill(os.getpid(), self.sig)
+
+
+def tiny_cfg(data_dir: Path, runs_dir: Path, *extra: str, preset: str = "seed-mlp"):
+    """A deterministic 3-epoch CPU run on the generated MNIST: 500 train images, 16 steps of 32 per epoch."""
+    from reslab.config import resolve
+
+    return resolve(preset, [f"data.data_dir={data_dir}", f"runs_dir={runs_dir}", "data.val_size=100",
+                            "data.batch_size=32", "train.epochs=3", "train.deterministic=true", "optim.lr=3e-3",
+                            "train.device=cpu", *extra])

@@ -196,7 +196,8 @@ def test_the_tracker_syncs_once_per_record(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_resume_continues_every_record(data_dir: Path, tmp_path: Path) -> None:
-    """Stopped hard after step 23 (last.pt at step 16), resumed: records after 16 are dropped, then continue."""
+    """Stopped hard after step 23 (last.pt at step 16), resumed: records after 16 are dropped, then continue
+    exactly as a run that never stopped would have."""
     cfg = _cfg(data_dir, tmp_path, "track.sinks=[tensorboard, wandb]")
     first, second = _Capture(), _Capture()
     with pytest.raises(KeyboardInterrupt), contextlib.redirect_stderr(io.StringIO()):
@@ -207,8 +208,12 @@ def test_resume_continues_every_record(data_dir: Path, tmp_path: Path) -> None:
         train(cfg, observers=[second], resume=run, progress=False)
     rows = read_steps(run / "steps.csv")
     assert [r["step"] for r in rows] == [5, 10, 15, 20, 25, 30, 32]
-    _check_windows(rows[:3], first)
-    _check_windows(rows[3:], second, start=16)  # steps 17..20: the resumed run's own window
+    # the checkpoint at step 16 kept the open window (step 16's loss): row 20 covers 16..20, as in a straight run
+    resumed = _Capture()
+    for mine, theirs in ((resumed.losses, (first.losses, second.losses)), (resumed.lrs, (first.lrs, second.lrs))):
+        mine.update({s: v for s, v in theirs[0].items() if s <= 16})
+        mine.update(theirs[1])
+    _check_windows(rows, resumed)
     tb = _tb_scalars(run / "tensorboard")
     assert {s: pytest.approx(v, rel=1e-6) for s, v in tb["train/loss"].items()} == {r["step"]: r["train_loss"]
                                                                                    for r in rows}

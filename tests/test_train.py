@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SignalAt
+from conftest import SignalAt, tiny_cfg
 from fakedata import write_mnist
 from reslab import runs
 from reslab.config import OptimConfig, resolve
@@ -25,14 +25,8 @@ METRIC_KEYS = ["test_acc", "test_loss", "best_val_acc", "best_epoch", "epochs", 
                "final_train_acc", "final_val_acc", "confusion_matrix", "test_f1", "steps"]
 
 
-def _cfg(data_dir: Path, runs_dir: Path, *extra: str, preset: str = "seed-mlp"):
-    return resolve(preset, [f"data.data_dir={data_dir}", f"runs_dir={runs_dir}", "data.val_size=100",
-                            "data.batch_size=32", "train.epochs=3", "train.deterministic=true", "optim.lr=3e-3",
-                            "train.device=cpu", *extra])
-
-
 def test_run_folder_is_complete(data_dir: Path, tmp_path: Path) -> None:
-    result = train(_cfg(data_dir, tmp_path), progress=False)
+    result = train(tiny_cfg(data_dir, tmp_path), progress=False)
     run = result.run_dir
     assert run.parent == tmp_path and run.name.startswith("seed-mlp-")
     for name in ("config.yaml", "env.json", "metrics.csv", "summary.json", "classification_report.txt",
@@ -57,7 +51,7 @@ def test_run_folder_is_complete(data_dir: Path, tmp_path: Path) -> None:
 
 
 def test_test_metrics_match_an_independent_evaluation(data_dir: Path, tmp_path: Path) -> None:
-    result = train(_cfg(data_dir, tmp_path), progress=False)
+    result = train(tiny_cfg(data_dir, tmp_path), progress=False)
     from sklearn.metrics import accuracy_score, classification_report, log_loss
 
     data = load_dataset("mnist", data_dir)
@@ -80,9 +74,9 @@ def test_test_metrics_match_an_independent_evaluation(data_dir: Path, tmp_path: 
 
 
 def test_same_seed_repeats_bit_for_bit(data_dir: Path, tmp_path: Path) -> None:
-    a = train(_cfg(data_dir, tmp_path, "train.epochs=2"), progress=False)
-    b = train(_cfg(data_dir, tmp_path, "train.epochs=2"), progress=False)
-    c = train(_cfg(data_dir, tmp_path, "train.epochs=2", "train.seed=1"), progress=False)
+    a = train(tiny_cfg(data_dir, tmp_path, "train.epochs=2"), progress=False)
+    b = train(tiny_cfg(data_dir, tmp_path, "train.epochs=2"), progress=False)
+    c = train(tiny_cfg(data_dir, tmp_path, "train.epochs=2", "train.seed=1"), progress=False)
     assert a.run_dir != b.run_dir
     assert {k: a.summary[k] for k in METRIC_KEYS} == {k: b.summary[k] for k in METRIC_KEYS}
     assert a.summary["final_train_loss"] != c.summary["final_train_loss"]
@@ -95,7 +89,7 @@ def test_interrupted_and_resumed_equals_straight_through(data_dir: Path, tmp_pat
                                                          extra: tuple[str, ...]) -> None:
     if preset == "resnet20" and sig == signal.SIGTERM:
         pytest.skip("one signal is enough for the conv net")
-    cfg = _cfg(data_dir, tmp_path, *extra, preset=preset)
+    cfg = tiny_cfg(data_dir, tmp_path, *extra, preset=preset)
     straight = train(cfg, progress=False)
     with pytest.raises(Interrupted) as info:
         train(cfg, observers=[SignalAt(16 + 5, sig)], progress=False)  # mid-way through epoch 2
@@ -113,12 +107,12 @@ def test_interrupted_and_resumed_equals_straight_through(data_dir: Path, tmp_pat
 
 def test_signal_handlers_are_restored(data_dir: Path, tmp_path: Path) -> None:
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    train(_cfg(data_dir, tmp_path, "train.epochs=1"), progress=False)
+    train(tiny_cfg(data_dir, tmp_path, "train.epochs=1"), progress=False)
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
 def test_no_validation_set(data_dir: Path, tmp_path: Path) -> None:
-    result = train(_cfg(data_dir, tmp_path, "data.val_size=0", "train.epochs=1"), progress=False)
+    result = train(tiny_cfg(data_dir, tmp_path, "data.val_size=0", "train.epochs=1"), progress=False)
     assert result.summary["best_val_acc"] is None and not (result.run_dir / "best.pt").exists()
     assert (result.run_dir / "curves.png").is_file()
 
@@ -128,7 +122,7 @@ def test_no_validation_set(data_dir: Path, tmp_path: Path) -> None:
                                    ("optim.schedule=onecycle", "optim.grad_clip=1.0", "optim.label_smoothing=0.1"),
                                    ("optim.name=sgd", "optim.nesterov=true", "optim.weight_decay=1e-4")])
 def test_optimizers_and_schedules_train(data_dir: Path, tmp_path: Path, extra: tuple[str, ...]) -> None:
-    result = train(_cfg(data_dir, tmp_path, "train.epochs=2", *extra), progress=False)
+    result = train(tiny_cfg(data_dir, tmp_path, "train.epochs=2", *extra), progress=False)
     assert all(torch.isfinite(torch.tensor(v)) for v in (result.summary["test_loss"],
                                                           result.summary["final_train_loss"]))
 
@@ -201,13 +195,13 @@ def test_a_second_ctrl_c_leaves_the_run_marked_interrupted(data_dir: Path, tmp_p
                 raise KeyboardInterrupt  # what the signal handler raises on a second Ctrl-C
 
     with pytest.raises(KeyboardInterrupt):
-        train(_cfg(data_dir, tmp_path), observers=[SecondSignal()], progress=False)
+        train(tiny_cfg(data_dir, tmp_path), observers=[SecondSignal()], progress=False)
     (run,) = tmp_path.iterdir()
     assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
 
 
 def test_no_validation_set_means_none_not_empty_strings(data_dir: Path, tmp_path: Path) -> None:
-    result = train(_cfg(data_dir, tmp_path, "data.val_size=0", "train.epochs=1"), progress=False)
+    result = train(tiny_cfg(data_dir, tmp_path, "data.val_size=0", "train.epochs=1"), progress=False)
     assert result.history[0]["val_acc"] is None and result.history[0]["val_loss"] is None
     assert result.summary["final_val_acc"] is None and result.summary["best_val_acc"] is None
     row = next(csv.DictReader(open(result.run_dir / "metrics.csv")))
@@ -226,7 +220,7 @@ def test_observers_started_before_a_failing_one_are_closed(data_dir: Path, tmp_p
             raise RuntimeError("cannot start")
 
     with pytest.raises(RuntimeError, match="cannot start"):
-        train(_cfg(data_dir, tmp_path), observers=[Fine(), Broken()], progress=False)
+        train(tiny_cfg(data_dir, tmp_path), observers=[Fine(), Broken()], progress=False)
     assert closed == ["fine"]
     (run,) = tmp_path.iterdir()
     assert json.loads((run / "status.json").read_text())["status"] == "failed"
@@ -256,7 +250,7 @@ def test_one_real_epoch_syncs_the_host_once_per_log_record(data_dir: Path, tmp_p
             syncs["on"] = False
 
     monkeypatch.setattr(trainer, "train_epoch", counted_epoch)
-    cfg = _cfg(data_dir, tmp_path, "train.epochs=1", "train.log_every=4", "gradflow.every=0")
+    cfg = tiny_cfg(data_dir, tmp_path, "train.epochs=1", "train.log_every=4", "gradflow.every=0")
     result = train(cfg, progress=False)
     steps = result.summary["steps"]  # 500 training images / 32 = 16 steps
     assert steps == 16 and syncs["n"] == steps // 4

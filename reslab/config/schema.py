@@ -8,6 +8,8 @@ what is valid, never silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Mapping, get_type_hints
 
@@ -16,6 +18,7 @@ from reslab.errors import ConfigError
 
 OptimizerName = Literal["adam", "adamw", "sgd"]
 ScheduleName = Literal["constant", "step", "cosine", "onecycle"]
+MAX_THREADS = 1024  # more crashed torch here (train.threads=100000 segfaulted)
 
 
 @dataclass(frozen=True)
@@ -94,13 +97,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
-        require(self.seed >= 0, f"train.seed must be >= 0, got {self.seed}")
-        require(self.threads is None or self.threads >= 1, f"train.threads must be >= 1, got {self.threads}")
+        require(0 <= self.seed < 2**63, f"train.seed must be in 0..2**63-1, got {self.seed}")
+        require(self.threads is None or 1 <= self.threads <= MAX_THREADS,
+                f"train.threads must be in 1..{MAX_THREADS}, got {self.threads}")
         require(self.log_every >= 1, f"train.log_every must be >= 1, got {self.log_every}")
         require(self.checkpoint_every >= 1, f"train.checkpoint_every must be >= 1, got {self.checkpoint_every}")
-        dev = self.device.split(":")[0]
-        require(dev in ("auto", "cpu", "cuda", "mps"),
-               f"train.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        require(re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,3})?", self.device) is not None,
+                f"train.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
 
 
 @dataclass(frozen=True)
@@ -142,8 +145,8 @@ class RunConfig:
     gradflow: GradflowConfig = field(default_factory=GradflowConfig)
 
     def __post_init__(self) -> None:
-        require(bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
-               f"name must be a non-empty folder name, got {self.name!r}")
+        require(bool(self.name) and self.name not in (".", "..") and not any(c in self.name for c in "/\\\n\r\x00"),
+                f"name must be a non-empty folder name (no slashes or line breaks), got {self.name!r}")
 
 
 _SECTIONS = {"data": DataConfig, "optim": OptimConfig, "train": TrainConfig, "track": TrackConfig,
@@ -197,7 +200,17 @@ def from_dict(values: Mapping[str, Any]) -> RunConfig:
     for key, cls in _SECTIONS.items():
         kwargs[key] = _section_from_dict(cls, values.get(key) or {}, key)
     kwargs["model"] = _model_from_dict(values.get("model") or {})
-    return RunConfig(**kwargs)
+    return _expand_paths(RunConfig(**kwargs))
+
+
+def _expand_paths(cfg: RunConfig) -> RunConfig:
+    """`~` in every path, expanded once here, so reslab's checks and torchvision see the same folder."""
+    data, dataset = cfg.data, cfg.data.dataset
+    if dataset.startswith("imagefolder:"):
+        dataset = "imagefolder:" + os.path.expanduser(dataset.removeprefix("imagefolder:"))
+    data = dataclasses.replace(data, dataset=dataset,
+                               data_dir=os.path.expanduser(data.data_dir) if data.data_dir else data.data_dir)
+    return dataclasses.replace(cfg, runs_dir=os.path.expanduser(cfg.runs_dir), data=data)
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:

@@ -16,9 +16,20 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("reslab.presets").iterdir() if p.name.endswith(".yaml"))
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error instead of the last one winning."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        twice = sorted({str(k) for k in keys if keys.count(k) > 1})
+        if twice:
+            raise yaml.constructor.ConstructorError(None, None, f"key {twice[0]} given twice", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(text: str, where: str) -> dict[str, Any]:
     try:
-        values = yaml.safe_load(text)
+        values = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(values, dict):
