@@ -30,9 +30,18 @@ class ReportError(ReslabError):
 
 
 def first_line(exc: BaseException, default: str = "") -> str:
-    """The first line of an exception's message (or `default`, else its type's name, when it has none)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else (default or type(exc).__name__)
+    """The first line of an exception's message (or `default`, else its type's name, when it has none).
+
+    A first line that only announces what follows ("Error(s) in loading state_dict for SeedMLP:") gets
+    the next line too, cut to 200 characters, so the one line still says what was wrong.
+    """
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return default or type(exc).__name__
+    if lines[0].endswith(":") and len(lines) > 1:
+        detail = lines[1] if len(lines[1]) <= 200 else lines[1][:197] + "..."
+        return f"{lines[0]} {detail}"
+    return lines[0]
 
 
 def describe(exc: BaseException) -> str:

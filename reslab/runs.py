@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import platform
 import secrets
 import subprocess
@@ -153,6 +154,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's own message advises weights_only=False: never for a foreign file
+        raise CheckpointError(f"{path} is not a reslab checkpoint: it holds Python objects that reslab does not "
+                              "load (only tensors and plain values are read)") from None
     except Exception as exc:  # torch raises many types for truncated or foreign files
         raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: "
                               f"{first_line(exc, 'unreadable')}") from None

@@ -225,3 +225,28 @@ def test_files_follow_the_umask_and_stale_temps_are_removed(data_dir: Path, tmp_
         os.umask(old)
     assert not stale.exists() and fresh.exists()
     assert oct(RunFolder(run).summary.stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_checkpoint_messages_say_what_is_wrong(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = _interrupted_run(data_dir, tmp_path)
+    ckpt = runs.load_checkpoint(RunFolder(run).last)
+    del ckpt["model"]["fc1.bias"]
+    runs.save_checkpoint(RunFolder(run).last, {k: v for k, v in ckpt.items() if k != "format"})
+    with pytest.raises(CheckpointError, match='Missing key.*"fc1.bias"'):
+        train(tiny_cfg(data_dir, tmp_path), resume=run, progress=False)
+
+    class Foreign:
+        def __reduce__(self) -> tuple:
+            return (print, ("a pickle that runs code",))
+
+    torch.save({"x": Foreign()}, RunFolder(run).last)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a reslab checkpoint" in err and "weights_only" not in err and len(err.splitlines()) == 1
+
+
+def test_gradflow_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["gradflow", str(tmp_path / "no-such-run"), "--quiet"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["gradflow", "seed-mlp", "--seed", "-1", "--quiet", "--device", "cpu"]) == 2
+    assert "--seed must be" in capsys.readouterr().err

@@ -206,6 +206,8 @@ def analyse(targets: Sequence[Target], *, batches: int = 11, device: str = "auto
     """Every target on the same `batches` batches; progress lines go to stderr."""
     dev = select_device(device)
     _check_batches(batches)
+    if not 0 <= seed < 2**63:
+        raise ConfigError(f"--seed must be in 0..2**63-1, got {seed}")
     data, batch_size, val_size = shared_data(targets)
     drawn = draw_batches(data, batches=batches, batch_size=batch_size, val_size=val_size, seed=seed, device=dev)
     if progress:

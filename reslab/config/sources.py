@@ -49,6 +49,8 @@ def load_source(preset_or_file: str) -> dict[str, Any]:
             raise ConfigError(f"cannot read config file {preset_or_file}: {exc}") from None
         return _read_yaml(text, f"config file {preset_or_file}")
     if preset_or_file not in preset_names():
+        if "/" in preset_or_file or preset_or_file.startswith((".", "~")):  # meant as a path, not a preset
+            raise ConfigError(f"{preset_or_file} does not exist (neither a run folder nor a config file)")
         raise ConfigError(f"unknown preset {preset_or_file!r}; presets: {', '.join(preset_names())} "
                           "(or give a path to a .yaml config file)")
     text = resources.files("reslab.presets").joinpath(preset_or_file + ".yaml").read_text()
