@@ -1,16 +1,21 @@
 """A report as a list of blocks, rendered twice: Markdown (figures beside it) and self-contained HTML.
 
 One list for both keeps the two files saying the same thing. The HTML embeds every figure as a base64
-data URI and carries its CSS inline, so it opens anywhere, offline, and makes no requests.
+data URI and carries its CSS inline, so it opens anywhere, offline, and makes no requests. Blocks hold
+plain text (run names, values from files): both renderers escape it, so a name like `a|b *c* <d>` shows
+as typed instead of breaking a table or becoming markup, and both clean it to valid UTF-8.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, Union
+
+from reslab.report.values import clean_text, inline
 
 
 @dataclass(frozen=True)
@@ -68,28 +73,49 @@ pre { background: #f6f8fa; padding: 0.8em 1em; overflow-x: auto; font-size: 0.85
 """
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+_MD_ESCAPE = re.compile(r"([\\`*_\[\]|#~$])")  # CommonMark's markup characters inside a line (and GFM's | ~)
+
+
+def md(text: str) -> str:
+    """Plain text as Markdown that shows it as typed: markup characters escaped, &, < and > as entities."""
+    text = inline(text, None).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_ESCAPE.sub(r"\\\1", text)
+
+
+def _link(path: str) -> str:
+    """A link target that works with spaces and parentheses (<...> form); the report's own names need none."""
+    return f"<{path}>" if re.search(r"[\s()<>]", path) else path
+
+
+def _fenced(text: str) -> list[str]:
+    """Text in a code fence longer than any run of backticks inside it."""
+    text = clean_text(text).rstrip("\n")
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    return [fence + "text", text, fence, ""]
 
 
 def to_markdown(title: str, blocks: Sequence[Block]) -> str:
-    out = [f"# {title}", ""]
+    out = [f"# {md(title)}", ""]
     for b in blocks:
         if isinstance(b, Heading):
-            out += ["#" * b.level + " " + b.text, ""]
+            out += ["#" * b.level + " " + md(b.text), ""]
         elif isinstance(b, Paragraph):
-            out += [b.text, ""]
+            out += [md(b.text), ""]
         elif isinstance(b, Note):
-            out += [f"> **{b.text}**", ""]
+            out += [f"> **{md(b.text)}**", ""]
         elif isinstance(b, Table):
             aligns = [("---:" if i < len(b.numeric) and b.numeric[i] else "---") for i in range(len(b.header))]
-            out += ["| " + " | ".join(map(_md_cell, b.header)) + " |", "| " + " | ".join(aligns) + " |"]
-            out += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in b.rows] + [""]
+            out += ["| " + " | ".join(map(md, b.header)) + " |", "| " + " | ".join(aligns) + " |"]
+            out += ["| " + " | ".join(map(md, row)) + " |" for row in b.rows] + [""]
         elif isinstance(b, Figure):
-            out += [f"![{b.caption}]({b.path})", "", f"*{b.caption}*", ""]
+            out += [f"![{md(b.caption)}]({_link(b.path)})", "", f"*{md(b.caption)}*", ""]
         elif isinstance(b, Preformatted):
-            out += ["```text", b.text.rstrip("\n"), "```", ""]
+            out += _fenced(b.text)
     return "\n".join(out)
+
+
+def _h(text: str) -> str:
+    return html.escape(inline(text, None))
 
 
 def _data_uri(path: Path) -> str:
@@ -101,8 +127,8 @@ def _html_table(b: Table) -> str:
     def cls(i: int) -> str:
         return ' class="num"' if i < len(b.numeric) and b.numeric[i] else ""
 
-    head = "".join(f"<th{cls(i)}>{html.escape(h)}</th>" for i, h in enumerate(b.header))
-    body = "".join("<tr>" + "".join(f"<td{cls(i)}>{html.escape(c)}</td>" for i, c in enumerate(row)) + "</tr>"
+    head = "".join(f"<th{cls(i)}>{_h(h)}</th>" for i, h in enumerate(b.header))
+    body = "".join("<tr>" + "".join(f"<td{cls(i)}>{_h(c)}</td>" for i, c in enumerate(row)) + "</tr>"
                    for row in b.rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -112,20 +138,20 @@ def to_html(title: str, blocks: Sequence[Block], root: Path) -> str:
     parts = []
     for b in blocks:
         if isinstance(b, Heading):
-            parts.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
+            parts.append(f"<h{b.level}>{_h(b.text)}</h{b.level}>")
         elif isinstance(b, Paragraph):
-            parts.append(f"<p>{html.escape(b.text)}</p>")
+            parts.append(f"<p>{_h(b.text)}</p>")
         elif isinstance(b, Note):
-            parts.append(f'<p class="note">{html.escape(b.text)}</p>')
+            parts.append(f'<p class="note">{_h(b.text)}</p>')
         elif isinstance(b, Table):
             parts.append(_html_table(b))
         elif isinstance(b, Figure):
-            parts.append(f'<figure><img src="{_data_uri(root / b.path)}" alt="{html.escape(b.caption)}">'
-                         f"<figcaption>{html.escape(b.caption)}</figcaption></figure>")
+            parts.append(f'<figure><img src="{_data_uri(root / b.path)}" alt="{_h(b.caption)}">'
+                         f"<figcaption>{_h(b.caption)}</figcaption></figure>")
         elif isinstance(b, Preformatted):
-            parts.append(f"<pre>{html.escape(b.text)}</pre>")
+            parts.append(f"<pre>{html.escape(clean_text(b.text))}</pre>")
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f'<link rel="icon" href="data:,">\n'  # no favicon request
-            f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-            f"<h1>{html.escape(title)}</h1>\n" + "\n".join(parts) + "\n</body>\n</html>\n")
+            f"<title>{_h(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+            f"<h1>{_h(title)}</h1>\n" + "\n".join(parts) + "\n</body>\n</html>\n")

@@ -1,22 +1,27 @@
 """Run folders as the report sees them: files on disk only, read tolerantly.
 
-A run in progress, interrupted or crashed has no summary.json and maybe a partial metrics.csv; an old
-or damaged run may miss any file. Whatever can be read is kept, and what could not is listed, so the
-report shows what exists and says what is missing instead of failing.
+A run in progress, interrupted, crashed or diverged has no summary.json or one with nulls, and maybe a
+partial metrics.csv; an old or damaged run may miss any file or hold anything in it. Whatever can be read
+is kept and what could not is listed, so the report shows what exists and says what is missing instead of
+failing. A run none of whose files can be read is kept too, as unreadable, with the reason.
 """
 
 from __future__ import annotations
 
-import json
+import os
+import platform
+import socket
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
-
-from reslab import files
 from reslab.errors import ReportError
+from reslab.report import reading
+from reslab.report.values import inline, real_or_none, scalar, whole_or_none
 from reslab.runs import RunFolder
+
+UNFINISHED = ("running", "stopped", "interrupted", "failed", "incomplete", "unreadable")  # not a result (yet)
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:
@@ -31,25 +36,58 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
                 found.setdefault(path.resolve(), path)
                 continue
             if not path.exists():
-                raise ReportError(f"{arg} does not exist")
-            children = sorted(c for c in path.iterdir() if RunFolder.holds_run(c)) if path.is_dir() else []
+                raise ReportError(f"{inline(arg)} does not exist")
+            children = sorted(c for c in path.iterdir() if _holds_run(c)) if path.is_dir() else []
         except OSError as exc:
-            raise ReportError(f"cannot read {arg}: {exc.strerror or exc}") from None
+            raise ReportError(f"cannot read {inline(arg)}: {exc.strerror or exc}") from None
         if not children:
             layout = RunFolder(path)
-            raise ReportError(f"{arg} is not a reslab run folder and holds none "
+            raise ReportError(f"{inline(arg)} is not a reslab run folder and holds none "
                               f"(a run folder has {layout.config.name} and {layout.status.name})")
         for child in children:
             found.setdefault(child.resolve(), child)
     return list(found.values())
 
 
+def _holds_run(path: Path) -> bool:
+    """Like RunFolder.holds_run, but an entry that cannot even be looked into is not a run (lost+found)."""
+    try:
+        return RunFolder.holds_run(path)
+    except OSError:
+        return False
+
+
+def process_alive(pid: object) -> bool | None:
+    """Whether process `pid` exists on this machine; None when that cannot be told (not a usable pid).
+
+    Signal 0 checks without signalling. PermissionError: it exists but belongs to another user. A pid can be
+    reused by a later process, so True means "maybe still running", False means "certainly gone".
+    """
+    if os.name != "posix" or isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return None  # pid 0 and negative pids name process groups; Windows' os.kill would terminate
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OverflowError, OSError):
+        return None
+    return True
+
+
+def _this_host(host: str) -> bool:
+    return host in (socket.gethostname(), platform.node())
+
+
 @dataclass
 class RunRecord:
+    """What the report knows of one run folder, read from its files once."""
+
     path: Path
     config: dict[str, Any]
-    status: str  # finished | running | interrupted | failed | unknown
-    history: list[dict[str, Any]]  # metrics.csv rows as numbers (None where empty)
+    status: str  # as status.json says: finished | running | interrupted | failed | diverged | unknown
+    history: list[dict[str, Any]]  # metrics.csv rows as numbers (None where empty or not finite)
     steps: list[dict[str, Any]]
     summary: dict[str, Any] | None
     classification_report: str | None
@@ -57,10 +95,13 @@ class RunRecord:
     gradflow_figures: list[Path]
     wandb: dict[str, Any] = field(default_factory=dict)  # wandb.json: the W&B run id, mode and folder
     problems: list[str] = field(default_factory=list)
+    status_info: dict[str, Any] = field(default_factory=dict)  # status.json as read: epoch, step, pid, host
+    error: str | None = None  # why nothing of this run could be read (then it is listed as unreadable)
 
     @property
     def name(self) -> str:
-        return self.path.name
+        """The folder name as clean text (a name that is not UTF-8 shows U+FFFD for its odd bytes)."""
+        return inline(self.path.name, None)
 
     @property
     def folder(self) -> RunFolder:
@@ -69,106 +110,115 @@ class RunRecord:
 
     def setting(self, section: str, key: str) -> Any:
         values = self.config.get(section)
-        return values.get(key) if isinstance(values, dict) else None
+        return scalar(values.get(key)) if isinstance(values, dict) else None
 
     @property
     def planned_epochs(self) -> int | None:
         epochs = self.setting("train", "epochs")
-        return epochs if isinstance(epochs, int) else None
+        return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
 
     @property
     def finished(self) -> bool:
         return self.status == "finished" and self.summary is not None
 
     @property
+    def host(self) -> str | None:
+        """The other machine a running run is on (its process cannot be checked from here); else None."""
+        host = self.status_info.get("host")
+        if self.status != "running" or not isinstance(host, str) or not host or _this_host(host):
+            return None
+        return inline(host, 80)
+
+    @cached_property  # once: a process that ends while the report is built must not change its story
     def state(self) -> str:
-        """finished, running, interrupted, failed, or incomplete (no usable summary.json or status.json)."""
-        if self.finished:
-            return "finished"
-        return self.status if self.status in ("running", "interrupted", "failed") else "incomplete"
+        """finished, diverged, running, stopped (running, but its process is gone), interrupted, failed,
+        incomplete (no usable summary.json or status.json) or unreadable (no file could be read)."""
+        if self.error is not None:
+            return "unreadable"
+        if self.finished or self.status == "diverged":
+            return self.status
+        if self.status == "running":
+            pid = self.status_info.get("pid")
+            return "stopped" if self.host is None and process_alive(pid) is False else "running"
+        return self.status if self.status in ("interrupted", "failed") else "incomplete"
+
+    def _index(self, key: str) -> str:
+        value = self.status_info.get(key)
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else "?"
 
     def state_note(self) -> str | None:
         """None for a finished run; otherwise what happened, in the words a reader needs."""
-        done, planned = len(self.history), self.planned_epochs or "?"
-        if self.state == "finished":
+        done, planned, state = len(self.history), self.planned_epochs or "?", self.state
+        resume = f"continue it with: reslab train --resume {inline(self.path, None)}"
+        if state == "finished":
             return None
-        if self.state == "running":
+        if state == "diverged":
+            return (f"Diverged at step {self._index('step')} (epoch {self._index('epoch')}): training stopped "
+                    "there; the numbers below are what it recorded until then.")
+        if state == "running" and self.host:
+            return (f"In progress on {self.host} (not checked from here): {done} of {planned} epochs done when "
+                    "this report was built; the numbers below are partial.")
+        if state == "running":
             return (f"In progress: {done} of {planned} epochs done when this report was built; "
                     "the numbers below are partial.")
-        if self.state == "interrupted":
-            return (f"Interrupted at epoch {done + 1} of {planned} ({done} finished); "
-                    f"continue it with: reslab train --resume {self.path}")
-        if self.state == "failed":
+        if state == "stopped":
+            return (f"Stopped (the process is gone): {done} of {planned} epochs done; the numbers below are "
+                    "partial" + (f"; {resume}" if self.folder.last.is_file() else "") + ".")
+        if state == "interrupted":
+            return f"Interrupted at epoch {done + 1} of {planned} ({done} finished); {resume}"
+        if state == "failed":
             return f"Crashed during epoch {done + 1} of {planned} ({done} finished); the numbers below are partial."
         return (f"Incomplete: no usable {self.folder.summary.name} ({done} of {planned} epochs in "
                 f"{self.folder.metrics.name}).")
 
     def numbers(self) -> dict[str, Any]:
-        """The comparison row: from summary.json when finished, else what metrics.csv shows so far."""
-        s = self.summary or {}
+        """The comparison row: summary.json's numbers where it has them (not null), else what metrics.csv
+        shows so far. ValueError when summary.json holds a value of the wrong type."""
+        s, file = self.summary or {}, self.folder.summary.name
         val = [(r["val_acc"], r["epoch"]) for r in self.history if r.get("val_acc") is not None]
         best = max(val, key=lambda v: v[0]) if val else (None, None)  # first epoch of the best, as the trainer
-        return {"run": self.name, "path": str(self.path), "status": self.state,
-                "model": s.get("model") or self.setting("model", "name"),
-                "dataset": s.get("dataset") or self.setting("data", "dataset"),
-                "params": s.get("params"), "epochs": s.get("epochs", len(self.history)),
+        best_val_acc = real_or_none(s, "best_val_acc", file)
+        epochs = whole_or_none(s, "epochs", file)
+        return {"run": self.name, "path": inline(self.path, None), "status": self.state,
+                "model": _text(scalar(s.get("model")) or self.setting("model", "name"), 200),
+                "dataset": _text(scalar(s.get("dataset")) or self.setting("data", "dataset"), 500),
+                "params": whole_or_none(s, "params", file), "epochs": len(self.history) if epochs is None else epochs,
                 "planned_epochs": self.planned_epochs,
-                "best_val_acc": s["best_val_acc"] if "best_val_acc" in s else best[0],
-                "best_epoch": s["best_epoch"] if "best_epoch" in s else best[1],
-                "test_acc": s.get("test_acc"), "test_loss": s.get("test_loss"),
-                "train_seconds": s.get("train_seconds"), "samples_per_s": s.get("samples_per_s")}
+                "best_val_acc": best[0] if best_val_acc is None else best_val_acc,
+                "best_epoch": best[1] if best_val_acc is None else whole_or_none(s, "best_epoch", file),
+                "test_acc": real_or_none(s, "test_acc", file), "test_loss": real_or_none(s, "test_loss", file),
+                "train_seconds": real_or_none(s, "train_seconds", file),
+                "samples_per_s": real_or_none(s, "samples_per_s", file), "host": self.host}
+
+
+def _text(value: Any, limit: int) -> str | None:
+    return None if value is None else inline(value, limit)
 
 
 def load_run(path: Path) -> RunRecord:
     """Whatever of the run folder can be read; what could not is listed in `problems`."""
     run = RunFolder(Path(path))
     problems: list[str] = []
-    config = _read(run.config, yaml.safe_load, problems) or {}
-    status_file = _read(run.status, json.loads, problems) or {}
-    summary = _read(run.summary, json.loads, problems)
-    status = status_file.get("status") or ("finished" if summary else "unknown")
-    report = _read(run.report, str, problems)
-    env = _read(run.env, json.loads, problems) or {}
-    try:
-        history = _numeric_rows(files.read_csv(run.metrics, missing_ok=True), "epoch")
-        steps = _numeric_rows(files.read_csv(run.steps, missing_ok=True), "step")
-    except (OSError, UnicodeDecodeError) as exc:
-        history, steps = [], []
-        problems.append(f"{run.metrics.name} or {run.steps.name} could not be read ({exc})")
+    config = reading.read_mapping(run.config, problems) or {}
+    status_info = reading.read_mapping(run.status, problems) or {}
+    summary = reading.read_mapping(run.summary, problems)
+    status = status_info.get("status")
+    status = status if isinstance(status, str) and status else ("finished" if summary else "unknown")
+    history = reading.read_rows(run.metrics, "epoch", problems)
+    steps = reading.read_rows(run.steps, "step", problems)
     png = run.gradflow_png  # and any other gradflow*.png the run recorded
-    return RunRecord(path=run.path, config=config if isinstance(config, dict) else {}, status=str(status),
-                     history=history, steps=steps, summary=summary if isinstance(summary, dict) else None,
-                     classification_report=report, env=env if isinstance(env, dict) else {},
-                     gradflow_figures=sorted(run.path.glob(f"{png.stem}*{png.suffix}")),
-                     wandb=_read(run.wandb_json, json.loads, problems) or {}, problems=problems)
+    record = RunRecord(path=run.path, config=config, status=status, history=history, steps=steps, summary=summary,
+                       classification_report=reading.read_text(run.report, problems),
+                       env=reading.read_mapping(run.env, problems) or {},
+                       gradflow_figures=reading.png_files(sorted(run.path.glob(f"{png.stem}*{png.suffix}")), problems),
+                       wandb=reading.read_mapping(run.wandb_json, problems) or {}, problems=problems,
+                       status_info=status_info)
+    if not (config or status_info or summary or history):
+        record.error = "no file could be read: " + ("; ".join(problems) or "the run folder is empty")
+    return record
 
 
-def _read(path: Path, parse: Any, problems: list[str]) -> Any:
-    """Parsed file contents; None when absent, and noted in `problems` when present but unreadable."""
-    if not path.is_file():
-        return None
-    try:
-        return parse(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
-        problems.append(f"{path.name} could not be read ({type(exc).__name__})")
-        return None
-
-
-def _numeric_rows(rows: list[dict[str, str]], key: str) -> list[dict[str, Any]]:
-    """CSV rows (metrics.csv by epoch, steps.csv by step) as numbers: `key` and step whole numbers, the rest
-    floats (None where empty or not a number); a row without a whole `key` (a torn write) is dropped."""
-    out = []
-    for row in rows:
-        try:
-            parsed: dict[str, Any] = {key: int(row[key])}
-            parsed.setdefault("step", int(row.get("step") or 0))
-        except (KeyError, TypeError, ValueError):
-            continue
-        for name, value in row.items():
-            if name not in parsed and name is not None:
-                try:
-                    parsed[name] = float(value) if value not in (None, "") else None
-                except ValueError:
-                    parsed[name] = None
-        out.append(parsed)
-    return out
+def unreadable(path: Path, reason: str) -> RunRecord:
+    """A run whose folder could not be read at all (load_run failed), kept to be listed with the reason."""
+    return RunRecord(path=Path(path), config={}, status="unknown", history=[], steps=[], summary=None,
+                     classification_report=None, env={}, gradflow_figures=[], error=reason)

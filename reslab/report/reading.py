@@ -1,0 +1,146 @@
+"""A run's files read tolerantly: any of them may be missing, damaged, huge, a folder, a pipe, or odd.
+
+Each reader returns what it could parse, or None with one line in `problems` saying why not, so a bad
+file costs only what it holds. Only regular files up to MAX_BYTES are opened: a pipe would block the
+report and a runaway file would fill the memory.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from reslab import files
+from reslab.errors import describe
+from reslab.report.values import finite, inline
+
+MAX_BYTES = 256 * 2**20  # a run's files are kilobytes to a few megabytes; larger ones are not read
+MAX_PNG_BYTES = 32 * 2**20  # a figure the report copies and embeds in report.html (base64)
+MAX_INDEX = 10**12  # an epoch or step number beyond this is a damaged row, not a real one
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_KINDS = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true or false"}
+
+
+def why(exc: BaseException) -> str:
+    """One short line: the OS's words for a file error, else 'Type: first line of the message'."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return inline(describe(exc), 160)
+
+
+def _usable(path: Path, problems: list[str], limit: int) -> bool:
+    """Whether `path` is a regular file of at most `limit` bytes; a file that is absent is not noted."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        problems.append(f"{inline(path.name)} could not be read ({why(exc)})")
+        return False
+    if not stat.S_ISREG(info.st_mode):
+        problems.append(f"{inline(path.name)} is not a file")
+    elif info.st_size > limit:
+        problems.append(f"{inline(path.name)} is too large to read ({info.st_size:,} bytes; the report reads "
+                        f"files up to {limit:,} bytes)")
+    else:
+        return True
+    return False
+
+
+def read_bytes(path: Path, problems: list[str], limit: int | None = None) -> bytes | None:
+    """The file's bytes, or None: absent, or (noted) not a regular file, too large, or unreadable."""
+    limit = MAX_BYTES if limit is None else limit
+    if not _usable(path, problems, limit):
+        return None
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)  # a file still growing is cut here
+    except OSError as exc:
+        problems.append(f"{inline(path.name)} could not be read ({why(exc)})")
+        return None
+    if len(data) > limit:
+        problems.append(f"{inline(path.name)} is too large to read (the report reads files up to {limit:,} bytes)")
+        return None
+    return data
+
+
+def read_parsed(path: Path, parse: Callable[[bytes], Any], problems: list[str]) -> Any:
+    """The parsed file, or None (noted when present but unparsable)."""
+    data = read_bytes(path, problems)
+    if data is None:
+        return None
+    try:
+        return parse(data)
+    except Exception as exc:  # damaged JSON or YAML raises many types: ValueError, RecursionError, YAMLError, ...
+        problems.append(f"{inline(path.name)} could not be read ({why(exc)})")
+        return None
+
+
+def read_mapping(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    """A JSON object (.json) or YAML mapping (.yaml), or None; any other value is noted as the wrong kind."""
+    value = read_parsed(path, yaml.safe_load if path.suffix == ".yaml" else json.loads, problems)
+    if value is None or isinstance(value, dict):
+        return value
+    kind = _KINDS.get(type(value), type(value).__name__)
+    problems.append(f"{inline(path.name)} holds {kind}, not {'a mapping' if path.suffix == '.yaml' else 'an object'}")
+    return None
+
+
+def read_text(path: Path, problems: list[str]) -> str | None:
+    """A text file; bytes that are not UTF-8 are shown as U+FFFD rather than losing the whole file."""
+    data = read_bytes(path, problems)
+    return None if data is None else data.decode("utf-8", "replace")
+
+
+def read_rows(path: Path, key: str, problems: list[str]) -> list[dict[str, Any]]:
+    """A CSV log (metrics.csv by epoch, steps.csv by step) as numbers; [] when absent or unreadable (noted)."""
+    if not _usable(path, problems, MAX_BYTES):
+        return []
+    try:
+        rows = files.read_csv(path)
+    except Exception as exc:  # csv.Error (a field over the csv module's limit), UnicodeDecodeError, OSError
+        problems.append(f"{inline(path.name)} could not be read ({why(exc)})")
+        return []
+    return numeric_rows(rows, key)
+
+
+def _whole(text: Any) -> int | None:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):  # also a number of more digits than int() accepts
+        return None
+    return value if 0 <= value <= MAX_INDEX else None
+
+
+def numeric_rows(rows: list[dict[str, str]], key: str) -> list[dict[str, Any]]:
+    """CSV rows as numbers: `key` and step whole numbers, the rest finite floats (None where empty, not a number,
+    NaN or infinite); a row without a whole `key` or step (a torn write, a damaged file) is dropped."""
+    out = []
+    for row in rows:
+        index, step = _whole(row.get(key)), _whole(row.get("step") or 0)
+        if index is None or step is None:
+            continue
+        parsed: dict[str, Any] = {key: index, "step": step}
+        for name, value in row.items():
+            if name not in parsed and name is not None:
+                parsed[name] = None if value in (None, "") else finite(value)
+        out.append(parsed)
+    return out
+
+
+def png_files(paths: list[Path], problems: list[str]) -> list[Path]:
+    """The files that are PNG images of a size the report can embed; the others are noted and left out."""
+    usable = []
+    for path in paths:
+        head = read_bytes(path, problems, MAX_PNG_BYTES)
+        if head is None:
+            continue
+        if head.startswith(PNG_SIGNATURE):
+            usable.append(path)
+        else:
+            problems.append(f"{inline(path.name)} is not a PNG image; left out")
+    return usable
