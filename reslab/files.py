@@ -127,8 +127,19 @@ def read_csv(path: str | Path, *, missing_ok: bool = False) -> list[dict[str, st
     path = Path(path)
     if missing_ok and not path.is_file():
         return []
-    with open(path, newline="") as fh:
-        return [row for row in csv.DictReader(fh) if None not in row and None not in row.values()]
+    rows = []
+    with open(path, newline="", errors="replace") as fh:  # bytes that are not UTF-8 become U+FFFD, not an error
+        reader = csv.DictReader(fh)
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error:  # a field over the csv module's limit, a NUL byte: skip the damaged line
+                continue
+            if None not in row and None not in row.values():
+                rows.append(row)
+    return rows
 
 
 def truncate_csv(path: str | Path, fields: Sequence[str], keep: Callable[[dict[str, str]], bool]) -> None:
