@@ -105,3 +105,11 @@ def test_config_files(tmp_path: Path) -> None:
     scalar.write_text("42\n")
     with pytest.raises(ConfigError, match="must hold a mapping"):
         resolve(str(scalar))
+
+
+def test_bare_on_and_off_name_the_choices() -> None:
+    """YAML 1.1 reads `--set train.amp=off` as False; where the choices are words, the word is meant."""
+    cfg = resolve("seed-mlp", ["train.amp=off", "train.channels_last=on"])
+    assert (cfg.train.amp, cfg.train.channels_last) == ("off", "on")
+    with pytest.raises(ConfigError, match="train.amp must be one of"):
+        resolve("seed-mlp", ["train.amp=on"])

@@ -27,7 +27,8 @@ import torch
 from fakedata import learnable_images, write_mnist
 from reslab.cli import main
 from reslab.config import resolve
-from reslab.train import Interrupted, Observer, train
+from reslab.protocols import Observer
+from reslab.train import Interrupted, train
 
 REPO = Path(__file__).resolve().parents[1]
 DEVICE = os.environ.get("RESLAB_TEST_DEVICE", "cuda")

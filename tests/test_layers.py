@@ -30,7 +30,8 @@ LAYERS: list[list[str]] = [
     ["train"],
     ["analyze"],
     ["report"],
-    ["cli", "__main__", "presets"],
+    ["cli", "presets"],
+    ["__main__"],  # python -m reslab
 ]
 LAYER_OF = {unit: i for i, row in enumerate(LAYERS) for unit in row}
 
