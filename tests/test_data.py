@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import pickle
 import struct
+import tempfile
+import time
 import warnings
 import zipfile
 from pathlib import Path
+from urllib.error import URLError
 
 import numpy as np
 import pytest
@@ -212,10 +215,11 @@ def test_image_size_resizes_torchvision_data(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- image folders and zips
 
 
-@pytest.mark.parametrize("kind", ["folder", "zip", "zip-with-top-folder", "zip-deflated", "zip-bzip2"])
+@pytest.mark.parametrize("kind", ["folder", "zip", "zip-with-top-folder", "zip-deflated", "zip-bzip2", "zip-lzma"])
 def test_image_folder_formats(tmp_path: Path, kind: str) -> None:
     tree = image_tree()
-    compression = {"zip-deflated": zipfile.ZIP_DEFLATED, "zip-bzip2": zipfile.ZIP_BZIP2}.get(kind, zipfile.ZIP_STORED)
+    compression = {"zip-deflated": zipfile.ZIP_DEFLATED, "zip-bzip2": zipfile.ZIP_BZIP2,
+                   "zip-lzma": zipfile.ZIP_LZMA}.get(kind, zipfile.ZIP_STORED)
     if kind == "folder":
         source = write_folder(tmp_path / "imgs", tree)
     else:
@@ -376,7 +380,7 @@ def test_bad_image_folders_are_data_errors(tmp_path: Path) -> None:
         load_dataset(f"imagefolder:{bad_zip}")
 
 
-@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
 def test_corrupt_zip_member_names_it(tmp_path: Path, compression: int) -> None:
     source = write_zip(tmp_path / "imgs.zip", image_tree(), compression=compression)
     with zipfile.ZipFile(source) as zf:
@@ -393,6 +397,308 @@ def test_hidden_files_are_ignored(tmp_path: Path) -> None:
     source = write_folder(tmp_path / "imgs", image_tree())
     (source / "train/cat/.DS_Store").write_bytes(b"\0\1")
     assert len(load_dataset(f"imagefolder:{source}").train_y) == 6
+
+
+# ---------------------------------------------------------------- hardening: hostile or silently wrong input
+
+
+def zeros_member_zip(path: Path, tree: dict[str, np.ndarray], member: str, size: int,
+                     compression: int = zipfile.ZIP_DEFLATED) -> Path:
+    """A valid image tree plus `member`: `size` zero bytes, compressed (deflate ~1000:1, bzip2 ~400000:1) and
+    streamed, so RAM stays small."""
+    write_zip(path, tree, compression=compression)
+    with zipfile.ZipFile(path, "a", compression=compression) as zf, zf.open(member, "w") as fh:
+        chunk = bytes(1 << 20)
+        for _ in range(size >> 20):
+            fh.write(chunk)
+    return path
+
+
+def set_declared_size(path: Path, member: str, size: int) -> None:
+    """Rewrite a member's uncompressed size in its local and central headers: a zip that lies."""
+    raw, name = bytearray(path.read_bytes()), member.encode()
+    for signature, name_at, field in ((b"PK\x03\x04", 30, 22), (b"PK\x01\x02", 46, 24)):
+        start = raw.find(signature)
+        while start >= 0:
+            if raw[start + name_at : start + name_at + len(name)] == name:
+                raw[start + field : start + field + 4] = struct.pack("<I", size)
+            start = raw.find(signature, start + 4)
+    path.write_bytes(bytes(raw))
+
+
+@pytest.fixture(scope="module")
+def zip_bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """~100 KB on disk, a 100 MiB member of zeros inside."""
+    return zeros_member_zip(tmp_path_factory.mktemp("bomb") / "bomb.zip", image_tree(), "train/cat/big.png", 100 << 20)
+
+
+def test_zip_member_declaring_a_huge_size_is_refused_before_reading(zip_bomb: Path, monkeypatch: pytest.MonkeyPatch
+                                                                   ) -> None:
+    import tracemalloc
+
+    assert zip_bomb.stat().st_size < 1 << 20
+    monkeypatch.setattr(imagefolder, "_decode_image", lambda *a: pytest.fail("decoded a zip bomb's members"))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"train/cat/big\.png .*100 MiB.*64 MiB") as info:
+            load_dataset(f"imagefolder:{zip_bomb}")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "\n" not in str(info.value) and peak < 16 << 20
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2,
+                                         zipfile.ZIP_LZMA], ids=["stored", "deflate", "bzip2", "lzma"])
+def test_zip_member_read_is_capped_whatever_its_header_says(tmp_path: Path, compression: int) -> None:
+    """The scan trusts the declared size; the read must not: it stops one chunk past the cap."""
+    import tracemalloc
+
+    from reslab.data.zipread import read_member
+
+    source = zeros_member_zip(tmp_path / "bomb.zip", {}, "train/cat/big.png", 16 << 20, compression)
+    tracemalloc.start()
+    try:
+        with zipfile.ZipFile(source) as zf:
+            with pytest.raises(DataError, match=r"bomb\.zip:train/cat/big\.png .*more than 1 MiB"):
+                read_member(zf, zf.getinfo("train/cat/big.png"), f"{source}:train/cat/big.png", 1 << 20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA],
+                         ids=["deflate", "bzip2", "lzma"])
+def test_zip_member_with_a_lying_header_is_a_data_error(tmp_path: Path, compression: int) -> None:
+    """Headers that claim 1000 bytes for 100 MiB of zeros: refused, never inflated in full.
+
+    zipfile bounds each read of a deflated member, but inflates a bzip2 or LZMA chunk in one unbounded call.
+    """
+    import tracemalloc
+
+    source = zeros_member_zip(tmp_path / "liar.zip", image_tree(), "train/cat/big.png", 100 << 20, compression)
+    set_declared_size(source, "train/cat/big.png", 1000)
+    with zipfile.ZipFile(source) as zf:
+        assert zf.getinfo("train/cat/big.png").file_size == 1000
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"liar\.zip:train/cat/big\.png"):
+            load_dataset(f"imagefolder:{source}")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 << 20
+
+
+@pytest.mark.parametrize("split,offset", [("train", 5), ("t10k", 0)])
+def test_out_of_range_label_names_the_file_and_value(tmp_path: Path, split: str, offset: int) -> None:
+    from fakedata import write_mnist
+
+    write_mnist(tmp_path, n_train=60, n_test=20)
+    path = tmp_path / "MNIST" / "raw" / f"{split}-labels-idx1-ubyte"
+    raw = bytearray(path.read_bytes())
+    raw[8 + offset] = 200  # labels start after the 8-byte IDX header
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=rf"mnist: {'train' if split == 'train' else 'test'} label 200 "
+                                        rf"\(sample {offset}\) is outside 0\.\.9 .*{split}-labels-idx1-ubyte") as info:
+        load_dataset("mnist", tmp_path, download=False)
+    assert "\n" not in str(info.value) and path.read_bytes() == bytes(raw)
+
+
+def good_image_data(**changes: object) -> ImageData:
+    import dataclasses
+
+    data = ImageData("tiny", torch.zeros(4, 3, 5, 5, dtype=torch.uint8), torch.tensor([0, 1, 2, 1]),
+                     torch.zeros(2, 3, 5, 5, dtype=torch.uint8), torch.tensor([2, 0]), classes=("a", "b", "c"),
+                     mean=(0.5,) * 3, std=(0.2,) * 3)
+    return dataclasses.replace(data, **changes)
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"test_y": torch.tensor([2, 3])}, r"tiny: test label 3 \(sample 1\) is outside 0\.\.2 .*in SRC"),
+    ({"train_y": torch.tensor([0, -1, 2, 1])}, r"train label -1 \(sample 1\)"),
+    ({"train_x": torch.zeros(4, 3, 5, 5)}, r"train images are torch\.float32 \(4, 3, 5, 5\), not uint8"),
+    ({"test_x": torch.zeros(2, 5, 5, dtype=torch.uint8)}, r"test images .*\(2, 5, 5\), not uint8 \(N, C, H, W\)"),
+    ({"test_x": torch.zeros(2, 1, 5, 5, dtype=torch.uint8)}, r"train images are 3x5x5 but test images are 1x5x5"),
+    ({"test_x": torch.zeros(2, 3, 4, 5, dtype=torch.uint8)}, r"train images are 3x5x5 but test images are 3x4x5"),
+    ({"train_y": torch.tensor([0, 1, 2])}, r"4 train images but 3 labels"),
+    ({"train_y": torch.tensor([0.0, 1, 2, 1])}, r"train labels are torch\.float32"),
+    ({"classes": ("a",), "train_y": torch.zeros(4, dtype=torch.int64), "test_y": torch.zeros(2, dtype=torch.int64)},
+     r"only 1 class \(a\).*at least 2"),
+    ({"mean": (0.5,)}, r"mean and std for 1 and 3 channels"),
+])
+def test_check_image_data_refuses_what_training_cannot_use(changes: dict, message: str) -> None:
+    from reslab.data.checks import check_image_data
+
+    check_image_data(good_image_data(), "SRC")
+    with pytest.raises(DataError, match=message) as info:
+        check_image_data(good_image_data(**changes), "SRC")
+    assert "\n" not in str(info.value)
+
+
+def test_cache_with_out_of_range_labels_is_rebuilt(tmp_path: Path, _isolated_cache: Path) -> None:
+    """A cache whose checksums match but whose labels are impossible (a buggy writer) is not served."""
+    import dataclasses
+
+    from reslab.data.cache import checksums
+
+    source = write_zip(tmp_path / "imgs.zip", image_tree())
+    first = load_dataset(f"imagefolder:{source}")
+    (cached,) = _isolated_cache.rglob("*.pt")
+    payload = torch.load(cached, weights_only=True)
+    bad = dataclasses.replace(first, train_y=first.train_y + 5)
+    tensors = {name: getattr(bad, name) for name in ("train_x", "train_y", "test_x", "test_y")}
+    payload["tensors"] = tensors
+    payload["checksums"] = checksums(tensors, payload["meta"])
+    torch.save(payload, cached)
+    with pytest.warns(UserWarning, match=r"unreadable cache .*train label 5 \(sample 0\) is outside 0\.\.1"):
+        second = load_dataset(f"imagefolder:{source}")
+    assert torch.equal(second.train_y, first.train_y)
+
+
+def image_file(path: Path, array: np.ndarray, fmt: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, format=fmt)
+
+
+@pytest.mark.parametrize("fmt,suffix", [("PNG", "png"), ("TIFF", "tif"), ("PPM", "pgm")])
+def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path: Path, fmt: str, suffix: str) -> None:
+    """PIL's convert('L') clips 16-bit values at 255: a 16-bit image would come out almost all white."""
+    rng = np.random.default_rng(3)
+    tree = {rel: rng.integers(0, 65536, (4, 4), dtype=np.uint16) for rel in
+            (f"{split}/{c}/{i}.{suffix}" for split in ("train", "test") for c in ("a", "b") for i in range(2))}
+    tree["train/a/0." + suffix][0, :4] = [0, 65535, 32768, 4000]
+    for rel, array in tree.items():
+        image_file(tmp_path / "imgs" / rel, array, fmt)
+    ds = load_dataset(f"imagefolder:{tmp_path / 'imgs'}")
+    assert ds.input_shape == (1, 4, 4)
+    assert ds.train_x[0, 0, 0].tolist() == [0, 255, 128, 16]
+    expected = np.rint(tree[f"test/b/1.{suffix}"] / 257).astype(np.uint8)
+    assert torch.equal(ds.test_x[3, 0], torch.from_numpy(expected))
+
+
+def test_float_tiff_in_unit_range_is_scaled_not_black(tmp_path: Path) -> None:
+    levels = (np.arange(16, dtype=np.float32).reshape(4, 4) * 17 / 255)  # k/255 for k = 0, 17, ..., 255
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            image_file(tmp_path / "imgs" / split / c / "0.tif", levels, "TIFF")
+    ds = load_dataset(f"imagefolder:{tmp_path / 'imgs'}")
+    assert ds.train_x[0, 0].flatten().tolist() == list(range(0, 256, 17))
+
+
+@pytest.mark.parametrize("array,message", [
+    (np.full((4, 4), 3.5, np.float32), r"float pixels outside \[0, 1\] \(0\.0\.\.3\.5\)"),
+    (np.full((4, 4), np.nan, np.float32), r"float pixels outside \[0, 1\] \(nan"),
+    (np.full((4, 4), 70000, np.int32), r"32-bit integer pixels outside 0\.\.65535 \(0\.\.70000\)"),
+])
+def test_images_that_cannot_be_read_as_8_bit_are_refused(tmp_path: Path, array: np.ndarray, message: str) -> None:
+    array = array.copy()
+    array[0, 0] = 0
+    write_folder(tmp_path / "imgs", image_tree(gray=True))
+    image_file(tmp_path / "imgs/train/cat/odd.tif", array, "TIFF")
+    with pytest.raises(DataError, match=rf"train/cat/odd\.tif has {message}") as info:
+        load_dataset(f"imagefolder:{tmp_path / 'imgs'}")
+    assert "\n" not in str(info.value)
+
+
+def test_one_class_image_folder_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = write_zip(tmp_path / "imgs.zip", image_tree(classes=("dog",)))
+    monkeypatch.setattr(imagefolder, "_decode_image", lambda *a: pytest.fail("decoded before refusing"))
+    with pytest.raises(DataError, match=r"imgs\.zip has only 1 class \(dog\); a classifier needs at least 2"):
+        load_dataset(f"imagefolder:{source}")
+
+
+@pytest.mark.parametrize("path", ["", "  "])
+def test_empty_imagefolder_path_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    write_folder(tmp_path, image_tree())  # a valid tree in the current directory must not be picked up
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=r"imagefolder: needs a path"):
+        load_dataset(f"imagefolder:{path}", tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["zip", "folder"])
+def test_unreadable_image_is_named_not_bytesio(tmp_path: Path, kind: str) -> None:
+    tree = image_tree()
+    if kind == "zip":
+        source = write_zip(tmp_path / "imgs.zip", tree)
+        with zipfile.ZipFile(source, "a") as zf:
+            zf.writestr("train/cat/readme.png", "not an image")
+    else:
+        source = write_folder(tmp_path / "imgs", tree)
+        (source / "train/cat/readme.png").write_text("not an image")
+    with pytest.raises(DataError, match=r"train/cat/readme\.png is not a readable image") as info:
+        load_dataset(f"imagefolder:{source}")
+    assert "BytesIO" not in str(info.value) and " at 0x" not in str(info.value)
+
+
+REASON = "[Errno -3] Temporary failure in name resolution: " + "x" * 300
+
+
+@pytest.mark.parametrize("spec,cls,error", [  # torchvision's MNIST puts the reason after the first line
+    ("mnist", "MNIST", RuntimeError(f"Error downloading train-images-idx3-ubyte.gz:\nTried https://m/, got:\n"
+                                    f"<urlopen error {REASON}>\n")),
+    ("cifar10", "CIFAR10", URLError(REASON)),
+])
+def test_download_failure_keeps_the_whole_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str,
+                                                 cls: str, error: Exception) -> None:
+    def offline(self: object) -> None:
+        raise error
+
+    monkeypatch.setattr(getattr(torchvision.datasets, cls), "download", offline)
+    with pytest.raises(DataError) as info:
+        load_dataset(spec, tmp_path, download=True)
+    message = str(info.value)
+    assert "\n" not in message and f"could not download {spec}" in message
+    assert "x" * 300 in message and "Temporary failure in name resolution" in message
+    assert "network access" in message
+
+
+def test_stale_cache_temp_files_are_removed_and_nothing_else(tmp_path: Path, _isolated_cache: Path) -> None:
+    """A write killed by SIGKILL leaves atomic_write's temp file; the next cache write removes it once stale."""
+    folder = _isolated_cache / "imagefolder"
+    folder.mkdir(parents=True)
+    old = time.time() - 2 * 3600
+    fd, name = tempfile.mkstemp(dir=folder, prefix=f".imgs-{'0' * 20}.pt.", suffix=".tmp")  # as atomic_write does
+    os.write(fd, b"partial")
+    os.close(fd)
+    stale = Path(name)
+    fresh = folder / f".other-{'1' * 20}.pt.qq3r8zz1.tmp"
+    kept = [folder / ".notes.tmp", folder / f"imgs-{'0' * 20}.pt", folder / f"imgs-{'0' * 20}.pt.k2x_9abc.tmp",
+            folder / f".imgs-{'0' * 20}.pt.k2x_9abc.tmp.bak", _isolated_cache / stale.name]
+    for path in [fresh, *kept]:
+        path.write_bytes(b"partial")
+    (folder / f".dir-{'2' * 20}.pt.abcdefgh.tmp").mkdir()
+    (folder / f".link-{'3' * 20}.pt.abcdefgh.tmp").symlink_to(tmp_path / "users-file")
+    (tmp_path / "users-file").write_bytes(b"keep me")
+    kept += [folder / f".dir-{'2' * 20}.pt.abcdefgh.tmp", folder / f".link-{'3' * 20}.pt.abcdefgh.tmp",
+             tmp_path / "users-file"]
+    for path in [stale, *kept]:
+        os.utime(path, (old, old), follow_symlinks=False)
+    load_dataset(f"imagefolder:{write_zip(tmp_path / 'imgs.zip', image_tree())}")
+    assert not stale.exists() and fresh.exists() and all(path.exists() for path in kept)
+
+
+def test_tilde_in_data_dir_is_expanded_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torchvision expands ~ itself: reslab must look at the same folder, or its guards look elsewhere."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    make_mnist(home / "data")
+    assert rdata.resolve_data_dir("~/data") == home / "data"
+    monkeypatch.setenv("RESLAB_DATA", "~/data")
+    assert rdata.resolve_data_dir(None) == home / "data"
+    assert len(load_dataset("mnist", "~/data", download=False).train_y) == 12
+    (home / "data/MNIST/raw/t10k-labels-idx1-ubyte").unlink()
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", lambda self: pytest.fail("download attempted"))
+    with pytest.raises(DataError, match="incomplete: t10k-labels-idx1-ubyte missing"):
+        load_dataset("mnist", "~/data", download=True)
+    write_zip(home / "data" / "sets.zip", image_tree())
+    assert load_dataset("imagefolder:sets.zip", "~/data").num_classes == 2
+    assert load_dataset("imagefolder:~/data/sets.zip").num_classes == 2
+    monkeypatch.setenv("RESLAB_CACHE", "~/cache")
+    assert rdata.cache_dir() == home / "cache"
+    assert not (tmp_path / "~").exists()
 
 
 # ---------------------------------------------------------------- splits

@@ -1,23 +1,22 @@
 """Image folders and zips (train/<class>/*, test/<class>/*): scan, decode once, serve from a checked cache.
 
 Decoding tens of thousands of JPEGs takes tens of seconds, so the result is cached as uint8 tensors
-under `cache_dir()`, keyed by the source's content identity (names, sizes, CRCs or mtimes). The cache
-is an optimisation: a cache that cannot be written is a warning, and one that cannot be read or fails
-its checksum is rebuilt, never trusted.
+by `cache`, keyed by the source's content identity (names, sizes, CRCs or mtimes).
+Sources may be hostile or odd: a member may claim or inflate to gigabytes (a zip bomb, read by 8
+threads at once), so no file is read past `MAX_MEMBER_BYTES` (`zipread`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
-import json
+import lzma
 import math
 import os
 import warnings
 import zipfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,20 +25,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from reslab.data.cache import cache_path, read_cache, write_cache
+from reslab.data.checks import eight_bit
 from reslab.data.images import ImageData
+from reslab.data.zipread import mib, read_capped, read_member
 from reslab.errors import DataError, first_line
-from reslab.files import atomic_write
 
-# 2: tensors checksummed in the cache file (1 had no checksum; its files are keyed apart and ignored)
-CACHE_FORMAT_VERSION = 2
+# The most an image file may take: even an uncompressed 4096x4096 RGB bitmap is 48 MiB. Larger is refused unread.
+MAX_MEMBER_BYTES = 64 << 20
 
 _SPLITS = ("train", "test")
-_TENSORS = ("train_x", "train_y", "test_x", "test_y")
-
-
-def cache_dir() -> Path:
-    """Where decoded image folders are cached: $RESLAB_CACHE or ~/.cache/reslab (never the data dir)."""
-    return Path(os.environ.get("RESLAB_CACHE") or Path.home() / ".cache" / "reslab")
 
 
 @dataclass(frozen=True)
@@ -52,8 +47,12 @@ class _Member:
 
 
 def find_source(path: str, root: Path) -> Path:
-    """PATH as given, else relative to the data dir."""
-    candidates = [Path(path).expanduser()] + ([] if Path(path).is_absolute() else [root / path])
+    """PATH as given (~ expanded), else relative to the data dir; an empty PATH is an error, not the cwd."""
+    if not path.strip():
+        raise DataError("imagefolder: needs a path: imagefolder:PATH, a folder or .zip with train/<class>/* "
+                        "and test/<class>/*")
+    given = Path(path).expanduser()
+    candidates = [given] + ([] if given.is_absolute() else [root.expanduser() / given])
     for candidate in candidates:
         if candidate.is_dir() or candidate.is_file():
             return candidate.resolve()
@@ -65,14 +64,14 @@ def load_image_folder(source: Path, image_size: int | None) -> ImageData:
     if image_size is not None and image_size < 1:
         raise DataError(f"data.image_size must be a positive number of pixels, got {image_size}")
     members = _scan(source)
-    path = cache_dir() / "imagefolder" / f"{source.stem}-{_cache_key(source, members, image_size)}.pt"
+    path = cache_path(source.stem, [str(source), image_size, [(m.name, *m.stamp) for m in members]])
     if path.is_file():
         try:
-            return _read_cache(path)
+            return read_cache(path)
         except Exception as err:  # a damaged cache file is rebuilt, never trusted
             warnings.warn(f"ignoring unreadable cache {path} ({first_line(err)}); decoding again", stacklevel=3)
     folder = _decode_all(source, members, image_size)
-    _write_cache(path, folder)
+    write_cache(path, folder)
     return folder
 
 
@@ -92,6 +91,8 @@ def _scan(source: Path) -> list[_Member]:
                 rel = path.relative_to(source)
                 if path.is_file() and len(rel.parts) >= 3 and not _hidden(rel.parts):
                     st = path.stat()
+                    if st.st_size > MAX_MEMBER_BYTES:
+                        raise _too_big(st.st_size, str(path), zipped=False)
                     members.append(_Member(split, rel.parts[1], rel.as_posix(), (st.st_size, st.st_mtime_ns)))
     else:
         try:
@@ -104,6 +105,8 @@ def _scan(source: Path) -> list[_Member]:
         for info in infos:
             parts = info.filename.removeprefix(prefix).split("/")
             if info.filename.startswith(prefix) and len(parts) >= 3 and parts[0] in _SPLITS and not _hidden(parts):
+                if info.file_size > MAX_MEMBER_BYTES or info.compress_size > MAX_MEMBER_BYTES:  # reads are capped too
+                    raise _too_big(max(info.file_size, info.compress_size), f"{source}:{info.filename}", zipped=True)
                 members.append(_Member(parts[0], parts[1], info.filename, (info.file_size, info.CRC), info))
     members.sort(key=lambda m: (m.split, m.label, m.name))
     for split in _SPLITS:
@@ -112,19 +115,27 @@ def _scan(source: Path) -> list[_Member]:
     return members
 
 
+def _too_big(size: int, label: str, zipped: bool) -> DataError:
+    """The error for a file whose (declared) size no image has, raised before reading a byte of it."""
+    what = f"would inflate to {mib(size)}" if zipped else f"is {mib(size)}"
+    return DataError(f"{label} {what}, more than the {mib(MAX_MEMBER_BYTES)} an image file may take"
+                     f"{' (a zip bomb?)' if zipped else ''}; remove it from the image folder")
+
+
 def _decode_image(data: bytes, name: str, image_size: int | None) -> np.ndarray:
-    """One image as uint8 (H, W) if grayscale, else (H, W, 3)."""
+    """One image as uint8 (H, W) if grayscale, else (H, W, 3); 16-bit and float images scaled, not clipped."""
     from PIL import Image
 
+    buffer = io.BytesIO(data)
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.mode not in ("L", "RGB"):
-                img = img.convert("L" if img.mode in ("1", "LA") else "RGB")
+        with Image.open(buffer) as img:
+            img = eight_bit(img, name)
             if image_size is not None and img.size != (image_size, image_size):
                 img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
             return np.asarray(img, dtype=np.uint8)
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise DataError(f"{name} is not a readable image ({first_line(err)})") from err
+    except (OSError, ValueError, Image.DecompressionBombError) as err:  # PIL names the buffer: name the file
+        reason = first_line(err).replace(f" {buffer!r}", "").replace(repr(buffer), "it")
+        raise DataError(f"{name} is not a readable image ({reason})") from err
 
 
 def _decode_chunk(source: Path, members: list[_Member], image_size: int | None) -> list[np.ndarray]:
@@ -135,8 +146,13 @@ def _decode_chunk(source: Path, members: list[_Member], image_size: int | None) 
         for m in members:
             label = f"{source}:{m.name}" if zf is not None else str(source / m.name)
             try:
-                data = zf.read(m.zip_info or m.name) if zf is not None else (source / m.name).read_bytes()
-            except (zipfile.BadZipFile, OSError, RuntimeError, zlib.error) as err:
+                if zf is not None:
+                    data = read_member(zf, m.zip_info or zf.getinfo(m.name), label, MAX_MEMBER_BYTES)
+                else:
+                    with open(source / m.name, "rb") as fh:
+                        data = read_capped(fh, label, MAX_MEMBER_BYTES)
+            except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, zlib.error, lzma.LZMAError,
+                    EOFError) as err:
                 raise DataError(f"cannot read {label} ({first_line(err)})") from err
             arrays.append(_decode_image(data, label, image_size))
     return arrays
@@ -159,6 +175,9 @@ def _decode_all(source: Path, members: list[_Member], image_size: int | None) ->
     classes = {split: sorted({m.label for m in members if m.split == split}) for split in _SPLITS}
     if classes["train"] != classes["test"]:
         raise DataError(f"{source}: train classes {classes['train']} differ from test classes {classes['test']}")
+    if len(classes["train"]) < 2:  # it would train to 100% and mean nothing
+        raise DataError(f"{source} has only 1 class ({', '.join(classes['train'])}); a classifier needs at least 2 "
+                        "(train/<class>/ and test/<class>/ folders)")
     workers = min(8, os.cpu_count() or 1)
     size = max(256, math.ceil(len(members) / (4 * workers)))
     chunks = [members[i : i + size] for i in range(0, len(members), size)]
@@ -181,53 +200,3 @@ def _decode_all(source: Path, members: list[_Member], image_size: int | None) ->
     mean, std = _channel_stats(tensors["train_x"])
     return ImageData("", **tensors, classes=tuple(classes["train"]), mean=mean, std=std)
 
-
-# ---------------------------------------------------------------- the cache file
-
-
-def _cache_key(source: Path, members: list[_Member], image_size: int | None) -> str:
-    ident = [CACHE_FORMAT_VERSION, str(source), image_size, [(m.name, *m.stamp) for m in members]]
-    return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:20]
-
-
-def _checksums(tensors: Mapping[str, Tensor], meta: Mapping[str, list]) -> dict[str, list]:
-    """name -> [dtype, shape, crc32 of the bytes] per tensor, and the crc32 of the rest (~25 ms per 150 MB).
-
-    zlib.crc32 catches the accidental damage a cache meets (bit rot, a torn copy, a stray write);
-    it is not a defence against someone forging the file.
-    """
-    sums: dict[str, list] = {}
-    for name, t in tensors.items():
-        flat = t.detach().cpu().contiguous().reshape(-1).view(torch.uint8)  # the raw bytes, no copy
-        sums[name] = [str(t.dtype), list(t.shape), zlib.crc32(flat.numpy())]
-    sums["meta"] = ["json", [], zlib.crc32(json.dumps(meta, sort_keys=True).encode())]
-    return sums
-
-
-def _write_cache(path: Path, folder: ImageData) -> None:
-    """Save tensors, metadata and their checksums atomically; an unwritable cache costs time, not the run."""
-    tensors = {name: getattr(folder, name) for name in _TENSORS}
-    meta = {"classes": list(folder.classes), "mean": list(folder.mean), "std": list(folder.std)}
-    payload = {"format": CACHE_FORMAT_VERSION, "tensors": tensors, "meta": meta,
-               "checksums": _checksums(tensors, meta)}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda fh: torch.save(payload, fh), mode="wb")
-    except OSError as err:
-        warnings.warn(f"could not write cache {path} ({first_line(err)}); set RESLAB_CACHE to a writable folder",
-                      stacklevel=4)
-
-
-def _read_cache(path: Path) -> ImageData:
-    """The cached folder, after checking every checksum; raises (anything) when it cannot be trusted."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != CACHE_FORMAT_VERSION:
-        raise ValueError(f"not a reslab cache of format {CACHE_FORMAT_VERSION}")
-    tensors, meta, stored = payload["tensors"], payload["meta"], payload["checksums"]
-    if set(tensors) != set(_TENSORS):
-        raise ValueError(f"holds {sorted(tensors)} instead of {list(_TENSORS)}")
-    actual = _checksums(tensors, meta)
-    bad = [name for name in actual if actual[name] != stored.get(name)]
-    if bad:
-        raise ValueError(f"checksum mismatch in {', '.join(bad)}: the file is corrupted")
-    return ImageData("", **tensors, classes=tuple(meta["classes"]), mean=tuple(meta["mean"]), std=tuple(meta["std"]))

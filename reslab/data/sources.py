@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from reslab.data.checks import check_image_data
 from reslab.data.imagefolder import find_source, load_image_folder
 from reslab.data.images import ImageData
 from reslab.errors import DataError, first_line
@@ -30,8 +31,12 @@ DATASET_NAMES: tuple[str, ...] = (*_TORCHVISION, "imagefolder:PATH")
 
 
 def resolve_data_dir(data_dir: str | Path | None) -> Path:
-    """The argument, else $RESLAB_DATA, else ./data (torchvision's `root`)."""
-    return Path(data_dir or os.environ.get("RESLAB_DATA") or "data")
+    """The argument, else $RESLAB_DATA, else ./data (torchvision's `root`), with ~ expanded.
+
+    torchvision expands ~ itself; expanding it here too makes reslab's checks (never download over
+    partial data) look at the folder torchvision will read, not at a literal ./~ beside it.
+    """
+    return Path(data_dir or os.environ.get("RESLAB_DATA") or "data").expanduser()
 
 
 def load_dataset(
@@ -40,8 +45,10 @@ def load_dataset(
     """Load `spec` (mnist, fashion-mnist, cifar10, cifar100 or imagefolder:PATH) as uint8 tensors."""
     root = resolve_data_dir(data_dir)
     if spec.startswith("imagefolder:"):
-        data = load_image_folder(find_source(spec.removeprefix("imagefolder:"), root), image_size)
-        return dataclasses.replace(data, name=spec)
+        source = find_source(spec.removeprefix("imagefolder:"), root)
+        data = dataclasses.replace(load_image_folder(source, image_size), name=spec)
+        check_image_data(data, source)
+        return data
     name = spec.strip().lower().replace("_", "-")
     if name not in _TORCHVISION:
         raise DataError(f"unknown dataset {spec!r}; valid: {', '.join(DATASET_NAMES)}")
@@ -88,7 +95,7 @@ def _load_torchvision(name: str, root: Path, download: bool) -> ImageData:
         try:
             cls(str(root), train=True, download=True)
         except Exception as err:  # offline: URLError, RuntimeError, OSError ...
-            raise DataError(f"could not download {name} into {folder} ({first_line(err)}); {how}") from err
+            raise DataError(f"could not download {name} into {folder} ({_reason(err)}); {how}") from err
     try:
         splits = [cls(str(root), train=train, download=False) for train in (True, False)]
     except Exception as err:
@@ -104,7 +111,23 @@ def _load_torchvision(name: str, root: Path, download: bool) -> ImageData:
         if len(x) != len(y):
             raise DataError(f"{name} in {folder} has {len(x)} images but {len(y)} labels; replace the files")
         tensors += [x.contiguous(), y]
-    return ImageData(name, *tensors, classes=tuple(splits[0].classes), mean=mean, std=std)
+    data = ImageData(name, *tensors, classes=tuple(splits[0].classes), mean=mean, std=std)
+    check_image_data(data, folder, _tensor_files(cls, folder), fix="replace it with the official file")
+    return data
+
+
+def _tensor_files(cls: type, folder: Path) -> dict[str, Path]:
+    """The file behind each tensor, for messages: the MNIST family keeps them apart (CIFAR's batches do not)."""
+    if not hasattr(cls, "resources"):
+        return {}
+    return {f"{split}_{xy}": folder / f"{prefix}-{kind}" for split, prefix in (("train", "train"), ("test", "t10k"))
+            for xy, kind in (("x", "images-idx3-ubyte"), ("y", "labels-idx1-ubyte"))}
+
+
+def _reason(err: BaseException) -> str:
+    """The whole message on one line: torchvision's first line is 'Error downloading X:', the reason follows."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return " ".join(lines) if len(lines) > 1 else first_line(err)
 
 
 def _readable_idx(path: Path) -> bool:
