@@ -250,3 +250,72 @@ def test_gradflow_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert "does not exist" in capsys.readouterr().err
     assert main(["gradflow", "seed-mlp", "--seed", "-1", "--quiet", "--device", "cpu"]) == 2
     assert "--seed must be" in capsys.readouterr().err
+
+
+def _every_file_parses(run: Path) -> None:
+    """Every record of a run folder reads back: strict JSON, YAML, CSV with complete rows, loadable checkpoints."""
+    import yaml
+
+    for path in run.iterdir():
+        if path.suffix == ".json":
+            _strict_json(path)
+        elif path.suffix == ".yaml":
+            assert isinstance(yaml.safe_load(path.read_text()), dict)
+        elif path.suffix == ".csv":
+            text = path.read_text()
+            assert text.endswith("\n") and len(files.read_csv(path)) == text.count("\n") - 1, path.name
+        elif path.suffix == ".pt":
+            runs.load_checkpoint(path)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_gives_the_reference_run(data_dir: Path, tmp_path: Path) -> None:
+    """kill -9 at seeded random moments of the run (steps, checkpoint writes, the end phase); resume until done."""
+    import random
+    import time
+
+    sets = ["data.val_size=100", "data.batch_size=32", "train.deterministic=true", "optim.lr=3e-3",
+            "gradflow.every=3", "train.log_every=4", "train.epochs=6"]
+    reference = train(tiny_cfg(data_dir, tmp_path / "ref", *sets), progress=False)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    first = [sys.executable, "-m", "reslab", "train", "seed-mlp", "--runs-dir", str(tmp_path / "k"), "--quiet",
+             "--data-dir", str(data_dir), "--device", "cpu", *[a for kv in sets for a in ("--set", kv)]]
+    rng, folder, kills = random.Random(7), None, 0
+    for attempt in range(20):
+        if folder is not None and folder.read_json(folder.status).get("status") == "finished":
+            break  # killed after it finished (while closing): nothing left to resume
+        argv = first if folder is None else [*first[:4], "--resume", str(folder.path), "--quiet"]
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if attempt < 8:  # wait until it trains, then kill at a random moment of what is left
+            deadline = time.time() + 60
+            while time.time() < deadline and proc.poll() is None:
+                made = sorted((tmp_path / "k").glob("seed-mlp-*"))
+                status = RunFolder(made[0]).read_json(RunFolder(made[0]).status) if made else {}
+                if status.get("status") == "running" and status.get("pid") == proc.pid:
+                    break
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.5))
+            if proc.poll() is None:
+                proc.kill()
+                kills += 1
+        out, err = proc.communicate()
+        made = sorted((tmp_path / "k").glob("seed-mlp-*"))
+        if folder is None and made:
+            if RunFolder(made[0]).last.exists():
+                folder = RunFolder(made[0])
+            else:  # killed before its first checkpoint: a new run starts from scratch
+                import shutil
+
+                shutil.rmtree(made[0])
+    assert folder is not None and _strict_json(folder.status)["status"] == "finished", err
+    assert kills >= 2
+    summary = _strict_json(folder.summary)
+    for key in KEYS:
+        assert summary[key] == reference.summary[key], key
+    for name in ("steps", "metrics", "gradflow"):
+        ours = files.read_csv(getattr(folder, name))
+        theirs = files.read_csv(getattr(RunFolder(reference.run_dir), name))
+        drop = {"seconds", "samples_per_s"}  # wall-clock columns
+        assert [{k: v for k, v in r.items() if k not in drop} for r in ours] == [
+            {k: v for k, v in r.items() if k not in drop} for r in theirs], name
+    _every_file_parses(folder.path)
