@@ -119,26 +119,33 @@ def append_csv(path: str | Path, rows: Sequence[Mapping[str, Any]], fields: Sequ
         writer.writerows(rows)
 
 
-def read_csv(path: str | Path, *, missing_ok: bool = False) -> list[dict[str, str]]:
-    """The complete rows of a CSV file, as strings; a row cut short or too long (a killed writer) is dropped.
+def read_csv(path: str | Path, *, missing_ok: bool = False, skipped: list[int] | None = None) -> list[dict[str, str]]:
+    """The complete rows of a CSV file, as strings; damaged lines are dropped.
 
-    With `missing_ok`, a file that does not exist reads as no rows.
+    Damaged: cut short or too long (a killed writer's last line), a field over the csv module's limit, or
+    bytes that are not UTF-8. With `skipped`, the dropped rows' numbers (1 = the first row after the header)
+    are appended to it, so a reader can say what it left out. With `missing_ok`, a missing file has no rows.
     """
     path = Path(path)
     if missing_ok and not path.is_file():
         return []
     rows = []
-    with open(path, newline="", errors="replace") as fh:  # bytes that are not UTF-8 become U+FFFD, not an error
+    with open(path, newline="", errors="replace") as fh:  # undecodable bytes become U+FFFD, then the row is dropped
         reader = csv.DictReader(fh)
+        number = 0
         while True:
+            number += 1
             try:
                 row = next(reader)
             except StopIteration:
                 break
-            except csv.Error:  # a field over the csv module's limit, a NUL byte: skip the damaged line
+            except csv.Error:
+                row = {None: None}
+            if None in row or None in row.values() or any("\ufffd" in str(v) for v in row.values()):
+                if skipped is not None:
+                    skipped.append(number)
                 continue
-            if None not in row and None not in row.values():
-                rows.append(row)
+            rows.append(row)
     return rows
 
 

@@ -94,8 +94,9 @@ DAMAGES: list[tuple[str, Damage, str | None]] = [
                                               (r / "summary.json").write_text(json.dumps({"x": [0] * 5000}))),
      "summary.json is too large to read"),
     ("summary-integer-too-long", lambda r, m: _raw_summary(r, "params", "9" * 5000), "summary.json could not be read"),
-    ("metrics-field-over-csv-limit", lambda r, m: _long_field(r / "metrics.csv"), "metrics.csv could not be read"),
-    ("steps-field-over-csv-limit", lambda r, m: _long_field(r / "steps.csv"), "steps.csv could not be read"),
+    ("metrics-field-over-csv-limit", lambda r, m: _long_field(r / "metrics.csv"),
+     "metrics.csv: 1 damaged row left out (row 1)"),
+    ("steps-field-over-csv-limit", lambda r, m: _long_field(r / "steps.csv"), "steps.csv: 1 damaged row left out"),
     ("confusion-infinite", lambda r, m: _raw_summary(r, "confusion_matrix", "[[1e400, 1, 0], [0, 1, 0], [0, 0, 1]]"),
      "The confusion matrix is not drawn"),
     ("confusion-overflowing", lambda r, m: _raw_summary(r, "confusion_matrix",
@@ -128,7 +129,7 @@ DAMAGES: list[tuple[str, Damage, str | None]] = [
     ("metrics-non-numeric", lambda r, m: (r / "metrics.csv").write_text(
         ",".join(METRICS_FIELDS) + "\n1,ten,lr,loss,acc,vl,va,s,sps\n"), None),
     ("metrics-not-utf8", lambda r, m: (r / "metrics.csv").write_bytes(b"epoch,step\n1,\xff\xfe\n"),
-     "metrics.csv could not be read"),
+     "metrics.csv: 1 damaged row left out"),
     ("config-not-utf8", lambda r, m: (r / "config.yaml").write_bytes(b"model: \xff\xfe\n"),
      "config.yaml could not be read"),
     ("report-not-utf8", lambda r, m: (r / "classification_report.txt").write_bytes(b"precision \xff\xfe\x00\n"), None),
@@ -220,8 +221,9 @@ def _unreadable(root: Path, name: str) -> Path:
     run = make_run(root, name, summary=False)
     (run / "config.yaml").write_text("[" * 20_000 + "]" * 20_000)
     (run / "status.json").write_text("[" * 100_000 + "]" * 100_000)
-    for log in ("metrics.csv", "steps.csv"):
-        _long_field(run / log)
+    for log in ("metrics.csv", "steps.csv"):  # every row damaged
+        header = (run / log).read_text().splitlines()[0]
+        (run / log).write_text(header + "\n" + "x" * 200_000 + "\n")
     return run
 
 
@@ -229,7 +231,7 @@ def test_unreadable_runs_are_listed_with_the_reason(tmp_path: Path, capsys: pyte
     good, bad = make_run(tmp_path, "good"), _unreadable(tmp_path, "bad")
     report = _report([good, bad], tmp_path / "out")
     line = next(ln for ln in report["md"].splitlines() if "Could not read this run" in ln)
-    assert "config.yaml could not be read (RecursionError" in line and "metrics.csv could not be read" in line
+    assert "config.yaml could not be read (RecursionError" in line and "metrics.csv: 1 damaged row left out" in line
     assert "| bad | — |" in report["md"] and "| unreadable |" in report["md"]
     rows = {r["run"]: r for r in report["json"]["runs"]}
     assert rows["good"]["status"] == "finished" and rows["bad"]["status"] == "unreadable"

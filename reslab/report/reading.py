@@ -100,11 +100,16 @@ def read_rows(path: Path, key: str, problems: list[str]) -> list[dict[str, Any]]
     """A CSV log (metrics.csv by epoch, steps.csv by step) as numbers; [] when absent or unreadable (noted)."""
     if not _usable(path, problems, MAX_BYTES):
         return []
+    skipped: list[int] = []
     try:
-        rows = files.read_csv(path)
-    except Exception as exc:  # csv.Error (a field over the csv module's limit), UnicodeDecodeError, OSError
+        rows = files.read_csv(path, skipped=skipped)
+    except Exception as exc:  # OSError, or whatever else a damaged file raises
         problems.append(f"{inline(path.name)} could not be read ({why(exc)})")
         return []
+    if skipped:
+        where = ", ".join(map(str, skipped[:5])) + (", ..." if len(skipped) > 5 else "")
+        problems.append(f"{inline(path.name)}: {len(skipped)} damaged row{'s' * (len(skipped) > 1)} left out "
+                        f"(row {where})")
     return numeric_rows(rows, key)
 
 
