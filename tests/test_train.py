@@ -254,3 +254,20 @@ def test_one_real_epoch_syncs_the_host_once_per_log_record(data_dir: Path, tmp_p
     result = train(cfg, progress=False)
     steps = result.summary["steps"]  # 500 training images / 32 = 16 steps
     assert steps == 16 and syncs["n"] == steps // 4
+
+
+def test_a_log_file_gets_few_progress_redraws(data_dir: Path, tmp_path: Path) -> None:
+    """`reslab train ... 2>&1 | tee log`: off a terminal the bar redraws every 10 s, not every 0.1 s."""
+    import contextlib
+    import io
+    import time
+
+    class Slow(Observer):  # ~0.5 s per epoch: the old 0.1 s interval redrew ~12 times per epoch
+        def on_step(self, step: int, loss: torch.Tensor, lr: float) -> None:
+            time.sleep(0.03)
+
+    log = io.StringIO()
+    with contextlib.redirect_stderr(log):
+        train(tiny_cfg(data_dir, tmp_path), observers=[Slow()], progress=True)
+    assert log.getvalue().count("\r") <= 3 * 3  # per epoch: the bar opens, and is cleared when it closes
+    assert log.getvalue().count("train_loss") == 3  # the per-epoch lines stay
