@@ -36,3 +36,19 @@ def write_mnist(root: Path, n_train: int = 600, n_test: int = 200, folder: str =
         _write_idx(raw / f"{prefix}-images-idx3-ubyte", images[:, 0])
         _write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
     return root
+
+
+def write_colour_folder(root: Path, n_train: int = 400, n_test: int = 100, size: int = 32) -> Path:
+    """root/train/<class>/*.png and root/test/<class>/*.png, RGB: a square of a class's colour and place on noise."""
+    from PIL import Image
+
+    palette = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [255, 0, 255], [0, 255, 255],
+                        [255, 128, 0], [128, 0, 255], [255, 255, 255], [0, 128, 128]], dtype=np.uint8)
+    for split, n, seed in (("train", n_train, 2), ("test", n_test, 3)):
+        images, labels = learnable_images(n, seed, size=size, channels=3)
+        for i, (img, label) in enumerate(zip(images, labels)):
+            img[:, img.max(0) == 255] = palette[label][:, None]
+            folder = root / split / f"class{label}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img.transpose(1, 2, 0)).save(folder / f"{i:05d}.png")
+    return root
