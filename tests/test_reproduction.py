@@ -62,7 +62,7 @@ def _plain_loop(cfg, data) -> list[float]:
 
 @pytest.fixture(scope="module")
 def colour_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_colour_folder(tmp_path_factory.mktemp("colour"), n_train=500, n_test=20)
+    return write_colour_folder(tmp_path_factory.mktemp("colour"), n_train=500, n_test=60)
 
 
 @pytest.mark.parametrize("preset", ["seed-mlp", "seed-cnn", "seed-resnet"])
