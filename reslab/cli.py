@@ -48,7 +48,24 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list presets and models", description="List presets and registered models.")
     _add_gradflow_parser(sub)
     _add_report_parser(sub)
+    _add_sweep_parser(sub)
     return parser
+
+
+def _add_sweep_parser(sub: Any) -> None:
+    s = sub.add_parser("sweep", help="run a depth study: a grid of runs over seeds, aggregated with CIs",
+                       description="Expand a sweep file (base, set, grid, seeds, tune) into runs under "
+                                   "<runs-dir>/<sweep name>/runs, train what is not finished yet (resuming interrupted "
+                                   "runs), and write results.csv, aggregate.csv, paired.csv, figures and summary.txt. "
+                                   "The last line printed on stdout is the sweep folder.")
+    s.add_argument("file", metavar="SWEEP_FILE", help="a sweep .yaml file (see sweeps/)")
+    s.add_argument("--jobs", type=int, metavar="N", help="runs at a time (default: 1 on a CPU, one per GPU)")
+    s.add_argument("--backend", choices=["local", "ray", "slurm"], default="local",
+                   help="where runs go (only local is available yet)")
+    s.add_argument("--runs-dir", metavar="D", help="where the sweep folder goes (default: runs)")
+    s.add_argument("--data-dir", metavar="D", help="dataset root (default: $RESLAB_DATA, else ./data)")
+    s.add_argument("--dry-run", action="store_true", help="list every run, its state and its estimated cost; "
+                                                          "write nothing")
 
 
 def _add_report_parser(sub: Any) -> None:
@@ -189,11 +206,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from reslab.sweep import run_sweep
+
+    folder, code = run_sweep(args.file, jobs=args.jobs, backend=args.backend, runs_dir=args.runs_dir,
+                             data_dir=args.data_dir, dry=args.dry_run)
+    print(folder)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         return {"train": _cmd_train, "list": _cmd_list, "gradflow": _cmd_gradflow,
-                "report": _cmd_report}[args.command](args)
+                "report": _cmd_report, "sweep": _cmd_sweep}[args.command](args)
     except ReslabError as exc:
         print(f"reslab: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

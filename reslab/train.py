@@ -22,8 +22,9 @@ from torch import nn
 
 from reslab import files
 from reslab.config import RunConfig, dump_yaml, to_dict
-from reslab.data import Augment, DeviceLoader, ImageData, load_dataset, split_indices
+from reslab.data import DeviceLoader, ImageData, load_dataset
 from reslab.evaluate import check_model_takes, evaluate
+from reslab.loaders import make_loaders
 from reslab.metrics import class_scores, classification_report
 from reslab.models import count_params
 from reslab.observers import default_observers, start_all
@@ -216,7 +217,7 @@ def _start(cfg: RunConfig, observers: Sequence[Observer], resume: str | Path | N
     data = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
                         image_size=cfg.data.image_size)
     model, channels_last = build_for(cfg, data, device)
-    loaders = _loaders(cfg, data, device, channels_last)
+    loaders = make_loaders(cfg, data, device, channels_last)
     check_model_takes(model, data, loaders[0], cfg.model.name)
     opt = make_optimizer(model, cfg.optim, device)
     state = restore(ckpt, model, opt, cfg) if ckpt is not None else TrainState()
@@ -246,21 +247,6 @@ def _start(cfg: RunConfig, observers: Sequence[Observer], resume: str | Path | N
         raise
     model.train()
     return s, state
-
-
-def _loaders(cfg: RunConfig, data: ImageData, device: torch.device,
-             channels_last: bool) -> tuple[DeviceLoader, DeviceLoader | None, DeviceLoader]:
-    """Seeded train/val split of the training set; the test set stays apart."""
-    d = cfg.data
-    train_idx, val_idx = split_indices(len(data.train_y), d.val_size, cfg.train.seed)
-    augment = Augment(crop_padding=d.crop_padding, hflip=d.hflip) if d.augment else None
-    common = dict(mean=data.mean, std=data.std, device=device, channels_last=channels_last)
-    train = DeviceLoader(data.train_x[train_idx], data.train_y[train_idx], batch_size=d.batch_size, shuffle=True,
-                         augment=augment, seed=cfg.train.seed, **common)
-    val = (DeviceLoader(data.train_x[val_idx], data.train_y[val_idx], batch_size=d.eval_batch_size, **common)
-           if len(val_idx) else None)
-    test = DeviceLoader(data.test_x, data.test_y, batch_size=d.eval_batch_size, **common)
-    return train, val, test
 
 
 def _finish(s: Session, state: TrainState, diverged: Diverged | None = None) -> dict[str, Any]:

@@ -24,11 +24,11 @@ LAYERS: list[list[str]] = [
     ["plots"],
     ["models", "metrics"],
     ["config", "data"],
-    ["runs", "runtime", "optim", "evaluate", "state", "protocols"],
+    ["runs", "runtime", "optim", "evaluate", "state", "protocols", "loaders"],
     ["tracking", "tracking_wandb", "gradflow"],  # observers and the sinks and instruments behind them
     ["observers"],  # the one place that assembles the default observers
     ["train"],
-    ["analyze"],
+    ["analyze", "sweep"],
     ["report"],
     ["cli", "presets"],
     ["__main__"],  # python -m reslab

@@ -1,0 +1,38 @@
+"""A run's three loaders from its config: the seeded train/validation split, the optional training subset, the test.
+
+The trainer and any instrument that wants a run's exact batches build them here, so the same config gives the
+same images in the same order everywhere.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from reslab.config import RunConfig
+from reslab.data import Augment, DeviceLoader, ImageData, split_indices
+from reslab.errors import DataError
+
+
+def make_loaders(cfg: RunConfig, data: ImageData, device: torch.device,
+                 channels_last: bool) -> tuple[DeviceLoader, DeviceLoader | None, DeviceLoader]:
+    """(train, val or None when data.val_size=0, test).
+
+    Validation takes the first `val_size` images of a permutation seeded by train.seed; with data.train_size,
+    training keeps the next `train_size` of that same permutation (a seeded subset drawn after the validation
+    split), so the same seed always picks the same images. The test set stays apart.
+    """
+    d = cfg.data
+    train_idx, val_idx = split_indices(len(data.train_y), d.val_size, cfg.train.seed)
+    if d.train_size is not None:
+        if d.train_size > len(train_idx):
+            raise DataError(f"data.train_size {d.train_size} is more than the {len(train_idx)} training images left "
+                            f"after the validation split (data.val_size {d.val_size})")
+        train_idx = train_idx[:d.train_size]
+    augment = Augment(crop_padding=d.crop_padding, hflip=d.hflip) if d.augment else None
+    common = dict(mean=data.mean, std=data.std, device=device, channels_last=channels_last)
+    train = DeviceLoader(data.train_x[train_idx], data.train_y[train_idx], batch_size=d.batch_size, shuffle=True,
+                         augment=augment, seed=cfg.train.seed, **common)
+    val = (DeviceLoader(data.train_x[val_idx], data.train_y[val_idx], batch_size=d.eval_batch_size, **common)
+           if len(val_idx) else None)
+    test = DeviceLoader(data.test_x, data.test_y, batch_size=d.eval_batch_size, **common)
+    return train, val, test

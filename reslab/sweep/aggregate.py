@@ -1,0 +1,154 @@
+"""A sweep's results, from its run folders' files only: results.csv, aggregate.csv, paired.csv, figures, summary.txt.
+
+Every number is read back from the runs' summary.json and status.json, so the aggregate can be rebuilt at any
+time (a sweep run again with nothing left to train rewrites it identically). Intervals are 95% Student t
+intervals over seeds; plain and residual twins of the same seed are compared pairwise.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Sequence
+
+from reslab import files
+from reslab.runs import RunFolder
+from reslab.sweep.folder import DONE, SweepFolder
+from reslab.sweep.spec import RESIDUAL, PlannedRun, SweepSpec, text
+from reslab.sweep.stats import t_interval
+from reslab.sweep.summary import figure_series, summary_text
+
+METRICS = ("test_acc", "best_val_acc", "final_train_loss", "final_train_acc")  # aggregated per cell
+PAIRED = ("test_acc", "final_train_loss")  # residual - plain, per seed
+LOWER_IS_BETTER = ("final_train_loss",)
+
+
+def collect(folder: SweepFolder, planned: Sequence[PlannedRun]) -> list[dict[str, Any]]:
+    """A row per planned run: its swept values, seed, status, summary numbers (no per-class lists), folder."""
+    index = folder.read_index()
+    rows = []
+    for run in planned:
+        path = folder.run_folder(run.key, index)
+        row: dict[str, Any] = {**{k: text(v) for k, v in run.values.items()}, "seed": run.seed, "status": "missing"}
+        row.update(_key=run.key, _cell=run.cell, _values=run.values)
+        if path is not None:
+            rf = RunFolder(path)
+            summary = rf.read_json(rf.summary) if rf.summary.is_file() else {}
+            status = rf.read_json(rf.status).get("status")
+            row["status"] = summary.get("status") if summary.get("status") in DONE else (status or "missing")
+            row.update({k: v for k, v in summary.items() if k != "status" and not isinstance(v, (list, dict))})
+            row["run_folder"] = folder.relative(path)
+        rows.append(row)
+    return rows
+
+
+def choose_tuned(rows: Sequence[dict[str, Any]], spec: SweepSpec) -> dict[str, Any]:
+    """cell -> the tuned value with the highest mean `tune.by` over its finished seeds (validation split)."""
+    if spec.tune is None:
+        return {}
+    scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if row["status"] == "finished" and row.get(spec.tune.by) is not None:
+            scores[row["_cell"]][text(row["_values"][spec.tune.key])].append(float(row[spec.tune.by]))
+    chosen = {}
+    for cell, by_value in scores.items():
+        best = max(by_value, key=lambda v: sum(by_value[v]) / len(by_value[v]))
+        chosen[cell] = next(v for v in spec.tune.values if text(v) == best)
+    return chosen
+
+
+def _kept(rows: Sequence[dict[str, Any]], spec: SweepSpec, chosen: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows that count for the cells: with tune, only those of the chosen value."""
+    if spec.tune is None:
+        return list(rows)
+    return [r for r in rows if r["_cell"] in chosen and text(r["_values"][spec.tune.key]) == text(chosen[r["_cell"]])]
+
+
+def cells(rows: Sequence[dict[str, Any]], spec: SweepSpec, chosen: dict[str, Any]) -> list[dict[str, Any]]:
+    """aggregate.csv: per cell n (finished), n_diverged, and mean, std, 95% t interval of each of METRICS."""
+    by_cell: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in _kept(rows, spec, chosen):
+        by_cell[row["_cell"]].append(row)
+    out = []
+    for cell, members in by_cell.items():
+        done = [r for r in members if r["status"] == "finished"]
+        agg: dict[str, Any] = {k: members[0][k] for k in spec.grid}
+        if spec.tune:
+            agg[spec.tune.key] = text(chosen[cell])
+        agg.update(n=len(done), n_diverged=sum(r["status"] == "diverged" for r in members), _cell=cell,
+                   _values=members[0]["_values"])
+        for metric in METRICS:
+            values = [float(r[metric]) for r in done if r.get(metric) is not None]
+            agg[f"{metric}_mean"], agg[f"{metric}_std"], agg[f"{metric}_ci_low"], agg[f"{metric}_ci_high"] = \
+                t_interval(values)
+            agg[f"_{metric}"] = values
+        out.append(agg)
+    return out
+
+
+def pairs(rows: Sequence[dict[str, Any]], spec: SweepSpec, chosen: dict[str, Any]) -> list[dict[str, Any]]:
+    """paired.csv: for cells that differ only in model.residual, residual - plain per seed (both finished)."""
+    if RESIDUAL not in spec.grid:
+        return []
+    others = [k for k in spec.grid if k != RESIDUAL]
+    groups: dict[str, dict[bool, dict[int, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
+    for row in _kept(rows, spec, chosen):
+        if row["status"] == "finished" and isinstance(row["_values"][RESIDUAL], bool):
+            group = ",".join(f"{k}={text(row['_values'][k])}" for k in others)
+            groups[group][row["_values"][RESIDUAL]][row["seed"]] = row
+    out = []
+    for group, sides in groups.items():
+        seeds = sorted(set(sides[False]) & set(sides[True]))
+        if not seeds:
+            continue
+        pair: dict[str, Any] = {k: text(next(iter(sides[False].values()))["_values"][k]) for k in others}
+        pair.update(n=len(seeds), seeds=";".join(map(str, seeds)), _group=group,
+                    _values=next(iter(sides[False].values()))["_values"])
+        for metric in PAIRED:
+            diffs = [float(sides[True][s][metric]) - float(sides[False][s][metric]) for s in seeds]
+            mean, _, low, high = t_interval(diffs)
+            wins = [d < 0 if metric in LOWER_IS_BETTER else d > 0 for d in diffs]
+            pair.update({f"{metric}_diffs": ";".join(f"{d:.6g}" for d in diffs), f"{metric}_diff_mean": mean,
+                         f"{metric}_diff_ci_low": low, f"{metric}_diff_ci_high": high,
+                         f"{metric}_residual_wins": sum(wins) / len(wins)})
+        out.append(pair)
+    return out
+
+
+def depth_key(spec: SweepSpec) -> str | None:
+    """The x axis of the figures: model.depth when swept, else the first grid key whose values are all numbers."""
+    if "model.depth" in spec.grid:
+        return "model.depth"
+    numeric = [k for k, vs in spec.grid.items()
+               if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vs)]
+    return numeric[0] if numeric else None
+
+
+def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Every key of the rows in first-seen order, without the internal ones (which start with _)."""
+    return list(dict.fromkeys(k for row in rows for k in row if not k.startswith("_")))
+
+
+def write_all(folder: SweepFolder, spec: SweepSpec, planned: Sequence[PlannedRun], svg: bool = False) -> dict[str, Any]:
+    """Write every aggregate file of the sweep folder; returns the tuned value chosen per cell (with `tune`)."""
+    rows = collect(folder, planned)
+    chosen = choose_tuned(rows, spec)
+    if spec.tune:
+        for row in rows:
+            row["chosen"] = row["_cell"] in chosen and text(row["_values"][spec.tune.key]) == text(chosen[row["_cell"]])
+    tail = ["run_folder"] + (["chosen"] if spec.tune else [])
+    result_cols = [c for c in _columns(rows) if c not in tail] + tail
+    files.write_csv(folder.results, rows, result_cols)
+    per_cell, paired = cells(rows, spec, chosen), pairs(rows, spec, chosen)
+    files.write_csv(folder.aggregate, [files.json_safe(c) for c in per_cell], _columns(per_cell) or [*spec.grid, "n"])
+    files.write_csv(folder.paired, [files.json_safe(p) for p in paired],  # NaN (n < 2) is an empty cell
+                    _columns(paired) or [k for k in spec.grid if k != RESIDUAL] + ["n"])
+    depth = depth_key(spec)
+    if depth is not None and per_cell:
+        from reslab.plots.sweep import plot_vs_depth
+
+        for metric, path, label in (("test_acc", folder.acc_figure, "test accuracy"),
+                                    ("final_train_loss", folder.loss_figure, "final training loss")):
+            plot_vs_depth(figure_series(per_cell, spec, depth, metric), path, xlabel=depth, ylabel=label,
+                          title=f"{spec.name}: {label} vs {depth}", log_y=metric == "final_train_loss", svg=svg)
+    files.write_text(folder.summary, summary_text(spec, rows, per_cell, paired, chosen, depth))
+    return chosen

@@ -1,0 +1,173 @@
+"""The sweep folder: every file name it holds, its index of run folders, and what each run needs next.
+
+`<runs-dir>/<sweep name>/` holds a copy of the sweep file, `index.json` (run key -> its run folder, written
+atomically by the one process running the sweep), `runs/` (the run folders, made by the trainer) and the
+aggregated results. A run's folder is found again on every invocation, so a sweep run twice trains nothing
+twice: finished runs are skipped, interrupted ones resumed, failed ones moved aside (never deleted) and rerun.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from reslab import files
+from reslab.config import from_dict, load_source, to_dict
+from reslab.errors import CheckpointError, ConfigError, first_line
+from reslab.runs import RunFolder
+from reslab.sweep.spec import PlannedRun, SweepSpec
+
+# keys a run may differ in from its folder's config.yaml: where things are, not what is computed
+MAY_DIFFER = ("runs_dir", "data.data_dir", "train.device", "track.")
+DONE = ("finished", "diverged")  # a diverged run is a result, not a failure
+_STAMP = r"-\d{8}-\d{6}-[0-9a-f]{4}"  # what RunFolder.create appends to a run's name
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What a planned run needs: `done`, `new`, `resume` (from last.pt), `rerun` (a failed attempt, moved
+    aside first) or `restart` (stopped before any checkpoint, moved aside first)."""
+
+    action: str
+    folder: Path | None  # its current run folder, if any
+    status: str | None = None  # what its status.json says
+
+
+@dataclass(frozen=True)
+class SweepFolder:
+    """The files of one sweep folder, by what they hold."""
+
+    path: Path
+
+    sweep_file = property(lambda self: self.path / "sweep.yaml")  # a copy of the sweep file
+    index = property(lambda self: self.path / "index.json")  # run key -> run folder, status, last error
+    runs = property(lambda self: self.path / "runs")  # the run folders
+    results = property(lambda self: self.path / "results.csv")  # a row per run
+    aggregate = property(lambda self: self.path / "aggregate.csv")  # a row per cell: n, mean, std, 95% CI
+    paired = property(lambda self: self.path / "paired.csv")  # residual - plain, per seed, per pair of cells
+    summary = property(lambda self: self.path / "summary.txt")  # sentences computed from the numbers
+    acc_figure = property(lambda self: self.path / "test_acc_vs_depth.png")
+    loss_figure = property(lambda self: self.path / "train_loss_vs_depth.png")
+    lock_file = property(lambda self: self.path / ".lock")
+
+    def check(self, spec: SweepSpec) -> None:
+        """Refuse a folder that holds another sweep or other files; writes nothing."""
+        if not self.path.exists():
+            return
+        if not self.path.is_dir():
+            raise ConfigError(f"{self.path} exists and is not a folder")
+        if not self.sweep_file.is_file():
+            if any(self.path.iterdir()):
+                raise ConfigError(f"{self.path} exists and is not a sweep folder (no sweep.yaml); give the sweep "
+                                  "another name or --runs-dir")
+            return
+        try:
+            saved = load_source(str(self.sweep_file))
+        except ConfigError as exc:
+            raise ConfigError(f"{self.sweep_file} is unreadable ({exc}); move the folder away") from None
+        if saved != spec.raw:
+            keys = sorted(k for k in set(saved) | set(spec.raw) if saved.get(k) != spec.raw.get(k))
+            raise ConfigError(f"{self.path} holds a different sweep (its sweep.yaml differs in {', '.join(keys)}); "
+                              "give this sweep another name or --runs-dir")
+
+    def create(self, spec: SweepSpec) -> None:
+        """The folder and its copy of the sweep file (after `check`)."""
+        try:
+            self.runs.mkdir(parents=True, exist_ok=True)
+            if not self.sweep_file.is_file():
+                files.write_text(self.sweep_file, spec.path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot write the sweep folder {self.path}: {exc.strerror or exc}") from None
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """One process runs a sweep folder at a time (the run folders' own flock, on the sweep folder)."""
+        try:
+            with RunFolder(self.path).locked():
+                yield
+        except CheckpointError as exc:
+            raise ConfigError(str(exc).replace("run folder", "sweep folder", 1)) from None
+
+    def read_index(self) -> dict[str, dict[str, Any]]:
+        runs = RunFolder(self.path).read_json(self.index).get("runs")
+        return {k: v for k, v in runs.items() if isinstance(v, dict)} if isinstance(runs, dict) else {}
+
+    def write_index(self, entries: dict[str, dict[str, Any]]) -> None:
+        files.write_json(self.index, {"format": "reslab-sweep-index-1", "runs": entries})
+
+    def relative(self, path: Path) -> str:
+        return str(Path(path).relative_to(self.path)) if Path(path).is_relative_to(self.path) else str(path)
+
+    def state(self, run: PlannedRun, index: dict[str, dict[str, Any]]) -> RunState:
+        """Where `run` stands: its folder from the index, else the one the trainer made for it (found by name)."""
+        folder = self.run_folder(run.key, index)
+        if folder is None:
+            return RunState("new", None)
+        rf = RunFolder(folder)
+        status = rf.read_json(rf.status).get("status")
+        if status in DONE and rf.summary.is_file():
+            action = "done"
+        elif status == "failed":
+            action = "rerun"
+        else:  # interrupted, or `running` left by a killed process (this sweep holds the folder lock)
+            action = "resume" if rf.last.is_file() else "restart"
+        if action in ("done", "resume"):
+            _check_same_config(rf, run)
+        return RunState(action, folder, status)
+
+    def run_folder(self, key: str, index: dict[str, dict[str, Any]]) -> Path | None:
+        """The run's folder: the index's, else the one the trainer made for it (found by name), else None."""
+        entry = index.get(key, {})
+        folder = self.path / entry["folder"] if isinstance(entry.get("folder"), str) else None
+        return folder if folder is not None and folder.is_dir() else self._find(key)
+
+    def _find(self, key: str) -> Path | None:
+        """A run folder the trainer made for `key` but the index missed (the sweep was killed): the most
+        advanced one, then the newest."""
+        if not self.runs.is_dir():
+            return None
+        pattern = re.compile(re.escape(key) + _STAMP)
+        found = [p for p in self.runs.iterdir() if p.is_dir() and pattern.fullmatch(p.name)]
+
+        def rank(p: Path) -> tuple[int, str]:
+            rf = RunFolder(p)
+            done = rf.read_json(rf.status).get("status") in DONE and rf.summary.is_file()
+            return (2 if done else 1 if rf.last.is_file() else 0), p.name
+
+        return max(found, key=rank) if found else None
+
+    def move_aside(self, folder: Path, label: str) -> Path:
+        """Rename a run folder to <name>.<label>-<n> (the first free n): kept for the user, out of the way."""
+        for n in range(1, 10_000):
+            target = folder.with_name(f"{folder.name}.{label}-{n}")
+            if not target.exists():
+                folder.rename(target)
+                return target
+        raise CheckpointError(f"cannot move {folder} aside: too many earlier attempts")
+
+
+def _check_same_config(rf: RunFolder, run: PlannedRun) -> None:
+    """A run folder kept by the sweep must hold this run's config: a changed base file is caught here."""
+    try:
+        saved = _flat(to_dict(from_dict(load_source(str(rf.config)))))
+    except (ConfigError, OSError) as exc:
+        raise CheckpointError(f"run folder {rf.path} has an unreadable config.yaml: {first_line(exc)}") from None
+    now = _flat(to_dict(run.cfg))
+    changed = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)
+               and not any(k == c or (c.endswith(".") and k.startswith(c)) for c in MAY_DIFFER)]
+    if changed:
+        raise ConfigError(f"run folder {rf.path} was trained with a different config ({', '.join(changed[:3])} "
+                          "differ; has the base config changed?); move it away to train it again")
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

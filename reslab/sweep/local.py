@@ -1,0 +1,178 @@
+"""The local backend: a sweep's runs in this process (one job) or in a pool of worker processes (`spawn`).
+
+Each run is `reslab.train.train`; whatever it raises is turned into an outcome (a plain dict), so one failing
+run never stops the others. A stop (Ctrl-C, SIGTERM) reaches every run once: workers sit in their own process
+group and the parent forwards the signal, so each running run checkpoints its exact position and the next
+invocation resumes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+
+from reslab.config import from_dict
+from reslab.errors import ReslabError, describe, first_line
+from reslab.protocols import Observer
+from reslab.train import Interrupted, train
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run to train: its key, its config (plain values, picklable) and the folder to resume, if any."""
+
+    key: str
+    cfg: dict[str, Any]
+    resume: str | None = None
+
+
+class _FolderOf(Observer):
+    """Remembers the run folder the trainer started, so a failure can name it."""
+
+    def __init__(self) -> None:
+        self.run_dir: Path | None = None
+
+    def on_start(self, run_dir: Path, model: torch.nn.Module, cfg: Any, step: int) -> None:
+        self.run_dir = Path(run_dir)
+
+
+def run_task(task: Task, progress: bool = False) -> dict[str, Any]:
+    """Train one run; never raises for the run's own failures. Returns {key, status, run_dir, error, ...}."""
+    seen = _FolderOf()
+    start = time.perf_counter()
+    out: dict[str, Any] = {"key": task.key, "run_dir": task.resume, "error": None, "traceback": None}
+    try:
+        result = train(from_dict(task.cfg), observers=[seen], resume=task.resume, progress=progress)
+        s = result.summary
+        out.update(status=s["status"], run_dir=str(result.run_dir), test_acc=s.get("test_acc"),
+                   final_train_loss=s.get("final_train_loss"), train_seconds=s.get("train_seconds"))
+    except Interrupted as exc:
+        out.update(status="interrupted", run_dir=str(exc.run_dir))
+    except KeyboardInterrupt:
+        out.update(status="interrupted")
+    except ReslabError as exc:
+        out.update(status="failed", error=first_line(exc, type(exc).__name__))
+    except Exception as exc:  # a bug or a crash in one run: recorded with its traceback, the sweep goes on
+        out.update(status="failed", error=describe(exc), traceback=traceback.format_exc())
+    if seen.run_dir is not None:
+        out["run_dir"] = str(seen.run_dir)
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+_stopping: Any = None  # in a worker: the parent's stop event (a run queued before a stop does not start)
+NOT_STARTED = "not started"
+
+
+def _pool_task(task: Task) -> dict[str, Any]:
+    """In a worker: a stop signal may end the run while it loads (train() takes over the signals while it
+    trains); between runs the worker ignores it, so that the pool survives a stop."""
+    if _stopping is not None and _stopping.is_set():
+        return {"key": task.key, "status": NOT_STARTED}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return run_task(task, progress=False)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _init_worker(threads: int, gpus: Any, stopping: Any) -> None:
+    """A worker's own process group (a terminal's Ctrl-C reaches the parent only, which forwards it once),
+    its share of the CPU threads and, on CUDA, its own GPU."""
+    global _stopping
+    _stopping = stopping
+    os.setpgrp()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if gpus is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus.get())  # before CUDA starts in this process
+    torch.set_num_threads(threads)
+
+
+def default_jobs() -> int:
+    """One job per GPU on CUDA; on a CPU one job, in this process: on the busy 2-core development machine two
+    jobs of one thread ran 0.81x the runs/minute of one job of one thread (bench/sweep_jobs.py, 12 runs)."""
+    return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+
+
+@contextlib.contextmanager
+def _stop_raises() -> Iterator[None]:
+    """SIGTERM (and SIGHUP) in the parent stop the sweep like Ctrl-C does; the handlers are restored after."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    sigs = [signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
+    previous = {sig: signal.signal(sig, handler) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_local(tasks: Sequence[Task], jobs: int, on_done: Callable[[dict[str, Any]], None]) -> bool:
+    """Run `tasks`, `jobs` at a time, calling `on_done(outcome)` in this process as each ends.
+
+    Returns False when the sweep was stopped (Ctrl-C, SIGTERM): running runs then checkpoint and report
+    `interrupted`, and runs not yet started are left for the next invocation.
+    """
+    if jobs <= 1:
+        with _stop_raises():
+            for task in tasks:
+                outcome = run_task(task, progress=True)
+                on_done(outcome)
+                if outcome["status"] == "interrupted":
+                    return False
+        return True
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    cuda = torch.cuda.is_available()
+    gpus = ctx.Queue() if cuda else None
+    for i in range(jobs if cuda else 0):
+        gpus.put(i % torch.cuda.device_count())
+    threads = max(1, (os.cpu_count() or 1) // jobs)  # unless a run's config sets train.threads
+    stopping = ctx.Event()
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                               initargs=(threads, gpus, stopping))
+    pending: dict[Future, Task] = {}
+    stopped = False
+    try:
+        with _stop_raises():
+            pending = {pool.submit(_pool_task, task): task for task in tasks}
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    on_done(_outcome(future, pending.pop(future)))
+    except KeyboardInterrupt:
+        stopped = True
+        stopping.set()
+        for future in pending:
+            future.cancel()
+        for pid in list(getattr(pool, "_processes", {}) or {}):  # the workers: forward the stop, once
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGINT)
+        for future in list(pending):
+            outcome = None if future.cancelled() else _outcome(future, pending[future])
+            if outcome is not None and outcome["status"] != NOT_STARTED:
+                on_done(outcome)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return not stopped
+
+
+def _outcome(future: Future, task: Task) -> dict[str, Any]:
+    """The worker's outcome, or a failure when the worker itself died (killed, out of memory)."""
+    try:
+        return future.result()
+    except BaseException as exc:  # BrokenProcessPool and the like: the run's state is in its folder
+        return {"key": task.key, "status": "failed", "run_dir": task.resume, "error": f"worker died: {describe(exc)}",
+                "traceback": None, "seconds": None}
