@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from reslab.config import RunConfig, from_dict, to_dict
+from reslab.config import RunConfig, changed_keys, from_dict, to_dict
 from reslab.errors import CheckpointError, ConfigError, first_line
 
 
@@ -97,26 +97,14 @@ def check_resumable(ckpt: dict[str, Any], cfg: RunConfig, where: str, finished: 
         raise ConfigError(f"{where} already finished {done} of {cfg.train.epochs} epochs; "
                           "pass --epochs N with a larger N to train further")
     try:
-        saved = _flat(to_dict(from_dict(ckpt["config"])))  # old checkpoints: keys added since get defaults
+        saved = from_dict(ckpt["config"])  # old checkpoints: keys added since then get their defaults
     except ConfigError as exc:
         raise CheckpointError(f"{where} holds a config this version cannot read: {exc}") from None
-    now = _flat(to_dict(cfg))
-    changed = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)
-               and not any(k == c or (c.endswith(".") and k.startswith(c)) for c in RESUMABLE_CHANGES)]
+    changed = changed_keys(saved, cfg, RESUMABLE_CHANGES)
     if changed:
         raise ConfigError(f"the config of {where} differs from the one it was trained with in {', '.join(changed)} "
                           "(config.yaml edited?); a run continues as configured: only --epochs, --device, "
                           "--data-dir and --track may change")
-
-
-def _flat(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def restore(ckpt: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer, cfg: RunConfig) -> TrainState:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from reslab import files
-from reslab.config import RunConfig, to_dict
+from reslab.config import RunConfig, flatten, to_dict
 from reslab.errors import Diverged, describe
 from reslab.protocols import Observer, Sink
 from reslab.runs import STEPS_FIELDS, RunFolder
@@ -188,15 +188,6 @@ class TensorBoard(Sink):
             self._writer = None
 
 
-def flat_hparams(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat_hparams(values: Mapping[str, Any]) -> dict[str, Any]:
     """{'optim': {'lr': 0.1}} -> {'optim.lr': 0.1}; TensorBoard hparams take numbers, strings and bools only."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flat_hparams(value, name + "."))
-        elif isinstance(value, (bool, int, float, str)):
-            out[name] = value
-        else:
-            out[name] = json.dumps(value)
-    return out
+    return {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v) for k, v in flatten(values).items()}

@@ -231,3 +231,21 @@ def to_dict(cfg: RunConfig) -> dict[str, Any]:
         out[key] = plain(dataclasses.asdict(getattr(cfg, key)))
     out["model"] = {"name": cfg.model.name, **plain(dict(cfg.model.args))}
     return out
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'optim': {'lr': 0.1}} -> {'optim.lr': 0.1}: nested sections as dotted keys (an empty section stays a value)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def changed_keys(old: RunConfig, new: RunConfig, allowed: tuple[str, ...] = ()) -> list[str]:
+    """The dotted keys whose values differ, but those `allowed` (a key, or a section prefix ending in '.')."""
+    a, b = flatten(to_dict(old)), flatten(to_dict(new))
+    return [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)
+            and not any(k == c or (c.endswith(".") and k.startswith(c)) for c in allowed)]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from reslab import files
-from reslab.config import from_dict, load_source, to_dict
+from reslab.config import changed_keys, from_dict, load_source
 from reslab.errors import CheckpointError, ConfigError, first_line
 from reslab.runs import RunFolder
 from reslab.sweep.spec import PlannedRun, SweepSpec
@@ -152,22 +152,10 @@ class SweepFolder:
 def _check_same_config(rf: RunFolder, run: PlannedRun) -> None:
     """A run folder kept by the sweep must hold this run's config: a changed base file is caught here."""
     try:
-        saved = _flat(to_dict(from_dict(load_source(str(rf.config)))))
+        saved = from_dict(load_source(str(rf.config)))
     except (ConfigError, OSError) as exc:
         raise CheckpointError(f"run folder {rf.path} has an unreadable config.yaml: {first_line(exc)}") from None
-    now = _flat(to_dict(run.cfg))
-    changed = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)
-               and not any(k == c or (c.endswith(".") and k.startswith(c)) for c in MAY_DIFFER)]
+    changed = changed_keys(saved, run.cfg, tuple(MAY_DIFFER))
     if changed:
         raise ConfigError(f"run folder {rf.path} was trained with a different config ({', '.join(changed[:3])} "
                           "differ; has the base config changed?); move it away to train it again")
-
-
-def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out

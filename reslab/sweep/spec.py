@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from reslab.config import RunConfig, apply_overrides, from_dict, load_source, set_key
+from reslab.config import RunConfig, apply_overrides, flatten, from_dict, load_source, set_key
 from reslab.errors import ConfigError
 
 SWEEP_KEYS = ("base", "set", "grid", "seeds", "name", "tune")
@@ -107,17 +107,11 @@ def load_sweep(path: str | Path) -> SweepSpec:
                      tune=tune, raw=raw)
 
 
-def _flat(values: Any, where: str, prefix: str = "") -> dict[str, Any]:
+def _flat(values: Any, where: str) -> dict[str, Any]:
     """A mapping of dotted keys (nested sections allowed) -> {'a.b': value}."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"{where} must be a mapping of dotted keys to values, got {values!r}")
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, Mapping) and value:
-            out.update(_flat(value, where, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+    return flatten(values)
 
 
 def _grid(values: Any, where: str) -> dict[str, list[Any]]:
