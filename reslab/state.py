@@ -87,7 +87,8 @@ RESUMABLE_CHANGES = ("train.epochs", "train.device", "data.data_dir", "track.")
 def check_resumable(ckpt: dict[str, Any], cfg: RunConfig, where: str, finished: bool) -> None:
     """Refuse a foreign checkpoint, a finished run, and a config that differs from the checkpoint's.
 
-    A run that did all its epochs but was stopped before its summary (`finished` false) may resume: it
+    A run that did all its epochs but was stopped before status.json said finished (`finished` false;
+    status.json is the last file a run writes) may resume: it
     then only completes its end. The config may change only where `RESUMABLE_CHANGES` allows.
     """
     done = ckpt.get("state", {}).get("epoch") if isinstance(ckpt.get("state"), dict) else None

@@ -213,7 +213,7 @@ def _start(cfg: RunConfig, observers: Sequence[Observer], resume: str | Path | N
             raise ConfigError(f"{resume} diverged at step {status.get('step')}; there is nothing to resume "
                               "(start a new run, e.g. with a smaller optim.lr)")
         ckpt = load_checkpoint(folder.last)
-        check_resumable(ckpt, cfg, str(resume), finished=folder.summary.is_file())
+        check_resumable(ckpt, cfg, str(resume), finished=status.get("status") == "finished")  # written last
     data = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
                         image_size=cfg.data.image_size)
     model, channels_last = build_for(cfg, data, device)

@@ -320,3 +320,12 @@ def test_sigkill_at_random_moments_then_resume_gives_the_reference_run(data_dir:
         assert [{k: v for k, v in r.items() if k not in drop} for r in ours] == [
             {k: v for k, v in r.items() if k not in drop} for r in theirs], (name, events)
     _every_file_parses(folder.path)
+
+
+def test_a_run_killed_between_its_summary_and_its_status_can_be_finished(data_dir: Path, tmp_path: Path) -> None:
+    done = train(tiny_cfg(data_dir, tmp_path), progress=False)
+    folder = RunFolder(done.run_dir)
+    files.write_json(folder.status, {"status": "running", "epoch": 3, "pid": 999999999, "host": "gone"})
+    again = train(tiny_cfg(data_dir, tmp_path), resume=done.run_dir, progress=False)
+    assert {k: again.summary[k] for k in KEYS} == {k: done.summary[k] for k in KEYS}
+    assert _strict_json(folder.status)["status"] == "finished"
