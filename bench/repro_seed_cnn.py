@@ -45,9 +45,9 @@ print("RECORDED " + json.dumps(logged))
 """
 
 
-def run_notebook(model: str, seed: int, epochs: int, zip_path: Path, script: Path) -> dict:
+def run_notebook(model: str, seed: int, epochs: int, zip_path: Path, script: Path, workers: int) -> dict:
     cmd = [sys.executable, "-c", NOTEBOOK_CHILD, str(seed), str(script), EXERCISE[model], "--epochs", str(epochs),
-           "--cifar-zip", str(zip_path), "--root", str(zip_path.parent)]
+           "--cifar-zip", str(zip_path), "--root", str(zip_path.parent), "--workers", str(workers)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "TQDM_DISABLE": "1"})
     lines = out.stdout.strip().splitlines()
     final = json.loads(next(line for line in lines if line.startswith("{")))
@@ -115,6 +115,9 @@ def main() -> None:
     p.add_argument("--pipelines", nargs="+", default=["reslab", "notebook"])
     p.add_argument("--set", action="append", default=[], help="config overrides for the reslab runs")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--notebook-workers", type=int, default=4,
+                   help="the notebook's DataLoader workers (its own: 4). The batches and their order come from the "
+                        "main process's sampler either way; 0 only saves process overhead on a small machine")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "results.jsonl"
@@ -130,8 +133,10 @@ def main() -> None:
             t0 = time.time()
             print(f"[{time.strftime('%H:%M:%S')}] {args.model} {pipeline} seed {seed} ...", file=sys.stderr, flush=True)
             res = (run_reslab(args.model, seed, args.epochs, args.zip, args.out / "runs", args.set)
-                   if pipeline == "reslab" else run_notebook(args.model, seed, args.epochs, args.zip, args.notebook))
-            record = {**want, **res, "wall": time.time() - t0}
+                   if pipeline == "reslab" else run_notebook(args.model, seed, args.epochs, args.zip, args.notebook,
+                                                             args.notebook_workers))
+            record = {**want, **res, "wall": time.time() - t0,
+                      **({"workers": args.notebook_workers} if pipeline == "notebook" else {})}
             with open(store, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
             done.append(record)

@@ -86,3 +86,23 @@ def _type_name(tp: Any) -> str:
     if origin is tuple:
         return "a list of numbers"
     return {type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def memory_available() -> int | None:
+    """Bytes of physical memory this machine has free (Linux: MemAvailable), None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def require_memory(needed: int, what: str, available: int | None = None) -> None:
+    """Refuse, with the sizes, what would not fit in memory (instead of a crash or the OOM killer later)."""
+    available = memory_available() if available is None else available
+    if available is not None and needed > 0.9 * available:
+        raise ConfigError(f"{what} needs about {needed / 2**30:.1f} GiB, and {available / 2**30:.1f} GiB "
+                          "of memory are available here")

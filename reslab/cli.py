@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from reslab.errors import CheckpointError, ConfigError, ReslabError
+from reslab.errors import CheckpointError, ConfigError, ReslabError, first_line
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -226,6 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("reslab: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:  # a full disk, a read-only folder: the path and the cause, in one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"reslab: error: cannot write or read {where}{exc.strerror or first_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from reslab.checks import require_memory
 from reslab.config import RunConfig, TrainConfig
 from reslab.data import ImageData
 from reslab.errors import ConfigError
@@ -87,6 +88,7 @@ def build_for(cfg: RunConfig, data: ImageData, device: torch.device) -> tuple[nn
     Returns the model and whether it (and so its inputs) use channels_last. The trainer and every
     instrument build models here, so the same config gives the same initial weights everywhere.
     """
+    _require_room(cfg, data, device)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model.name, input_shape=data.input_shape, num_classes=data.num_classes,
                         **dict(cfg.model.args)).to(device)
@@ -94,6 +96,21 @@ def build_for(cfg: RunConfig, data: ImageData, device: torch.device) -> tuple[nn
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model, channels_last
+
+
+def _require_room(cfg: RunConfig, data: ImageData, device: torch.device) -> None:
+    """Refuse a model whose weights, gradients and optimizer state cannot fit on the device, before building it.
+
+    The model is first built on the meta device (no memory), so a width of 10^6 is one line, not a crash.
+    """
+    with torch.device("meta"):
+        shape = build_model(cfg.model.name, input_shape=data.input_shape, num_classes=data.num_classes,
+                            **dict(cfg.model.args))
+    params = sum(p.numel() for p in shape.parameters())
+    copies = 2 + {"sgd": 1 if cfg.optim.momentum > 0 else 0}.get(cfg.optim.name, 2)  # weights, grads, optimizer
+    available = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+    require_memory(params * 4 * copies, f"model {cfg.model.name} ({params:,} parameters, with its gradients "
+                                        f"and optimizer state)", available)
 
 
 def sync(device: torch.device) -> None:

@@ -97,7 +97,8 @@ def train(cfg: RunConfig, observers: Sequence[Observer] = (), *, resume: str | P
             s.folder.write_status("interrupted", state.epoch)
             raise
         except BaseException:
-            s.folder.write_status("failed", state.epoch)
+            with contextlib.suppress(OSError):  # the disk may be what failed: the error itself matters more
+                s.folder.write_status("failed", state.epoch)
             raise
         finally:
             for obs in s.observers:

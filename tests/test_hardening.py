@@ -329,3 +329,35 @@ def test_a_run_killed_between_its_summary_and_its_status_can_be_finished(data_di
     again = train(tiny_cfg(data_dir, tmp_path), resume=done.run_dir, progress=False)
     assert {k: again.summary[k] for k in KEYS} == {k: done.summary[k] for k in KEYS}
     assert _strict_json(folder.status)["status"] == "finished"
+
+
+def test_a_model_or_image_size_that_cannot_fit_is_refused_before_building(data_dir: Path, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    """width 10^6 x 64 blocks would be ~2 TB of weights: refused from a build on the meta device, in one line."""
+    assert main(["train", "seed-mlp", "--data-dir", str(data_dir), "--runs-dir", str(tmp_path), "--quiet",
+                 "--set", "model.name=mlp", "--set", "model.width=1000000", "--set", "model.depth=64"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "GiB" in err and "parameters" in err and len(err.splitlines()) == 1 and not list(tmp_path.iterdir())
+    assert main(["train", "seed-mlp", "--data-dir", str(data_dir), "--runs-dir", str(tmp_path), "--quiet",
+                 "--set", "data.image_size=200000"]) == 2
+    assert "data.image_size=200000" in capsys.readouterr().err
+
+
+def test_a_full_disk_is_one_line_naming_the_path(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    import errno
+
+    real = files.atomic_write
+
+    def full(path: Path, write: object, mode: str = "w") -> None:
+        if Path(path).name == "metrics.csv":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, write, mode)
+
+    monkeypatch.setattr(files, "atomic_write", full)
+    assert main(["train", "seed-mlp", "--data-dir", str(data_dir), "--runs-dir", str(tmp_path), "--quiet",
+                 "--device", "cpu", "--set", "data.val_size=100", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "metrics.csv: No space left on device" in err[0]
+    (run,) = tmp_path.iterdir()
+    assert _strict_json(RunFolder(run).status)["status"] == "failed"

@@ -29,6 +29,7 @@ from reslab.data.cache import cache_path, read_cache, write_cache
 from reslab.data.checks import eight_bit
 from reslab.data.images import ImageData
 from reslab.data.zipread import mib, read_capped, read_member
+from reslab.checks import require_memory
 from reslab.errors import DataError, first_line
 
 # The most an image file may take: even an uncompressed 4096x4096 RGB bitmap is 48 MiB. Larger is refused unread.
@@ -64,6 +65,9 @@ def load_image_folder(source: Path, image_size: int | None) -> ImageData:
     if image_size is not None and image_size < 1:
         raise DataError(f"data.image_size must be a positive number of pixels, got {image_size}")
     members = _scan(source)
+    if image_size is not None:  # 3 channels at most, uint8
+        require_memory(len(members) * 3 * image_size**2,
+                       f"data.image_size={image_size} ({len(members):,} images of {image_size}x{image_size})")
     path = cache_path(source.stem, [str(source), image_size, [(m.name, *m.stamp) for m in members]])
     if path.is_file():
         try:

@@ -18,6 +18,7 @@ from torch import Tensor
 from reslab.data.checks import check_image_data
 from reslab.data.imagefolder import find_source, load_image_folder
 from reslab.data.images import ImageData
+from reslab.checks import require_memory
 from reslab.errors import DataError, first_line
 
 # spec -> (torchvision dataset class, known per-channel mean and std of the train set in [0, 1] units)
@@ -57,6 +58,9 @@ def load_dataset(
         return data
     if image_size < 1:
         raise DataError(f"data.image_size must be a positive number of pixels, got {image_size}")
+    images = len(data.train_x) + len(data.test_x)
+    require_memory(images * data.input_shape[0] * image_size**2 * 5,  # uint8 result and the float image resized
+                   f"data.image_size={image_size} ({images:,} images of {image_size}x{image_size})")
     return dataclasses.replace(data, train_x=_resize(data.train_x, image_size), test_x=_resize(data.test_x, image_size))
 
 
