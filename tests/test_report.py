@@ -18,7 +18,8 @@ from fakedata import write_mnist
 from reslab import files
 from reslab.cli import main
 from reslab.config import resolve
-from reslab.train import Interrupted, Observer, train
+from reslab.protocols import Observer
+from reslab.train import Interrupted, train
 
 
 class _At(Observer):
@@ -207,3 +208,16 @@ def test_bad_input_is_one_line_and_exit_2(run_root: Path, tmp_path: Path, monkey
     _fails(capsys, ["report", run, "--out", str(tmp_path / "mine")], "already holds files that are not a reslab")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     assert not (tmp_path / "reports").exists(), "no folder is made for bad input"
+
+
+def test_the_comparison_shows_the_settings_that_differ(data_dir: Path, tmp_path: Path) -> None:
+    from conftest import tiny_cfg
+
+    a = train(tiny_cfg(data_dir, tmp_path / "runs", "train.epochs=1", "optim.lr=0.003"), progress=False)
+    b = train(tiny_cfg(data_dir, tmp_path / "runs", "train.epochs=1", "optim.lr=0.01", "train.seed=1"),
+              progress=False)
+    assert main(["report", str(a.run_dir), str(b.run_dir), "--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "Settings that differ between the runs:" in md
+    header = next(line for line in md.splitlines() if line.startswith("| run | optim.lr"))
+    assert header.split("|")[2:4] == [" optim.lr ", " train.seed "] and "runs_dir" not in header

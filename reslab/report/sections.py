@@ -7,12 +7,15 @@ that is not a finite number, so a null (a diverged run) or a NaN never stops a s
 
 from __future__ import annotations
 
+import json
+
 import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from reslab import plots
+from reslab.config import flatten
 from reslab.errors import describe
 from reslab.report.document import Block, Figure, Heading, Note, Paragraph, Preformatted, Table
 from reslab.report.records import UNFINISHED, RunRecord
@@ -91,6 +94,7 @@ def overview(records: list[RunRecord], out_dir: Path, svg: bool) -> list[Block]:
     if len(records) < 2:
         return blocks
     blocks += [Heading("Comparison"), Table(COMPARISON, [comparison_row(r) for r in records], NUMERIC)]
+    blocks += differing_settings(records)
     curves = [(plot_label(r.name + ("" if r.finished else f" ({r.state})")), plottable(r.history)[0])
               for r in records if r.history]
     if curves:
@@ -180,3 +184,21 @@ def run_section(rec: RunRecord, stem: str, out_dir: Path, svg: bool) -> list[Blo
     if rec.problems:
         blocks.append(Note("Unreadable or damaged files: " + "; ".join(rec.problems) + "."))
     return blocks
+
+
+IGNORED_SETTINGS = ("name", "runs_dir", "data.data_dir", "train.device")  # where a run was, not what it was
+
+
+def differing_settings(records: list[RunRecord], most: int = 12) -> list[Block]:
+    """A table of the config keys whose values differ between the runs (what the comparison compares)."""
+    flat = [flatten(r.config) if isinstance(r.config, dict) else {} for r in records]
+    keys = sorted({k for f in flat for k in f if k not in IGNORED_SETTINGS
+                   and len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flat}) > 1})
+    if len(records) < 2 or not keys:
+        return []
+    shown = keys[:most]
+    rows = [[rec.name, *[_show(json.dumps(f.get(k), default=str) if isinstance(f.get(k), (list, dict))
+                                else f.get(k, DASH)) for k in shown]] for rec, f in zip(records, flat)]
+    note = [] if len(keys) <= most else [Note(f"{len(keys) - most} more settings differ: {', '.join(keys[most:])}.")]
+    return [Paragraph("Settings that differ between the runs:"), Table(["run", *shown], rows, [False] * (len(shown) + 1)),
+            *note]
