@@ -13,6 +13,8 @@ import io
 import json
 import math
 import os
+import re
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -45,19 +47,29 @@ def _umask() -> int:
     return mask
 
 
-def remove_stale_temps(folder: str | Path, older_than_s: float = 3600.0) -> list[Path]:
-    """Delete the temp files a killed writer left in `folder` (only `.<name>.*.tmp` of atomic_write, and old).
+# atomic_write's temp name: "." + the target's name + "." + mkstemp's 8 random characters + TEMP_SUFFIX
+TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX))
 
-    A fresh temp file may belong to a live writer, so only ones untouched for `older_than_s` go.
+
+def remove_stale_temps(folder: str | Path, older_than_s: float = 3600.0,
+                       name: re.Pattern[str] = TEMP_NAME) -> list[Path]:
+    """Delete the temp files killed writers left in `folder`: regular files named as atomic_write names its
+    temps (or `name`), untouched for `older_than_s` (a fresh one may belong to a live writer); nothing else.
     """
-    removed = []
-    now = time.time()
-    for tmp in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+    cutoff, removed = time.time() - older_than_s, []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not name.fullmatch(entry.name):
+            continue
         try:
-            if tmp.is_file() and now - tmp.stat().st_mtime > older_than_s:
-                tmp.unlink()
-                removed.append(tmp)
-        except OSError:
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:  # gone already, or not ours to remove
             continue
     return removed
 

@@ -214,16 +214,21 @@ def test_steps_csv_after_an_interrupt_equals_a_straight_run(data_dir: Path, tmp_
 
 def test_files_follow_the_umask_and_stale_temps_are_removed(data_dir: Path, tmp_path: Path) -> None:
     run = _interrupted_run(data_dir, tmp_path)
-    stale, fresh = run / ".last.pt.abc123.tmp", run / ".last.pt.def456.tmp"
+    import tempfile
+
+    stale, fresh = (Path(tempfile.mkstemp(dir=run, prefix=".last.pt.", suffix=".tmp")[1]) for _ in range(2))
+    mine = run / ".notes.tmp"  # not a name atomic_write gives its temps: never touched
     stale.write_bytes(b"x" * 1000)
     fresh.write_bytes(b"y")
+    mine.write_text("a user's file")
     os.utime(stale, (0, 0))
+    os.utime(mine, (0, 0))
     old = os.umask(0o022)
     try:
         train(tiny_cfg(data_dir, tmp_path), resume=run, progress=False)
     finally:
         os.umask(old)
-    assert not stale.exists() and fresh.exists()
+    assert not stale.exists() and fresh.exists() and mine.exists()
     assert oct(RunFolder(run).summary.stat().st_mode & 0o777) == oct(0o644)
 
 

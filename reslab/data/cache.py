@@ -11,8 +11,6 @@ import hashlib
 import json
 import os
 import re
-import stat
-import time
 import warnings
 import zlib
 from collections.abc import Mapping
@@ -24,7 +22,7 @@ from torch import Tensor
 from reslab.data.checks import check_image_data
 from reslab.data.images import ImageData
 from reslab.errors import first_line
-from reslab.files import atomic_write
+from reslab.files import TEMP_SUFFIX, atomic_write, remove_stale_temps
 
 # 2: tensors checksummed in the cache file (1 had no checksum; its files are keyed apart and ignored)
 CACHE_FORMAT_VERSION = 2
@@ -32,7 +30,7 @@ CACHE_FORMAT_VERSION = 2
 STALE_TEMP_SECONDS = 3600
 _KEY_HEX = 20  # hex digits of the content hash in a cache file's name, `<stem>-<key>.pt`
 # atomic_write's temp name for a cache file: "." + target name + "." + mkstemp's 8 random chars + ".tmp"
-_TEMP_NAME = re.compile(rf"\..*-[0-9a-f]{{{_KEY_HEX}}}\.pt\.[a-z0-9_]{{8}}\.tmp")
+_TEMP_NAME = re.compile(rf"\..*-[0-9a-f]{{{_KEY_HEX}}}\.pt\.[a-z0-9_]{{8}}" + re.escape(TEMP_SUFFIX))
 
 TENSORS = ("train_x", "train_y", "test_x", "test_y")
 
@@ -62,28 +60,6 @@ def checksums(tensors: Mapping[str, Tensor], meta: Mapping[str, list]) -> dict[s
     return sums
 
 
-def remove_stale_temps(folder: Path, max_age_s: float = STALE_TEMP_SECONDS) -> None:
-    """Delete temp files of killed cache writes (hundreds of MB each) from `folder`; nothing else.
-
-    Only regular files named exactly as `atomic_write` names a cache file's temp, and untouched for
-    `max_age_s`, so a write in progress in another process is left alone.
-    """
-    cutoff = time.time() - max_age_s
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return
-    for entry in entries:
-        if not _TEMP_NAME.fullmatch(entry.name):
-            continue
-        try:
-            st = entry.stat(follow_symlinks=False)
-            if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
-                os.unlink(entry.path)
-        except OSError:  # gone already, or not ours to remove: the cache is an optimisation
-            pass
-
-
 def write_cache(path: Path, folder: ImageData) -> None:
     """Save tensors, metadata and their checksums atomically; an unwritable cache costs time, not the run."""
     tensors = {name: getattr(folder, name) for name in TENSORS}
@@ -92,7 +68,7 @@ def write_cache(path: Path, folder: ImageData) -> None:
                "checksums": checksums(tensors, meta)}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(path.parent)
+        remove_stale_temps(path.parent, STALE_TEMP_SECONDS, _TEMP_NAME)  # only cache files' temps
         atomic_write(path, lambda fh: torch.save(payload, fh), mode="wb")
     except OSError as err:
         warnings.warn(f"could not write cache {path} ({first_line(err)}); set RESLAB_CACHE to a writable folder",
