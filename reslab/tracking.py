@@ -45,6 +45,7 @@ class Tracker(Observer):
         self.sinks = list(sinks)
         self.log_every = log_every
         self._loss_sum: torch.Tensor | None = None  # device scalar, float64: the open window's sum
+        self._restored = 0.0  # a resumed run's open window, from its checkpoint
         self._window = 0  # steps in the open window
         self._last = (0, 0.0)  # (step, lr) of the latest step seen
         self._run_dir: Path | None = None
@@ -55,9 +56,8 @@ class Tracker(Observer):
         self._fan_out("start", run_dir, cfg, start_step)
 
     def on_step(self, step: int, loss: torch.Tensor, lr: float) -> None:
-        if self._loss_sum is None or self._loss_sum.device != loss.device:  # first step, or restored on the CPU
-            self._loss_sum = torch.zeros((), dtype=torch.float64, device=loss.device) + (
-                self._loss_sum.to(loss.device) if self._loss_sum is not None else 0)
+        if self._loss_sum is None:  # the first step: the window's sum lives on the loss's device from now on
+            self._loss_sum = torch.full((), self._restored, dtype=torch.float64, device=loss.device)
         self._loss_sum.add_(loss.detach())  # queued on the device: no sync
         self._window += 1
         self._last = (step, lr)
@@ -83,12 +83,12 @@ class Tracker(Observer):
 
     def state_dict(self) -> dict[str, Any]:
         """The open window (loss sum and steps), so a resumed run's next record covers the same steps."""
-        loss_sum = float(self._loss_sum) if self._loss_sum is not None else 0.0  # a sync per checkpoint only
+        loss_sum = float(self._loss_sum) if self._loss_sum is not None else self._restored  # a sync per checkpoint
         return {"loss_sum": loss_sum, "window": self._window}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._window = int(state.get("window", 0))
-        self._loss_sum = torch.tensor(float(state.get("loss_sum", 0.0)), dtype=torch.float64)
+        self._restored = float(state.get("loss_sum", 0.0))
 
     def _flush_window(self, check: bool = True) -> None:
         """Send the open window's mean loss; a NaN or infinite one stops the run (`Diverged`) when `check`."""
