@@ -47,9 +47,23 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list presets and models", description="List presets and registered models.")
     _add_gradflow_parser(sub)
+    _add_analyze_parser(sub)
     _add_report_parser(sub)
     _add_sweep_parser(sub)
     return parser
+
+
+def _add_analyze_parser(sub: Any) -> None:
+    from reslab.cli_analyze import add_instruments
+
+    a = sub.add_parser("analyze", help="instruments that explain residual learning (lesion, shatter, landscape, "
+                                       "init, gradflow)",
+                       description="Measure trained or fresh models with one instrument; each writes a folder of CSVs, "
+                                   "figures, a summary and analysis.json. The last line printed on stdout is that "
+                                   "folder.")
+    group = a.add_subparsers(dest="instrument", required=True, parser_class=_Parser)
+    _add_gradflow_parser(group)  # `reslab analyze gradflow` is `reslab gradflow`
+    add_instruments(group)
 
 
 def _add_sweep_parser(sub: Any) -> None:
@@ -103,6 +117,7 @@ def _add_gradflow_parser(sub: Any) -> None:
     g.add_argument("--out", metavar="DIR", help="output folder, new or empty (default: gradflow/gradflow-<id>)")
     g.add_argument("--svg", action="store_true", help="also write every figure as SVG (beside its PNG)")
     g.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    g.set_defaults(handler=_cmd_gradflow)
 
 
 # flag -> dotted config key, for the flags that are shorthands for --set
@@ -219,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         return {"train": _cmd_train, "list": _cmd_list, "gradflow": _cmd_gradflow,
-                "report": _cmd_report, "sweep": _cmd_sweep}[args.command](args)
+                "report": _cmd_report, "sweep": _cmd_sweep, "analyze": lambda a: a.handler(a)}[args.command](args)
     except ReslabError as exc:
         print(f"reslab: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

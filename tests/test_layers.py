@@ -30,6 +30,8 @@ LAYERS: list[list[str]] = [
     ["train"],
     ["analyze", "sweep"],
     ["report"],
+    ["lab"],  # the whole lab: stages of runs, sweeps and analyses, then the report
+    ["cli_analyze"],  # the instruments' flags, under cli's `analyze` group
     ["cli", "presets"],
     ["__main__"],  # python -m reslab
 ]

@@ -6,12 +6,14 @@ asserted that the measurement did not show.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from reslab import files
+from reslab.analyze.record import AnalysisRecord, check_output_dir, make_output_dir, write_record
 from reslab.analyze.gradflow import NOTEBOOK_KERNEL, ModelResult, analyse, model_spec, resolve_targets
 from reslab.config import RunConfig
 from reslab.errors import ConfigError
@@ -171,25 +173,6 @@ def summary_text(results: Sequence[ModelResult], stats: Rows) -> str:
 # ----------------------------------------------------------------------------- files
 
 
-def check_output_dir(out: str | Path | None) -> None:
-    """Fail before measuring when --out already holds something: nothing of the user's is overwritten."""
-    path = Path(out) if out is not None else None
-    if path is not None and path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise ConfigError(f"--out {out} already exists and is not an empty folder; choose a new one")
-
-
-def make_output_dir(out: str | Path | None) -> Path:
-    """--out (created), or a new gradflow/gradflow-<date>-<time>-<id> folder."""
-    if out is None:
-        return RunFolder.create("gradflow", "gradflow").path  # a fresh, uniquely named folder
-    check_output_dir(out)
-    try:
-        Path(out).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create --out {out}: {exc.strerror or exc}") from None
-    return Path(out)
-
-
 def write_outputs(results: Sequence[ModelResult], out_dir: Path, svg: bool = False) -> str:
     """CSVs, figures (with `svg`, an SVG beside each PNG) and gradflow-summary.txt into `out_dir`; returns the
     summary text."""
@@ -223,8 +206,19 @@ def run_gradflow(sources: Sequence[str], *, at: Sequence[str] = ("init",), overr
                  device: str = "auto", seed: int = 0, out: str | Path | None = None, svg: bool = False,
                  progress: bool = True) -> tuple[Path, str]:
     """The whole `reslab gradflow`: resolve, measure on shared batches, write; returns (output folder, summary)."""
+    started = time.perf_counter()
     targets = resolve_targets(sources, at=at, overrides=overrides, settings=settings, notebook_kernel=notebook_kernel)
     check_output_dir(out)
     results = analyse(targets, batches=batches, device=device, seed=seed, progress=progress)
-    out_dir = make_output_dir(out)
-    return out_dir, write_outputs(results, out_dir, svg)
+    out_dir = make_output_dir(out, "gradflow", sources)
+    text = write_outputs(results, out_dir, svg)
+    figures = sorted(p.name for p in out_dir.glob("gradflow-*.png"))
+    findings = {f"{row['model']}.{key}": row[key] for row in stats_rows(results)
+                for key in ("mean", "std", "first_to_last", "loss")}
+    write_record(out_dir, AnalysisRecord(
+        kind="gradflow", title="Gradient flow", sources=tuple(sources), summary="gradflow-summary.txt",
+        figures=tuple(figures), tables=("gradflow-stats.csv", "gradflow-layers.csv", "gradflow-params.csv"),
+        settings={"at": list(at), "batches": batches, "seed": seed}, findings=findings,
+        reference="the lab notebook's Exercise 2: gradient norms of the CNN and the ResNetCNN at initialisation",
+        seconds=round(time.perf_counter() - started, 3)))
+    return out_dir, text
