@@ -118,17 +118,24 @@ CONFIGS: list[tuple[str, dict]] = [
     ("mlp", {"width": 16, "residual": False, "norm": "batch", "preact": True, "layers_per_block": 2}),
     ("mlp", {"width": 16, "residual": True, "norm": "none", "preact": True, "zero_init": True}),
     ("mlp", {"width": 16, "residual": True, "norm": "layer", "zero_init": True}),
+    ("mlp", {"width": 16, "residual": True, "rezero": True}),
+    ("mlp", {"width": 16, "residual": False, "rezero": True, "norm": "batch"}),
+    ("mlp", {"width": 16, "residual": True, "fixup": True, "layers_per_block": 2}),
     ("convnet", {"channels": 8, "blocks": 1}),
     ("convnet", {"channels": 8, "residual": True}),
     ("convnet", {"channels": 8, "residual": True, "norm": "none", "layers_per_block": 1}),
     ("convnet", {"channels": 8, "residual": True, "preact": True, "zero_init": True}),
     ("convnet", {"channels": 8, "preact": True, "norm": "none", "kernel_size": 5, "stages": 2}),
     ("convnet", {"channels": 8, "residual": True, "zero_init": True}),
+    ("convnet", {"channels": 8, "residual": True, "norm": "none", "rezero": True, "preact": True}),
+    ("convnet", {"channels": 8, "residual": True, "norm": "none", "fixup": True}),
     ("cifar-resnet", {"depth": 8, "width": 4}),
     ("cifar-resnet", {"depth": 8, "width": 4, "residual": False}),
     ("cifar-resnet", {"depth": 8, "width": 4, "preact": True}),
     ("cifar-resnet", {"depth": 8, "width": 4, "zero_init": True}),
     ("cifar-resnet", {"depth": 14, "width": 4, "norm": "none", "preact": True, "zero_init": True}),
+    ("cifar-resnet", {"depth": 8, "width": 4, "rezero": True}),
+    ("cifar-resnet", {"depth": 8, "width": 4, "norm": "none", "fixup": True}),
     ("cifar-resnet", {}),
 ]
 SHAPES = [(1, 28, 28), (3, 32, 32)]
@@ -152,7 +159,7 @@ def test_forward_backward(name: str, kw: dict, input_shape: tuple[int, int, int]
     for param_name, p in model.named_parameters():
         assert p.grad is not None, param_name
         assert torch.isfinite(p.grad).all(), param_name
-        if not kw.get("zero_init", False):  # zero-init blocks may have exactly-zero grads at step 0
+        if not any(kw.get(k) for k in ("zero_init", "fixup", "rezero")):  # zeroed branches: zero grads at step 0
             assert p.grad.abs().sum() > 0, param_name
 
 
@@ -167,6 +174,7 @@ TWIN_CONFIGS = [
     ("cifar-resnet", {"depth": 8}),
     ("cifar-resnet", {"depth": 20}),
     ("cifar-resnet", {"depth": 56, "preact": True}),
+    ("cifar-resnet", {"depth": 8, "rezero": True}),
 ]
 
 
@@ -403,6 +411,8 @@ def test_model_args_are_typed_defaults() -> None:
         "layers_per_block": (int, 1),
         "preact": (bool, False),
         "zero_init": (bool, False),
+        "rezero": (bool, False),
+        "fixup": (bool, False),
     }
     assert model_args("cifar-resnet") == {
         "depth": (int, 20),
@@ -411,6 +421,8 @@ def test_model_args_are_typed_defaults() -> None:
         "norm": (str, "batch"),
         "preact": (bool, False),
         "zero_init": (bool, False),
+        "rezero": (bool, False),
+        "fixup": (bool, False),
     }
     assert model_args("convnet")["kernel_size"] == (int, 3)
     assert model_args("seed-mlp") == {"width": (int, 16), "depth": (int, 2)}

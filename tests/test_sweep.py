@@ -96,7 +96,8 @@ def test_expansion_and_folder_names(tmp_path: Path) -> None:
                              grid={"model.blocks": [1, 2]}, seeds=1))
     assert [dict(r.cfg.model.args) for r in expand(spec, runs_dir="r")][1] == {
         "channels": 4, "blocks": 2, "stages": 3, "kernel_size": 3, "residual": False, "norm": "batch",
-        "layers_per_block": 2, "preact": False, "zero_init": False}
+        "layers_per_block": 2, "preact": False, "zero_init": False, "rezero": False,
+        "fixup": False}
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -2,7 +2,7 @@
 
 Shortcuts are parameter-free (identity, or He et al. 2015 option A), so twins have equal parameter
 counts and identical state_dict keys. The block's form (layers per block, norm, pre/post-activation,
-zero-init) is passed in, never hard-coded.
+zero-init, a learnable branch scalar, Fixup's initialisation) is passed in, never hard-coded.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checks import require
 from ..errors import ConfigError
 
 NORMS_1D = ("none", "batch", "layer")  # for (B, F) features
@@ -65,6 +66,7 @@ class Block(nn.Module):
         residual: bool,
         preact: bool,
         shortcut: nn.Module | None = None,
+        alpha: float | None = None,
     ) -> None:
         super().__init__()
         if len(layers) != len(norms) or not layers:
@@ -74,21 +76,43 @@ class Block(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.norms = nn.ModuleList(norms)
         self.shortcut = shortcut if shortcut is not None else nn.Identity()
+        # a learnable scalar on the branch (SkipInit/ReZero at 0, Fixup's multiplier at 1); None: no scalar
+        self.alpha = nn.Parameter(torch.tensor(float(alpha))) if alpha is not None else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """What the block adds to its shortcut: alpha * body(x), before the sum (and post-act's last ReLU)."""
         h = x
         if self.preact:
             for norm, layer in zip(self.norms, self.layers):
                 h = layer(F.relu(norm(h)))
-            return h + self.shortcut(x) if self.residual else h
-        last = len(self.layers) - 1
-        for i, (layer, norm) in enumerate(zip(self.layers, self.norms)):
-            h = norm(layer(h))
-            if i < last:
-                h = F.relu(h)
-        if self.residual:
-            h = h + self.shortcut(x)
-        return F.relu(h)
+        else:
+            last = len(self.layers) - 1
+            for i, (layer, norm) in enumerate(zip(self.layers, self.norms)):
+                h = norm(layer(h))
+                if i < last:
+                    h = F.relu(h)
+        return h if self.alpha is None else self.alpha * h
+
+    def combine(self, branch: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """The block's output from its branch and its shortcut's output (the skip is added only if residual)."""
+        h = branch + skip if self.residual else branch
+        return h if self.preact else F.relu(h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.combine(self.branch(x), self.shortcut(x) if self.residual else x)
+
+    def without_branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The block with its branch deleted (Veit et al. 2016's lesion): the shortcut, then post-act's ReLU.
+
+        A plain block has no sum, but its shortcut map is defined all the same, so it can be deleted too.
+        """
+        skip = self.shortcut(x)
+        return skip if self.preact else F.relu(skip)
+
+    @property
+    def downsamples(self) -> bool:
+        """Whether the shortcut changes the shape (stride or width): deleting such a block is not a no-op."""
+        return not isinstance(self.shortcut, nn.Identity)
 
     @torch.no_grad()
     def zero_init_(self) -> None:
@@ -101,27 +125,70 @@ class Block(nn.Module):
         if not self.preact and getattr(last_norm, "weight", None) is not None:
             last_norm.weight.zero_()
             return
-        last_layer = self.layers[-1]
-        last_layer.weight.zero_()
-        if getattr(last_layer, "bias", None) is not None:
-            last_layer.bias.zero_()
+        _zero_(self.layers[-1])
 
     def extra_repr(self) -> str:
         return f"residual={self.residual}, preact={self.preact}"
 
+    @torch.no_grad()
+    def fixup_scale_(self, num_branches: int) -> None:
+        """Fixup (Zhang et al. 2019): zero the branch's last layer, scale the others by L^(-1/(2m-2)).
 
-def zero_init_blocks(model: nn.Module) -> None:
-    """Apply `Block.zero_init_` to every block; call after any other weight init."""
-    for module in model.modules():
-        if isinstance(module, Block):
-            module.zero_init_()
+        L = `num_branches`, m = layers in this branch; with m = 1 the one layer is zeroed and nothing is scaled.
+        """
+        m = len(self.layers)
+        for layer in self.layers[:-1]:
+            layer.weight.mul_(num_branches ** (-1.0 / (2 * m - 2)))
+        _zero_(self.layers[-1])
 
 
-def linear_block(width: int, *, layers_per_block: int, norm: str, residual: bool, preact: bool) -> Block:
+def _zero_(layer: nn.Module) -> None:
+    layer.weight.zero_()
+    if getattr(layer, "bias", None) is not None:
+        layer.bias.zero_()
+
+
+def check_forms(model: str, *, residual: bool, norm: str, zero_init: bool, rezero: bool, fixup: bool) -> None:
+    """Refuse block forms that contradict each other, in one line."""
+    require(not (rezero and fixup), f"model {model!r}: rezero and fixup are two answers to one problem; choose one")
+    require(not (rezero and zero_init), f"model {model!r}: rezero with zero_init zeroes both the branch scalar and "
+                                        "the branch's last layer, so neither ever gets a gradient; choose one")
+    require(not (fixup and zero_init), f"model {model!r}: fixup already zeroes each branch's last layer; drop zero_init")
+    require(not fixup or norm == "none", f"model {model!r}: fixup replaces normalisation; use norm=none (got {norm!r})")
+    require(not fixup or residual, f"model {model!r}: fixup zeroes each block's last layer, which leaves a plain net "
+                                   "(residual=false) with no signal; use it on the residual twin only")
+
+
+def branch_alpha(*, residual: bool, rezero: bool, fixup: bool) -> float | None:
+    """The branch scalar's initial value, None for none: ReZero/SkipInit 0, Fixup's multiplier 1.
+
+    A plain twin of a rezero net gets the scalar too (equal parameter counts and state_dict keys), but at 1:
+    without a skip, a branch scaled by 0 would pass nothing on.
+    """
+    if rezero:
+        return 0.0 if residual else 1.0
+    return 1.0 if fixup else None
+
+
+def init_blocks(model: nn.Module, head: nn.Linear, *, zero_init: bool, fixup: bool) -> None:
+    """`zero_init` (every block's last op) or Fixup (scaled branches, zeroed classifier); after any other init."""
+    blocks = [m for m in model.modules() if isinstance(m, Block)]
+    for block in blocks:
+        if zero_init:
+            block.zero_init_()
+        if fixup:
+            block.fixup_scale_(len(blocks))
+    if fixup:
+        with torch.no_grad():
+            _zero_(head)
+
+
+def linear_block(width: int, *, layers_per_block: int, norm: str, residual: bool, preact: bool,
+                 alpha: float | None = None) -> Block:
     """A width->width block of Linear layers; no bias where a batch norm follows."""
     layers = [nn.Linear(width, width, bias=norm != "batch") for _ in range(layers_per_block)]
     norms = [make_norm(norm, width, spatial=False) for _ in range(layers_per_block)]
-    return Block(layers, norms, residual=residual, preact=preact)
+    return Block(layers, norms, residual=residual, preact=preact, alpha=alpha)
 
 
 def conv_block(
@@ -134,6 +201,7 @@ def conv_block(
     residual: bool,
     preact: bool,
     stride: int = 1,
+    alpha: float | None = None,
 ) -> Block:
     """A block of 'same'-padded convs (odd kernel); the first may change width and stride.
 
@@ -153,4 +221,4 @@ def conv_block(
     ]
     norms = [make_norm(norm, channels[i] if preact else channels[i + 1], spatial=True) for i in range(layers_per_block)]
     shortcut = PadShortcut(in_channels, out_channels, stride) if stride != 1 or in_channels != out_channels else None
-    return Block(layers, norms, residual=residual, preact=preact, shortcut=shortcut)
+    return Block(layers, norms, residual=residual, preact=preact, shortcut=shortcut, alpha=alpha)

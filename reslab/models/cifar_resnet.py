@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import NORMS_2D, conv_block, make_norm, zero_init_blocks
+from .blocks import NORMS_2D, branch_alpha, check_forms, conv_block, init_blocks, make_norm
 from .registry import register_model, require, require_choice
 
 
@@ -27,6 +27,7 @@ class CifarResNet(nn.Module):
         residual: bool,
         norm: str,
         preact: bool,
+        alpha: float | None = None,
     ) -> None:
         super().__init__()
         widths = (width, 2 * width, 4 * width)
@@ -51,6 +52,7 @@ class CifarResNet(nn.Module):
                         residual=residual,
                         preact=preact,
                         stride=stride,
+                        alpha=alpha,
                     )
                 )
                 in_width = out_width
@@ -91,14 +93,20 @@ def cifar_resnet(
     norm: str = "batch",
     preact: bool = False,
     zero_init: bool = False,
+    rezero: bool = False,
+    fixup: bool = False,
 ) -> nn.Module:
-    """CIFAR ResNet-`depth` (20, 32, 44, 56, 110, ...): `depth` counts conv and linear layers."""
+    """CIFAR ResNet-`depth` (20, 32, 44, 56, 110, ...): `depth` counts conv and linear layers.
+
+    rezero: a learnable scalar on each branch, initialised at 0 (SkipInit/ReZero); fixup: Fixup's initialisation.
+    """
     require(
         depth >= 8 and (depth - 2) % 6 == 0,
         f"model 'cifar-resnet': depth must be 6n+2 with n >= 1 (20, 32, 44, 56, 110); got {depth}",
     )
     require(width > 0, f"model 'cifar-resnet': width must be > 0; got {width}")
     require_choice("cifar-resnet", "norm", norm, NORMS_2D)
+    check_forms("cifar-resnet", residual=residual, norm=norm, zero_init=zero_init, rezero=rezero, fixup=fixup)
     model = CifarResNet(
         input_shape[0],
         num_classes,
@@ -107,8 +115,8 @@ def cifar_resnet(
         residual=residual,
         norm=norm,
         preact=preact,
+        alpha=branch_alpha(residual=residual, rezero=rezero, fixup=fixup),
     )
     _init_weights(model)
-    if zero_init:
-        zero_init_blocks(model)
+    init_blocks(model, model.head, zero_init=zero_init, fixup=fixup)
     return model

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import NORMS_2D, conv_block, make_norm, zero_init_blocks
+from .blocks import NORMS_2D, branch_alpha, check_forms, conv_block, init_blocks, make_norm
 from .registry import register_model, require, require_choice
 
 
@@ -27,6 +27,7 @@ class ConvNet(nn.Module):
         norm: str,
         layers_per_block: int,
         preact: bool,
+        alpha: float | None = None,
     ) -> None:
         super().__init__()
         self.stem = nn.Sequential(
@@ -45,6 +46,7 @@ class ConvNet(nn.Module):
                         norm=norm,
                         residual=residual,
                         preact=preact,
+                        alpha=alpha,
                     )
                     for _ in range(blocks)
                 )
@@ -81,8 +83,13 @@ def convnet(
     layers_per_block: int = 2,
     preact: bool = False,
     zero_init: bool = False,
+    rezero: bool = False,
+    fixup: bool = False,
 ) -> nn.Module:
-    """Fair plain/residual CNN; `blocks` per stage, `stages` stages at constant `channels`."""
+    """Fair plain/residual CNN; `blocks` per stage, `stages` stages at constant `channels`.
+
+    rezero: a learnable scalar on each branch, initialised at 0 (SkipInit/ReZero); fixup: Fixup's initialisation.
+    """
     require(channels > 0, f"model 'convnet': channels must be > 0; got {channels}")
     require(blocks >= 0, f"model 'convnet': blocks must be >= 0; got {blocks}")
     require(stages >= 1, f"model 'convnet': stages must be >= 1; got {stages}")
@@ -92,6 +99,7 @@ def convnet(
     )
     require(layers_per_block >= 1, f"model 'convnet': layers_per_block must be >= 1; got {layers_per_block}")
     require_choice("convnet", "norm", norm, NORMS_2D)
+    check_forms("convnet", residual=residual, norm=norm, zero_init=zero_init, rezero=rezero, fixup=fixup)
     in_channels, height, width = input_shape
     require(
         min(height, width) >> (stages - 1) >= 1,
@@ -108,7 +116,7 @@ def convnet(
         norm=norm,
         layers_per_block=layers_per_block,
         preact=preact,
+        alpha=branch_alpha(residual=residual, rezero=rezero, fixup=fixup),
     )
-    if zero_init:
-        zero_init_blocks(model)
+    init_blocks(model, model.head, zero_init=zero_init, fixup=fixup)
     return model

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import NORMS_1D, linear_block, make_norm, zero_init_blocks
+from .blocks import NORMS_1D, branch_alpha, check_forms, init_blocks, linear_block, make_norm
 from .registry import register_model, require, require_choice
 
 
@@ -24,12 +24,14 @@ class MLP(nn.Module):
         norm: str,
         layers_per_block: int,
         preact: bool,
+        alpha: float | None = None,
     ) -> None:
         super().__init__()
         self.stem = nn.Linear(in_features, width)
         self.blocks = nn.Sequential(
             *(
-                linear_block(width, layers_per_block=layers_per_block, norm=norm, residual=residual, preact=preact)
+                linear_block(width, layers_per_block=layers_per_block, norm=norm, residual=residual, preact=preact,
+                             alpha=alpha)
                 for _ in range(depth)
             )
         )
@@ -58,12 +60,18 @@ def mlp(
     layers_per_block: int = 1,
     preact: bool = False,
     zero_init: bool = False,
+    rezero: bool = False,
+    fixup: bool = False,
 ) -> nn.Module:
-    """Fair plain/residual MLP; `depth` counts blocks, each of `layers_per_block` Linear layers."""
+    """Fair plain/residual MLP; `depth` counts blocks, each of `layers_per_block` Linear layers.
+
+    rezero: a learnable scalar on each branch, initialised at 0 (SkipInit/ReZero); fixup: Fixup's initialisation.
+    """
     require(width > 0, f"model 'mlp': width must be > 0; got {width}")
     require(depth >= 0, f"model 'mlp': depth must be >= 0; got {depth}")
     require(layers_per_block >= 1, f"model 'mlp': layers_per_block must be >= 1; got {layers_per_block}")
     require_choice("mlp", "norm", norm, NORMS_1D)
+    check_forms("mlp", residual=residual, norm=norm, zero_init=zero_init, rezero=rezero, fixup=fixup)
     channels, height, width_px = input_shape
     model = MLP(
         channels * height * width_px,
@@ -74,7 +82,7 @@ def mlp(
         norm=norm,
         layers_per_block=layers_per_block,
         preact=preact,
+        alpha=branch_alpha(residual=residual, rezero=rezero, fixup=fixup),
     )
-    if zero_init:
-        zero_init_blocks(model)
+    init_blocks(model, model.head, zero_init=zero_init, fixup=fixup)
     return model
