@@ -36,5 +36,61 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
             if value is not None}
 
 
+def _add_lesion(group: Any) -> None:
+    p = group.add_parser("lesion", help="test error of trained nets after deleting or swapping blocks (Veit et al. "
+                                        "2016)",
+                         description="Delete each block alone (a block becomes its shortcut), k random blocks "
+                                     "(k = 1..n) and swap k pairs of same-shape blocks of trained nets; write the test "
+                                     "errors, figures and a summary beside Veit et al. 2016's expectation. The last "
+                                     "line printed on stdout is the output folder.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="a run folder with checkpoints (a plain/residual pair "
+                                                          "side by side)")
+    p.add_argument("--at", choices=["best", "last"], default="best", help="which checkpoint (default best)")
+    p.add_argument("--subset", type=int, metavar="N", help="evaluate on N test images drawn with --seed (default: "
+                                                           "the whole test set)")
+    p.add_argument("--draws", type=int, default=5, metavar="N", help="random draws per k (default 5)")
+    _common(p, what="the test subset and the blocks deleted or swapped")
+    p.set_defaults(handler=_run_lesion)
+
+
+def _run_lesion(args: argparse.Namespace) -> int:
+    from reslab.analyze.lesion_output import run_lesion
+
+    out_dir, text = run_lesion(args.runs, at=args.at, overrides=args.set, settings=settings_of(args),
+                               subset=args.subset, draws=args.draws, device=args.device, seed=args.seed, out=args.out,
+                               svg=args.svg, progress=not args.quiet)
+    print(text)
+    print(out_dir)
+    return 0
+
+
+def _add_init(group: Any) -> None:
+    p = group.add_parser("init", help="activation std block by block at initialisation, per block form (plain, "
+                                      "batch norm, plain sum, ReZero, Fixup)",
+                         description="At initialisation, measure the std of each block's output and the ratio of its "
+                                     "branch to its skip. Given one model, compare the block forms at its depth; "
+                                     "given several, measure them as given. The last line printed on stdout is the "
+                                     "output folder.")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="a preset, a .yaml config file or a run folder (at init)")
+    p.add_argument("--forms", metavar="LIST", help="comma-separated block forms to build each model in: plain, "
+                                                   "plain-bn, residual-bn, residual, rezero, fixup, or 'given' "
+                                                   "(default: plain,residual-bn,residual,rezero,fixup for one model, "
+                                                   "given for several)")
+    p.add_argument("--batches", type=int, default=4, metavar="N", help="training batches to average over (default 4)")
+    _common(p, what="the batches drawn (the weights are seeded by each config's train.seed)")
+    p.set_defaults(handler=_run_init)
+
+
+def _run_init(args: argparse.Namespace) -> int:
+    from reslab.analyze.init_output import run_init
+
+    out_dir, text = run_init(args.models, forms=args.forms, overrides=args.set, settings=settings_of(args),
+                             batches=args.batches, device=args.device, seed=args.seed, out=args.out, svg=args.svg,
+                             progress=not args.quiet)
+    print(text)
+    print(out_dir)
+    return 0
+
+
 # each instrument appends its `_add_<name>` here (lesion, shatter, landscape, init)
-INSTRUMENTS: tuple[Callable[[Any], None], ...] = ()
+INSTRUMENTS: tuple[Callable[[Any], None], ...] = (_add_lesion, _add_init)

@@ -132,6 +132,32 @@ def model_spec(cfg: RunConfig, *, leave_out: Sequence[str] = ()) -> str:
     return f"{cfg.model.name}({args})"
 
 
+def skip_of(cfg: RunConfig) -> str:
+    """'yes' / 'no' for models with a `residual` switch, '' for the others."""
+    residual = cfg.model.args.get("residual")
+    return "" if residual is None else "yes" if residual else "no"
+
+
+def family_of(cfg: RunConfig) -> str:
+    """The model without its depth and skip: models of one family differ only in those."""
+    return model_spec(cfg, leave_out=("depth", "residual"))
+
+
+def twin_pairs(targets: Sequence[Target]) -> dict[str, str]:
+    """label -> 'plain vs residual' title, for targets whose configs differ only in model.residual."""
+
+    def key(t: Target) -> tuple:
+        return family_of(t.cfg), str(t.cfg.model.args.get("depth")), t.at
+
+    out: dict[str, str] = {}
+    for plain in targets:
+        for res in targets:
+            if (skip_of(plain.cfg), skip_of(res.cfg)) == ("no", "yes") and key(plain) == key(res) \
+                    and plain.label not in out and res.label not in out:
+                out[plain.label] = out[res.label] = f"{plain.label} vs {res.label}"
+    return out
+
+
 # ----------------------------------------------------------------------------- measuring
 
 
@@ -194,7 +220,7 @@ def build(target: Target, data: ImageData, device: torch.device) -> tuple[nn.Mod
     return model, channels_last
 
 
-def _in_format(batches: Batches, channels_last: bool) -> Batches:
+def in_format(batches: Batches, channels_last: bool) -> Batches:
     """The batches in the memory format the model was trained with (the trainer's loader does the same)."""
     if not channels_last:
         return batches
@@ -216,7 +242,7 @@ def analyse(targets: Sequence[Target], *, batches: int = 11, device: str = "auto
     results = []
     for target in targets:
         model, channels_last = build(target, data, dev)
-        inputs = _in_format(drawn, channels_last)
+        inputs = in_format(drawn, channels_last)
         check_model_takes(model, data, inputs, target.cfg.model.name)
         results.append(ModelResult(target, count_params(model), tuple(measure(model, inputs))))
         if progress:

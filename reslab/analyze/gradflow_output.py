@@ -14,8 +14,8 @@ import numpy as np
 
 from reslab import files
 from reslab.analyze.record import AnalysisRecord, check_output_dir, make_output_dir, write_record
-from reslab.analyze.gradflow import NOTEBOOK_KERNEL, ModelResult, analyse, model_spec, resolve_targets
-from reslab.config import RunConfig
+from reslab.analyze.gradflow import (NOTEBOOK_KERNEL, ModelResult, analyse, family_of, model_spec, resolve_targets,
+                                     skip_of, twin_pairs)
 from reslab.errors import ConfigError
 from reslab.gradflow import LAYER_FIELDS, csv_number
 from reslab.plots import Rows, plot_depth, plot_param_boxplots, plot_training_heatmap
@@ -30,29 +30,9 @@ STATS_FIELDS = ["model", "at", "model_spec", "family", "depth", "skip", "pair", 
 # ----------------------------------------------------------------------------- numbers
 
 
-def _skip(cfg: RunConfig) -> str:
-    residual = cfg.model.args.get("residual")
-    return "" if residual is None else "yes" if residual else "no"
-
-
-def _family(cfg: RunConfig) -> str:
-    """The model without its depth and skip: models of one family differ only in those."""
-    return model_spec(cfg, leave_out=("depth", "residual"))
-
-
 def pairs(results: Sequence[ModelResult]) -> dict[str, str]:
     """label -> 'plain vs residual' title, for models whose configs differ only in model.residual."""
-
-    def key(r: ModelResult) -> tuple:
-        return _family(r.target.cfg), str(r.target.cfg.model.args.get("depth")), r.target.at
-
-    out: dict[str, str] = {}
-    for plain in results:
-        for res in results:
-            if (_skip(plain.target.cfg), _skip(res.target.cfg)) == ("no", "yes") and key(plain) == key(res) \
-                    and plain.target.label not in out and res.target.label not in out:
-                out[plain.target.label] = out[res.target.label] = f"{plain.target.label} vs {res.target.label}"
-    return out
+    return twin_pairs([r.target for r in results])
 
 
 def stats_rows(results: Sequence[ModelResult]) -> list[dict[str, Any]]:
@@ -67,7 +47,7 @@ def stats_rows(results: Sequence[ModelResult]) -> list[dict[str, Any]]:
         names = r.records[0].layer_names
         cfg = r.target.cfg
         rows.append({"model": r.target.label, "at": r.target.at, "model_spec": model_spec(cfg),
-                     "family": _family(cfg), "depth": cfg.model.args.get("depth", ""), "skip": _skip(cfg),
+                     "family": family_of(cfg), "depth": cfg.model.args.get("depth", ""), "skip": skip_of(cfg),
                      "pair": pair_of.get(r.target.label, ""),
                      "batches": len(r.records), "param_tensors": per_param.shape[1],
                      "mean": float(per_param.mean()), "std": float(per_param.std()),

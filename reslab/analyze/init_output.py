@@ -1,0 +1,126 @@
+"""`reslab analyze init`'s outputs: tables, the figure, findings and sentences computed from the stds.
+
+The verdict uses two stated rules: an activation std "grows" when the last block's is more than
+GROWS times the first block's, and stays "flat" when the two are within a factor FLAT of each other.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from reslab import files
+from reslab.analyze.gradflow import model_spec
+from reslab.analyze.init import InitResult, analyse, form_of, init_targets, parse_forms
+from reslab.analyze.record import AnalysisRecord, check_output_dir, make_output_dir, write_record
+from reslab.plots.init import plot_init_std
+
+REFERENCE = ("De and Smith 2020 (SkipInit), Bachlechner et al. 2020 (ReZero), Zhang, Dauphin and Ma 2019 (Fixup): an "
+             "unnormalised residual net with a plain sum has activation variance growing with depth; SkipInit/ReZero "
+             "and Fixup keep it flat")
+GROWS, FLAT = 2.0, 1.5
+BLOCK_FIELDS = ["source", "model", "form", "block", "name", "downsamples", "out_std", "branch_std", "skip_std", "ratio"]
+STATS_FIELDS = ["source", "model", "form", "kind", "model_spec", "blocks", "input_std", "first_std", "last_std",
+                "growth", "max_std", "mean_ratio"]
+
+
+def _source(result: InitResult) -> str:
+    return result.target.label.rsplit(":", 1)[0] if result.form else "models as given"
+
+
+def tables(results: Sequence[InitResult]) -> dict[str, list[dict[str, Any]]]:
+    """Per block (block 0: the input of the first) and per model."""
+    blocks: list[dict[str, Any]] = []
+    stats: list[dict[str, Any]] = []
+    for r in results:
+        common = {"source": _source(r), "model": r.target.label, "form": r.form}
+        residual = bool(r.target.cfg.model.args.get("residual"))
+        blocks.append({**common, "block": 0, "name": "input", "downsamples": "", "out_std": r.input_std})
+        blocks += [{**common, "block": b.block, "name": b.name, "downsamples": "yes" if b.downsamples else "no",
+                    "out_std": b.out_std, "branch_std": b.branch_std, "skip_std": b.skip_std,
+                    "ratio": b.branch_std / b.skip_std if residual and b.skip_std > 0 else ""} for b in r.blocks]
+        ratios = [b.branch_std / b.skip_std for b in r.blocks if residual and b.skip_std > 0]
+        first, last = r.blocks[0].out_std, r.blocks[-1].out_std
+        stats.append({**common, "kind": form_of(r.target.cfg), "model_spec": model_spec(r.target.cfg),
+                      "blocks": len(r.blocks), "input_std": r.input_std, "first_std": first, "last_std": last,
+                      "growth": last / first if first > 0 else float("nan"),
+                      "max_std": max(b.out_std for b in r.blocks),
+                      "mean_ratio": float(np.mean(ratios)) if ratios else ""})
+    return {"blocks": blocks, "stats": stats}
+
+
+def findings(stats: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for s in stats:
+        for key in ("growth", "first_std", "last_std", "mean_ratio"):
+            if s[key] != "":
+                out[f"{s['model']}.{key}"] = round(float(s[key]), 6)
+    return out
+
+
+def _g(x: Any) -> str:
+    return f"{float(x):.3g}"
+
+
+def describe(stats: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A sentence per model, then per source the verdict against the expectation, under the rules above."""
+    out = [f"{s['model']} ({s['kind']}): activation std {_g(s['first_std'])} after block 1, {_g(s['last_std'])} after "
+           f"block {s['blocks']} (growth x{_g(s['growth'])}, largest {_g(s['max_std'])})"
+           + (f"; mean std(branch)/std(skip) {_g(s['mean_ratio'])}." if s["mean_ratio"] != "" else ".")
+           for s in stats]
+    for source in dict.fromkeys(str(s["source"]) for s in stats):
+        by_kind: dict[str, list[Mapping[str, Any]]] = {}
+        for s in stats:
+            if s["source"] == source:
+                by_kind.setdefault(str(s["kind"]), []).append(s)
+        out += _verdict(source, by_kind)
+    return out
+
+
+def _verdict(source: str, by_kind: Mapping[str, list[Mapping[str, Any]]]) -> list[str]:
+    plain_sum, scaled = by_kind.get("plain-sum", []), by_kind.get("rezero", []) + by_kind.get("fixup", [])
+    if not plain_sum or not scaled:
+        return [f"{source}: to test the expectation, measure an unnormalised plain-sum residual net beside a rezero "
+                "or fixup one (the default --forms does)."]
+    grows = all(float(s["growth"]) > GROWS for s in plain_sum)
+    flat = all(1 / FLAT <= float(s["growth"]) <= FLAT for s in scaled)
+    words = ", ".join(f"{s['model']} x{_g(s['growth'])}" for s in plain_sum + scaled)
+    return [f"{source}: std growth from the first block to the last: {words}. The plain sum "
+            f"{'grows' if grows else 'does not grow'} ('grows': > x{GROWS:g}); ReZero/Fixup "
+            f"{'stay flat' if flat else 'do not stay flat'} ('flat': within x{FLAT:g}); this "
+            f"{'agrees' if grows and flat else 'does not agree'} with the expectation."]
+
+
+def summary_text(results: Sequence[InitResult], stats: Sequence[Mapping[str, Any]], batches: int) -> str:
+    width = max(len(r.target.label) for r in results)
+    lines = [f"{r.target.label:<{width}}  {model_spec(r.target.cfg)}" for r in results]
+    lines += ["", f"At initialisation, train mode (batch norm on the batch's statistics), {batches} training batches; "
+              "std of each block's output, and of its branch (alpha * body(x)) against its shortcut.", "",
+              f"Expected ({REFERENCE}).", ""]
+    return "\n".join(lines + describe(stats))
+
+
+def run_init(sources: Sequence[str], *, forms: str | None = None, overrides: Sequence[str] = (),
+             settings: Mapping[str, Any] | None = None, batches: int = 4, device: str = "auto", seed: int = 0,
+             out: str | Path | None = None, svg: bool = False, progress: bool = True) -> tuple[Path, str]:
+    """The whole `reslab analyze init`: resolve the forms, measure, write; returns (output folder, summary)."""
+    started = time.perf_counter()
+    pairs = init_targets(sources, forms=parse_forms(forms, sources), overrides=overrides, settings=settings)
+    check_output_dir(out)
+    results = analyse(pairs, batches=batches, device=device, seed=seed, progress=progress)
+    out_dir = make_output_dir(out, "init", sources)
+    t = tables(results)
+    files.write_csv(out_dir / "init-blocks.csv", t["blocks"], BLOCK_FIELDS)
+    files.write_csv(out_dir / "init-stats.csv", t["stats"], STATS_FIELDS)
+    plot_init_std(t["blocks"], out_dir / "init-std.png", svg)
+    text = summary_text(results, t["stats"], batches)
+    files.write_text(out_dir / "init-summary.txt", text + "\n")
+    write_record(out_dir, AnalysisRecord(
+        kind="init", title="Activation scale at initialisation, by block form", sources=tuple(sources),
+        summary="init-summary.txt", figures=("init-std.png",), tables=("init-stats.csv", "init-blocks.csv"),
+        settings={"forms": list(dict.fromkeys(r.form for r in results if r.form)), "batches": batches, "seed": seed},
+        findings=findings(t["stats"]), reference=REFERENCE, seconds=round(time.perf_counter() - started, 3)))
+    return out_dir, text

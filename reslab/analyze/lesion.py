@@ -1,0 +1,231 @@
+"""Lesion and reordering of trained nets (Veit, Wilber and Belongie 2016, "Residual networks behave like
+ensembles of relatively shallow networks").
+
+A block is deleted by replacing it with `Block.without_branch`: a residual block becomes its shortcut (then
+post-act's ReLU), and so does a block of the plain twin, whose shortcut map (identity, or option A's subsample
+and zero-pad at a downsampling block) always fits the shapes, so every block of either twin can be deleted.
+Blocks are swapped only in pairs of the same shape (same layer type and widths, neither downsampling).
+The blocks deleted or swapped are drawn from `seed`, the number of blocks and k only, so twins of one depth
+lose the same blocks. The numbers and words made of the errors are `reslab.analyze.lesion_output`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import random
+import sys
+from dataclasses import dataclass
+from typing import Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from reslab.analyze.gradflow import Batches, Target, build, in_format, shared_data
+from reslab.data import DeviceLoader, ImageData
+from reslab.errors import ConfigError, DataError
+from reslab.evaluate import check_model_takes, evaluate
+from reslab.models.blocks import Block
+from reslab.runtime import select_device
+
+BLOCK_MODELS = ("mlp", "convnet", "cifar-resnet")  # the models built of `Block`s
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    index: int  # 1-based, in forward order
+    name: str  # module path, e.g. stages.1.0
+    downsamples: bool  # its shortcut changes the shape (stride or width)
+    shape: tuple[str, int, int]  # (layer type, in width, out width): blocks of one shape can swap places
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """One measurement: `deleted` blocks replaced by their shortcuts, or `swapped` pairs exchanged (1-based)."""
+
+    experiment: str  # base | single | delete | swap
+    k: int  # blocks deleted or pairs swapped
+    draw: int  # 1.. within (experiment, k)
+    deleted: tuple[int, ...] = ()
+    swapped: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class LesionResult:
+    target: Target
+    blocks: tuple[BlockInfo, ...]
+    errors: tuple[tuple[Lesion, float], ...]  # test error (fraction) of each lesion
+    chance: float  # 1 - 1 / classes
+    images: int  # test images evaluated
+
+
+# ----------------------------------------------------------------------------- the net's blocks
+
+
+def _slots(model: nn.Module) -> list[tuple[nn.Module, str, Block]]:
+    """(parent, attribute, block) of every block, in forward order (the models register them in that order)."""
+    slots = []
+    for name, module in model.named_modules():
+        if isinstance(module, Block):
+            parent, _, attr = name.rpartition(".")
+            slots.append((model.get_submodule(parent), attr, module))
+    return slots
+
+
+def block_infos(model: nn.Module) -> tuple[BlockInfo, ...]:
+    names = [name for name, m in model.named_modules() if isinstance(m, Block)]
+    infos = []
+    for i, (name, (_, _, block)) in enumerate(zip(names, _slots(model)), 1):
+        first, last = block.layers[0], block.layers[-1]
+        width_in = getattr(first, "in_features", getattr(first, "in_channels", 0))
+        width_out = getattr(last, "out_features", getattr(last, "out_channels", 0))
+        infos.append(BlockInfo(i, name, block.downsamples, (type(first).__name__, width_in, width_out)))
+    return tuple(infos)
+
+
+class _Deleted(nn.Module):
+    """Stands in a deleted block's place: its shortcut only."""
+
+    def __init__(self, block: Block) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block.without_branch(x)
+
+
+@contextlib.contextmanager
+def lesioned(model: nn.Module, lesion: Lesion) -> Iterator[nn.Module]:
+    """The model with `lesion` applied; every block is back in its place on exit, also after an exception."""
+    slots = _slots(model)
+    placed: dict[int, nn.Module] = {i: _Deleted(slots[i - 1][2]) for i in lesion.deleted}
+    for a, b in lesion.swapped:
+        placed[a], placed[b] = slots[b - 1][2], slots[a - 1][2]
+    try:
+        for i, module in placed.items():
+            parent, attr, _ = slots[i - 1]
+            setattr(parent, attr, module)
+        yield model
+    finally:
+        for parent, attr, block in slots:
+            setattr(parent, attr, block)
+
+
+# ----------------------------------------------------------------------------- what to measure
+
+
+def _draw_rng(seed: int, experiment: str, n: int, k: int) -> random.Random:
+    return random.Random(f"{seed}/{experiment}/{n}/{k}")  # str seeds are hashed stably (sha512)
+
+
+def plan(blocks: Sequence[BlockInfo], *, draws: int, seed: int) -> list[Lesion]:
+    """Base, each block alone, k = 1..n random blocks (`draws` distinct draws, or all subsets when fewer),
+    and k = 1.. random disjoint pairs of same-shape blocks swapped (`draws` draws each)."""
+    n = len(blocks)
+    lesions = [Lesion("base", 0, 1)] + [Lesion("single", 1, 1, (b.index,)) for b in blocks]
+    for k in range(1, n + 1):
+        if math.comb(n, k) <= draws:
+            subsets = list(itertools.combinations(range(1, n + 1), k))
+        else:
+            rng, seen = _draw_rng(seed, "delete", n, k), set()
+            while len(seen) < draws:
+                seen.add(tuple(sorted(rng.sample(range(1, n + 1), k))))
+            subsets = sorted(seen)
+        lesions += [Lesion("delete", k, d, subset) for d, subset in enumerate(subsets, 1)]
+    groups: dict[tuple, list[int]] = {}
+    for b in blocks:
+        if not b.downsamples:
+            groups.setdefault(b.shape, []).append(b.index)
+    max_pairs = sum(len(g) // 2 for g in groups.values())
+    for k in range(1, max_pairs + 1):
+        rng = _draw_rng(seed, "swap", n, k)
+        for d in range(1, draws + 1):
+            free = {shape: list(g) for shape, g in groups.items()}
+            pairs = []
+            for _ in range(k):
+                shape = rng.choice(sorted(s for s, g in free.items() if len(g) >= 2))
+                a, b = rng.sample(free[shape], 2)
+                free[shape] = [i for i in free[shape] if i not in (a, b)]
+                pairs.append((min(a, b), max(a, b)))
+            lesions.append(Lesion("swap", k, d, swapped=tuple(sorted(pairs))))
+    return lesions
+
+
+def eval_batches(data: ImageData, *, subset: int | None, seed: int, batch_size: int,
+                 device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The test set, or `subset` test images drawn with `seed` (sorted, so the order is the test set's)."""
+    n = len(data.test_y)
+    if subset is not None and not 1 <= subset <= n:
+        raise ConfigError(f"--subset must be in 1..{n} (the test set of {data.name}), got {subset}")
+    if n == 0:
+        raise DataError(f"{data.name} has no test images to evaluate lesions on")
+    idx = torch.arange(n) if subset is None else \
+        torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:subset].sort().values
+    return list(DeviceLoader(data.test_x[idx], data.test_y[idx], batch_size=batch_size, mean=data.mean,
+                             std=data.std, device=device))
+
+
+def check_blocks(target: Target, model: nn.Module) -> None:
+    if not _slots(model):
+        raise ConfigError(f"{target.label} ({target.cfg.model.name}) has no blocks to delete; lesion needs a model "
+                          f"built of blocks: {', '.join(BLOCK_MODELS)}")
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def measure(model: nn.Module, batches: Batches, num_classes: int, lesions: Sequence[Lesion]) -> list[float]:
+    """The test error (fraction) of the model under each lesion, in eval mode; the model is left intact.
+
+    A lesion met twice (a single deletion is also a draw of k = 1) is evaluated once.
+    """
+    done: dict[tuple, float] = {}
+    for lesion in lesions:
+        key = (lesion.deleted, lesion.swapped)
+        if key not in done:
+            with lesioned(model, lesion):
+                done[key] = 1.0 - evaluate(model, batches, num_classes).acc
+    return [done[(lesion.deleted, lesion.swapped)] for lesion in lesions]
+
+
+def analyse(targets: Sequence[Target], *, subset: int | None = None, draws: int = 5, device: str = "auto",
+            seed: int = 0, progress: bool = True) -> list[LesionResult]:
+    """Every target's lesions on the same test images; progress lines go to stderr."""
+    if draws < 1:
+        raise ConfigError(f"--draws must be >= 1, got {draws}")
+    if not 0 <= seed < 2**63:
+        raise ConfigError(f"--seed must be in 0..2**63-1, got {seed}")
+    dev = select_device(device)
+    data, _, _ = shared_data(targets)
+    batches = eval_batches(data, subset=subset, seed=seed, batch_size=targets[0].cfg.data.eval_batch_size,
+                           device=dev)
+    images = sum(len(y) for _, y in batches)
+    if progress:
+        what = "all" if subset is None else f"a seeded subset (seed {seed}) of"
+        print(f"lesion: {what} {images} test images of {data.name}, device {dev}", file=sys.stderr)
+    models = []
+    for target in targets:  # every model is checked before the first is measured
+        model, channels_last = build(target, data, dev)
+        check_blocks(target, model)
+        models.append((target, model, in_format(batches, channels_last)))
+    results = []
+    for target, model, inputs in models:
+        check_model_takes(model, data, inputs, target.cfg.model.name)
+        blocks = block_infos(model)
+        lesions = plan(blocks, draws=draws, seed=seed)
+        errors = measure(model, inputs, data.num_classes, lesions)
+        results.append(LesionResult(target, blocks, tuple(zip(lesions, errors)), 1 - 1 / data.num_classes, images))
+        if progress:
+            print(f"lesion: {target.label}: {len(blocks)} blocks, {len(lesions)} evaluations, base error "
+                  f"{errors[0]:.4f}", file=sys.stderr)
+    return results
+
+
+def errors_by(result: LesionResult, experiment: str) -> Mapping[int, list[float]]:
+    """k -> the errors of that experiment's draws."""
+    out: dict[int, list[float]] = {}
+    for lesion, error in result.errors:
+        if lesion.experiment == experiment:
+            out.setdefault(lesion.k, []).append(error)
+    return out

@@ -1,0 +1,200 @@
+"""`reslab analyze lesion`'s outputs: tables, figures, findings and sentences computed from the errors.
+
+Each verdict on Veit et al. 2016 uses a rule stated in the text, in units of the gap between the intact
+net's error and chance: "barely changes" is a mean single-deletion rise under 10% of that gap, "at
+chance" is a rise of at least 80% of it, "smooth" is no step between successive k above 25% of it
+(means over the draws: more --draws, less noise). A net within 10% of chance before any lesion did not
+learn, and is said to be untestable rather than judged.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from reslab import files
+from reslab.analyze.gradflow import model_spec, resolve_targets, skip_of, twin_pairs
+from reslab.analyze.lesion import LesionResult, analyse, errors_by
+from reslab.analyze.record import AnalysisRecord, check_output_dir, make_output_dir, write_record
+from reslab.plots.lesion import plot_lesion_k, plot_single_deletions
+
+REFERENCE = ("Veit, Wilber and Belongie 2016: deleting one block of a ResNet barely changes its test error, except "
+             "at downsampling blocks, and the error grows smoothly with the number of blocks deleted; deleting a "
+             "layer of a plain net sends it to chance")
+BARELY, AT_CHANCE, SMOOTH = 0.1, 0.8, 0.25  # fractions of the gap from the intact net's error to chance
+LESION_FIELDS = ["model", "experiment", "k", "draw", "deleted", "swapped", "error"]
+BLOCK_FIELDS = ["model", "block", "name", "downsamples", "error", "rise"]
+K_FIELDS = ["model", "experiment", "k", "draws", "mean", "min", "max"]
+STATS_FIELDS = ["model", "at", "model_spec", "skip", "pair", "blocks", "downsampling", "images", "base_error",
+                "chance", "single_mean", "single_max", "single_downsampling_max"]
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def tables(results: Sequence[LesionResult]) -> dict[str, list[dict[str, Any]]]:
+    """The four tables: every lesion, each block deleted alone, each k summarised, each model summarised."""
+    pair_of = twin_pairs([r.target for r in results])
+    out: dict[str, list[dict[str, Any]]] = {"lesions": [], "blocks": [], "k": [], "stats": []}
+    for r in results:
+        label = r.target.label
+        base = r.errors[0][1]
+        out["lesions"] += [{"model": label, "experiment": les.experiment, "k": les.k, "draw": les.draw,
+                            "deleted": " ".join(map(str, les.deleted)),
+                            "swapped": " ".join(f"{a}-{b}" for a, b in les.swapped), "error": err}
+                           for les, err in r.errors]
+        single = {les.deleted[0]: err for les, err in r.errors if les.experiment == "single"}
+        out["blocks"] += [{"model": label, "block": b.index, "name": b.name, "downsamples": "yes" if b.downsamples
+                           else "no", "error": single[b.index], "rise": single[b.index] - base} for b in r.blocks]
+        for experiment in ("delete", "swap"):
+            out["k"] += [{"model": label, "experiment": experiment, "k": k, "draws": len(errs), "mean": np.mean(errs),
+                          "min": min(errs), "max": max(errs)} for k, errs in errors_by(r, experiment).items()]
+        inner = [single[b.index] for b in r.blocks if not b.downsamples]
+        down = [single[b.index] for b in r.blocks if b.downsamples]
+        out["stats"].append({"model": label, "at": r.target.at, "model_spec": model_spec(r.target.cfg),
+                             "skip": skip_of(r.target.cfg), "pair": pair_of.get(label, ""), "blocks": len(r.blocks),
+                             "downsampling": len(down), "images": r.images, "base_error": base, "chance": r.chance,
+                             "single_mean": float(np.mean(inner)) if inner else "",
+                             "single_max": max(inner) if inner else "",
+                             "single_downsampling_max": max(down) if down else ""})
+    return out
+
+
+def findings(t: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Flat key -> number for analysis.json: per model the base error, single deletions, and the error at each k."""
+    out: dict[str, Any] = {}
+    for s in t["stats"]:
+        for key in ("base_error", "chance", "single_mean", "single_max", "single_downsampling_max"):
+            if s[key] != "":
+                out[f"{s['model']}.{key}"] = round(float(s[key]), 6)
+    for row in t["k"]:
+        out[f"{row['model']}.{row['experiment']}_k{row['k']}"] = round(float(row["mean"]), 6)
+    return out
+
+
+# ----------------------------------------------------------------------------- words
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def _of_gap(error: float, s: Mapping[str, Any]) -> float:
+    """How far `error` went from the intact net's error towards chance (0: no change, 1: chance)."""
+    gap = float(s["chance"]) - float(s["base_error"])
+    return (error - float(s["base_error"])) / gap if gap > 0 else float("nan")
+
+
+def _ks(n: int) -> list[int]:
+    return sorted({1, max(1, n // 4), max(1, n // 2), n})
+
+
+def describe(t: Mapping[str, list[dict[str, Any]]]) -> list[str]:
+    """Per model: what was measured, then the verdict against Veit et al. under the rules above."""
+    out = []
+    for s in t["stats"]:
+        model = str(s["model"])
+        blocks = [b for b in t["blocks"] if b["model"] == model]
+        means = {int(r["k"]): float(r["mean"]) for r in t["k"] if r["model"] == model and r["experiment"] == "delete"}
+        swaps = {int(r["k"]): float(r["mean"]) for r in t["k"] if r["model"] == model and r["experiment"] == "swap"}
+        lines = [f"{model}: intact test error {_pct(s['base_error'])} (chance {_pct(s['chance'])}), {s['blocks']} blocks."]
+        if s["single_mean"] != "":
+            lines.append(f"Deleting one block (not downsampling): mean error {_pct(s['single_mean'])}, max "
+                         f"{_pct(s['single_max'])} ({_of_gap(float(s['single_mean']), s):.0%} of the way to chance "
+                         "on average).")
+        down = [b for b in blocks if b["downsamples"] == "yes"]
+        if down:
+            lines.append("Deleting a downsampling block: " + ", ".join(f"block {b['block']} ({b['name']}) "
+                                                                       f"{_pct(b['error'])}" for b in down) + ".")
+        lines.append("Deleting k random blocks (mean over draws): " + ", ".join(
+            f"k={k} {_pct(means[k])}" for k in _ks(len(blocks)) if k in means) + ".")
+        if swaps:
+            lines.append("Swapping k random pairs of same-shape blocks: " + ", ".join(
+                f"k={k} {_pct(swaps[k])}" for k in _ks(max(swaps)) if k in swaps) + ".")
+        out.append(" ".join(lines + [_verdict(s, blocks, means)]))
+    return out
+
+
+def _verdict(s: Mapping[str, Any], blocks: Sequence[Mapping[str, Any]], means: Mapping[int, float]) -> str:
+    inner = [float(b["error"]) for b in blocks if b["downsamples"] == "no"]
+    if float(s["chance"]) - float(s["base_error"]) < BARELY * float(s["chance"]):
+        return (f"The intact net is itself near chance (it did not learn: error within {BARELY:.0%} of chance), so "
+                "deleting its blocks cannot test Veit et al.'s expectation.")
+    if s["skip"] == "no":
+        if not inner:
+            return "Veit et al. expect a plain net to go to chance when a layer is deleted; it has no block to test."
+        least = min(inner)
+        agree = _of_gap(least, s) >= AT_CHANCE
+        return (f"Veit et al. expect a plain net at chance after deleting any layer: the least harmful single deletion "
+                f"here gives {_pct(least)} ({_of_gap(least, s):.0%} of the way to chance; 'at chance' means >= "
+                f"{AT_CHANCE:.0%}), so this {'agrees' if agree else 'does not agree'}.")
+    if s["skip"] != "yes":
+        return ""
+    words = []
+    if inner:
+        rise = _of_gap(float(np.mean(inner)), s)
+        words.append(f"single deletions {'barely change' if rise < BARELY else 'do change'} the error (mean rise "
+                     f"{rise:.0%} of the gap to chance; 'barely' means < {BARELY:.0%})")
+    down = [float(b["error"]) for b in blocks if b["downsamples"] == "yes"]
+    if down and inner:
+        words.append(f"downsampling blocks {'hurt more' if min(down) > max(inner) else 'do not all hurt more'} than "
+                     "any other block")
+    curve = [float(s["base_error"])] + [means[k] for k in sorted(means)]
+    step = max((_of_gap(b, s) - _of_gap(a, s) for a, b in zip(curve, curve[1:])), default=0.0)
+    words.append(f"the error grows {'smoothly' if step < SMOOTH else 'in jumps'} with k (largest step {step:.0%} of "
+                 f"the gap; 'smooth' means < {SMOOTH:.0%})")
+    agree = (not inner or _of_gap(float(np.mean(inner)), s) < BARELY) and step < SMOOTH
+    return (f"Veit et al. expect for a ResNet: {'; '.join(words)}: this {'agrees' if agree else 'does not agree'} "
+            "with the paper.")
+
+
+def summary_text(results: Sequence[LesionResult], t: Mapping[str, list[dict[str, Any]]], subset: int | None) -> str:
+    r0 = results[0]
+    where = "the whole test set" if subset is None else "a fixed seeded subset of the test set"
+    lines = [f"{r.target.label:<{max(len(x.target.label) for x in results)}}  {r.target.at:<4}  "
+             f"{model_spec(r.target.cfg)}" for r in results]
+    lines += ["", f"Test error on {where} ({r0.images} images), in eval mode. A deleted block is replaced by its "
+              "shortcut (identity, or option A at a downsampling block, then post-act's ReLU), in the plain twin "
+              "too.", "", f"Expected ({REFERENCE}).", ""]
+    return "\n".join(lines + describe(t))
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def write_outputs(results: Sequence[LesionResult], out_dir: Path, *, subset: int | None = None,
+                  svg: bool = False) -> tuple[str, dict[str, Any]]:
+    """CSVs, figures and lesion-summary.txt into `out_dir`; returns the summary text and the findings."""
+    t = tables(results)
+    files.write_csv(out_dir / "lesion.csv", t["lesions"], LESION_FIELDS)
+    files.write_csv(out_dir / "lesion-blocks.csv", t["blocks"], BLOCK_FIELDS)
+    files.write_csv(out_dir / "lesion-k.csv", t["k"], K_FIELDS)
+    files.write_csv(out_dir / "lesion-stats.csv", t["stats"], STATS_FIELDS)
+    plot_lesion_k(t["k"], t["stats"], out_dir / "lesion-k.png", svg)
+    plot_single_deletions(t["blocks"], t["stats"], out_dir / "lesion-blocks.png", svg)
+    text = summary_text(results, t, subset)
+    files.write_text(out_dir / "lesion-summary.txt", text + "\n")
+    return text, findings(t)
+
+
+def run_lesion(sources: Sequence[str], *, at: str = "best", overrides: Sequence[str] = (),
+               settings: Mapping[str, Any] | None = None, subset: int | None = None, draws: int = 5,
+               device: str = "auto", seed: int = 0, out: str | Path | None = None, svg: bool = False,
+               progress: bool = True) -> tuple[Path, str]:
+    """The whole `reslab analyze lesion`: resolve, measure on shared test images, write; returns (folder, summary)."""
+    started = time.perf_counter()
+    targets = resolve_targets(sources, at=(at,), overrides=overrides, settings=settings)
+    check_output_dir(out)
+    results = analyse(targets, subset=subset, draws=draws, device=device, seed=seed, progress=progress)
+    out_dir = make_output_dir(out, "lesion", sources)
+    text, found = write_outputs(results, out_dir, subset=subset, svg=svg)
+    write_record(out_dir, AnalysisRecord(
+        kind="lesion", title="Lesion and reordering", sources=tuple(sources), summary="lesion-summary.txt",
+        figures=("lesion-k.png", "lesion-blocks.png"),
+        tables=("lesion-stats.csv", "lesion-k.csv", "lesion-blocks.csv", "lesion.csv"),
+        settings={"at": at, "subset": subset, "draws": draws, "seed": seed, "images": results[0].images},
+        findings=found, reference=REFERENCE, seconds=round(time.perf_counter() - started, 3)))
+    return out_dir, text
