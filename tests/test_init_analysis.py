@@ -100,3 +100,19 @@ def test_bad_input_is_one_line(data_dir: Path, tmp_path: Path, capsys: pytest.Ca
     _fails(capsys, ["analyze", "init", "res-mlp8", "--forms", "given", "--set", "model.fixup=true", "--set",
                     "model.norm=layer", *common], "fixup replaces normalisation")
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.slow
+def test_rezero_and_fixup_train_without_norm_where_the_plain_sum_diverges(data_dir: Path, tmp_path: Path) -> None:
+    """64 unnormalised blocks, SGD 0.02 with momentum: the plain sum's activations (and so its gradients) blow up
+    and the loss turns NaN; with every branch starting at zero, ReZero and Fixup train (README: the same on MNIST)."""
+    deep = ["model.depth=64", "model.width=16", "optim.name=sgd", "optim.lr=0.02", "optim.momentum=0.9",
+            "train.epochs=2", "train.threads=1", "gradflow.every=0"]
+    status = {}
+    for form in ("plain-sum", "rezero", "fixup"):
+        extra = [] if form == "plain-sum" else [f"model.{form}=true"]
+        summary = train(tiny_cfg(data_dir, tmp_path, *deep, *extra, preset="res-mlp32"), progress=False).summary
+        status[form] = (summary["status"], summary.get("test_acc"))
+    assert status["plain-sum"] == ("diverged", None)
+    assert status["rezero"][0] == status["fixup"][0] == "finished"
+    assert status["rezero"][1] > 0.5 and status["fixup"][1] > 0.3, status  # chance: 0.1

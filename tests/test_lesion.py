@@ -14,7 +14,7 @@ from torch import nn
 from conftest import tiny_cfg
 from fakedata import learnable_images
 from reslab import files
-from reslab.analyze.lesion import Lesion, block_infos, lesioned, measure, plan
+from reslab.analyze.lesion import Lesion, block_infos, lesioned, plan
 from reslab.cli import main
 from reslab.config import dump_yaml, resolve
 from reslab.models import build_model

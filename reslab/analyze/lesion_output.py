@@ -100,7 +100,8 @@ def describe(t: Mapping[str, list[dict[str, Any]]]) -> list[str]:
         blocks = [b for b in t["blocks"] if b["model"] == model]
         means = {int(r["k"]): float(r["mean"]) for r in t["k"] if r["model"] == model and r["experiment"] == "delete"}
         swaps = {int(r["k"]): float(r["mean"]) for r in t["k"] if r["model"] == model and r["experiment"] == "swap"}
-        lines = [f"{model}: intact test error {_pct(s['base_error'])} (chance {_pct(s['chance'])}), {s['blocks']} blocks."]
+        lines = [f"{model}: intact test error {_pct(s['base_error'])} (chance {_pct(s['chance'])}), "
+                 f"{s['blocks']} blocks."]
         if s["single_mean"] != "":
             lines.append(f"Deleting one block (not downsampling): mean error {_pct(s['single_mean'])}, max "
                          f"{_pct(s['single_max'])} ({_of_gap(float(s['single_mean']), s):.0%} of the way to chance "

@@ -153,7 +153,8 @@ def check_forms(model: str, *, residual: bool, norm: str, zero_init: bool, rezer
     require(not (rezero and fixup), f"model {model!r}: rezero and fixup are two answers to one problem; choose one")
     require(not (rezero and zero_init), f"model {model!r}: rezero with zero_init zeroes both the branch scalar and "
                                         "the branch's last layer, so neither ever gets a gradient; choose one")
-    require(not (fixup and zero_init), f"model {model!r}: fixup already zeroes each branch's last layer; drop zero_init")
+    require(not (fixup and zero_init),
+            f"model {model!r}: fixup already zeroes each branch's last layer; drop zero_init")
     require(not fixup or norm == "none", f"model {model!r}: fixup replaces normalisation; use norm=none (got {norm!r})")
     require(not fixup or residual, f"model {model!r}: fixup zeroes each block's last layer, which leaves a plain net "
                                    "(residual=false) with no signal; use it on the residual twin only")

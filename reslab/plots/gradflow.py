@@ -112,10 +112,11 @@ def plot_training_heatmap(rows: Rows, path: Path, svg: bool = False) -> None:
     for r in rows:
         i, j = row[int(r["depth"])], col[int(r["step"])]
         grad[i, j] = value(r, "grad_norm")
-        update[i, j] = value(r, "update_norm") / value(r, "weight_norm")
+        weight = value(r, "weight_norm")  # 0 for a zero-initialised layer (zero_init, fixup) at its first step
+        update[i, j] = value(r, "update_norm") / weight if weight > 0 else math.nan
     panels = ((grad, "log10 gradient L2 norm", "gradient norm per layer"),
               (update, "log10 ||W_after - W_before|| / ||W||", "relative update size per layer\n"
-               "(grey: no change at float32 precision, or not recorded)"))
+               "(grey: no change at float32 precision, a zero weight, or not recorded)"))
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
     with figure(path, (13, 3 + 0.14 * len(layers)), svg) as fig:
         axes = fig.subplots(1, 2, sharey=True)

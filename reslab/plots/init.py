@@ -26,9 +26,9 @@ def plot_init_std(block_rows: Rows, path: Path, svg: bool = False) -> None:
                             marker=marker, label=model)
                 ratios = [(int(value(r, "block")), value(r, "ratio")) for r in mine if r.get("ratio") not in ("", None)]
                 if ratios:
-                    zero = all(v == 0 for _, v in ratios)
+                    label = f"{model} (0 at init, drawn at 1e-3)" if all(v == 0 for _, v in ratios) else model
                     ratio_ax.plot([b for b, _ in ratios], [v if v > 0 else 1e-3 for _, v in ratios], marker=marker,
-                                  color=std_ax.lines[-1].get_color(), label=f"{model} (0 at init, drawn at 1e-3)" if zero else model)
+                                  color=std_ax.lines[-1].get_color(), label=label)
             std_ax.set(yscale="log", xlabel="block (0 = input to the first block)", ylabel="activation std",
                        title=f"{source}: activation std after each block, at init")
             ratio_ax.set(yscale="log", xlabel="block", ylabel="std(branch) / std(skip)",
