@@ -5,6 +5,7 @@ into reslab.analyze) per instrument. `reslab.cli` owns the group, the error hand
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any, Callable
 
 Handler = Callable[[argparse.Namespace], int]
@@ -36,6 +37,19 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
             if value is not None}
 
 
+def common_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The `_common` flags as the keyword arguments every `run_<instrument>` takes."""
+    return {"overrides": args.set, "settings": settings_of(args), "device": args.device, "seed": args.seed,
+            "out": args.out, "svg": args.svg, "progress": not args.quiet}
+
+
+def _show(out_dir: Path, text: str) -> int:
+    """Print an instrument's summary, then its output folder as the last line of stdout."""
+    print(text)
+    print(out_dir)
+    return 0
+
+
 def _add_lesion(group: Any) -> None:
     p = group.add_parser("lesion", help="test error of trained nets after deleting or swapping blocks (Veit et al. "
                                         "2016)",
@@ -56,12 +70,7 @@ def _add_lesion(group: Any) -> None:
 def _run_lesion(args: argparse.Namespace) -> int:
     from reslab.analyze.lesion_output import run_lesion
 
-    out_dir, text = run_lesion(args.runs, at=args.at, overrides=args.set, settings=settings_of(args),
-                               subset=args.subset, draws=args.draws, device=args.device, seed=args.seed, out=args.out,
-                               svg=args.svg, progress=not args.quiet)
-    print(text)
-    print(out_dir)
-    return 0
+    return _show(*run_lesion(args.runs, at=args.at, subset=args.subset, draws=args.draws, **common_args(args)))
 
 
 def _add_init(group: Any) -> None:
@@ -84,12 +93,7 @@ def _add_init(group: Any) -> None:
 def _run_init(args: argparse.Namespace) -> int:
     from reslab.analyze.init_output import run_init
 
-    out_dir, text = run_init(args.models, forms=args.forms, overrides=args.set, settings=settings_of(args),
-                             batches=args.batches, device=args.device, seed=args.seed, out=args.out, svg=args.svg,
-                             progress=not args.quiet)
-    print(text)
-    print(out_dir)
-    return 0
+    return _show(*run_init(args.models, forms=args.forms, batches=args.batches, **common_args(args)))
 
 
 # each instrument appends its `_add_<name>` here (lesion, shatter, landscape, init)

@@ -36,3 +36,18 @@ def tiny_cfg(data_dir: Path, runs_dir: Path, *extra: str, preset: str = "seed-ml
     return resolve(preset, [f"data.data_dir={data_dir}", f"runs_dir={runs_dir}", "data.val_size=100",
                             "data.batch_size=32", "train.epochs=3", "train.deterministic=true", "optim.lr=3e-3",
                             "train.device=cpu", *extra])
+
+
+def cli_fails(capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
+    """`reslab ARGV` fails as a user error should: exit 2, one line on stderr holding `message`, no traceback."""
+    from reslab.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import cli_fails as _fails
 from reslab.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,18 +24,6 @@ def finished_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
                  "--quiet", "--device", "cpu", "--set", "data.val_size=100"]) == 0
     (run,) = runs_dir.iterdir()
     return run
-
-
-def _fails(capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse
-        code = exc.code
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], err
-    assert "Traceback" not in err
 
 
 def _train(data_dir: Path, tmp_path: Path, *extra: str) -> list[str]:

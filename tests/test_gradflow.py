@@ -20,7 +20,7 @@ from reslab.config import dump_yaml, resolve
 from reslab.gradflow import GradientProbe, weight_layers
 from reslab.models import build_model
 from reslab.train import Interrupted, train
-from conftest import SignalAt
+from conftest import SignalAt, cli_fails as _fails
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CIFAR_ZIP = SHARED_DATA / "CIFAR10-JPEG" / "cifar10-jpeg.zip"
@@ -251,16 +251,6 @@ def test_recording_survives_interrupt_and_resume(data_dir: Path, tmp_path: Path)
 
 
 # ----------------------------------------------------------------------------- the command line
-
-
-def _fails(capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and message in lines[0], err
 
 
 def test_cli_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import tiny_cfg
+from conftest import tiny_cfg, cli_fails
 from reslab import files
 from reslab.analyze.init import measure
 from reslab.cli import main
@@ -80,24 +80,14 @@ def test_several_models_are_measured_as_given(data_dir: Path, tmp_path: Path) ->
     assert any("measure an unnormalised plain-sum residual net beside a rezero" in line for line in lines)
 
 
-def _fails(capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and message in lines[0], err
-
-
 def test_bad_input_is_one_line(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     common = ["--data-dir", str(data_dir), "--out", str(tmp_path / "never"), "--device", "cpu", "--quiet", "--set",
               "data.val_size=100", "--set", "data.batch_size=32"]
-    _fails(capsys, ["analyze", "init", "seed-mlp", *common], "--forms needs models with block forms")
-    _fails(capsys, ["analyze", "init", "seed-mlp", "--forms", "given", *common], "has no blocks to measure")
-    _fails(capsys, ["analyze", "init", "res-mlp8", "--forms", "rezero,skipinit", *common], "--forms takes")
-    _fails(capsys, ["analyze", "init", "res-mlp8", "--batches", "0", *common], "--batches must be >= 1")
-    _fails(capsys, ["analyze", "init", "res-mlp8", "--forms", "given", "--set", "model.fixup=true", "--set",
+    cli_fails(capsys, ["analyze", "init", "seed-mlp", *common], "--forms needs models with block forms")
+    cli_fails(capsys, ["analyze", "init", "seed-mlp", "--forms", "given", *common], "has no blocks to measure")
+    cli_fails(capsys, ["analyze", "init", "res-mlp8", "--forms", "rezero,skipinit", *common], "--forms takes")
+    cli_fails(capsys, ["analyze", "init", "res-mlp8", "--batches", "0", *common], "--batches must be >= 1")
+    cli_fails(capsys, ["analyze", "init", "res-mlp8", "--forms", "given", "--set", "model.fixup=true", "--set",
                     "model.norm=layer", *common], "fixup replaces normalisation")
     assert not (tmp_path / "never").exists()
 

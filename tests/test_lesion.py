@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import tiny_cfg
+from conftest import tiny_cfg, cli_fails
 from fakedata import learnable_images
 from reslab import files
 from reslab.analyze.lesion import Lesion, block_infos, lesioned, plan
@@ -21,7 +21,7 @@ from reslab.models import build_model
 from reslab.train import train
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
-TWIN = ["model.depth=4", "model.width=16", "train.epochs=1"]
+TWIN = ["model.depth=4", "model.width=16", "train.epochs=1", "train.threads=1", "gradflow.every=0"]
 
 
 @pytest.fixture(scope="module")
@@ -123,16 +123,6 @@ def test_a_downsampling_block_deleted_is_option_a_and_never_swapped() -> None:
     assert [type(m).__name__ for m in (model.stages[0][0], model.stages[1][0])] == ["Block", "Block"]
 
 
-def _fails(capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and message in lines[0], err
-
-
 def test_bad_input_is_one_line_and_writes_nothing(data_dir: Path, tmp_path: Path, twins: tuple[Path, Path],
                                                   capsys: pytest.CaptureFixture) -> None:
     bare = tmp_path / "bare-run"
@@ -141,9 +131,9 @@ def test_bad_input_is_one_line_and_writes_nothing(data_dir: Path, tmp_path: Path
     seed_mlp = train(tiny_cfg(data_dir, tmp_path / "runs", "train.epochs=1"), progress=False).run_dir
     out = tmp_path / "never"
     common = ["--data-dir", str(data_dir), "--out", str(out), "--device", "cpu", "--quiet"]
-    _fails(capsys, ["analyze", "lesion", str(bare), *common], "has no best.pt (checkpoints present: none)")
-    _fails(capsys, ["analyze", "lesion", "res-mlp32", *common], "--at best needs a run folder")
-    _fails(capsys, ["analyze", "lesion", str(seed_mlp), *common], "has no blocks to delete")
-    _fails(capsys, ["analyze", "lesion", str(twins[1]), "--subset", "0", *common], "--subset must be in 1..200")
-    _fails(capsys, ["analyze", "lesion", str(twins[1]), "--draws", "0", *common], "--draws must be >= 1")
+    cli_fails(capsys, ["analyze", "lesion", str(bare), *common], "has no best.pt (checkpoints present: none)")
+    cli_fails(capsys, ["analyze", "lesion", "res-mlp32", *common], "--at best needs a run folder")
+    cli_fails(capsys, ["analyze", "lesion", str(seed_mlp), *common], "has no blocks to delete")
+    cli_fails(capsys, ["analyze", "lesion", str(twins[1]), "--subset", "0", *common], "--subset must be in 1..200")
+    cli_fails(capsys, ["analyze", "lesion", str(twins[1]), "--draws", "0", *common], "--draws must be >= 1")
     assert not out.exists()

@@ -227,18 +227,31 @@ def in_format(batches: Batches, channels_last: bool) -> Batches:
     return [(x.contiguous(memory_format=torch.channels_last), y) for x, y in batches]
 
 
-def analyse(targets: Sequence[Target], *, batches: int = 11, device: str = "auto", seed: int = 0,
-            progress: bool = True) -> list[ModelResult]:
-    """Every target on the same `batches` batches; progress lines go to stderr."""
-    dev = select_device(device)
-    _check_batches(batches)
+def check_seed(seed: int) -> None:
     if not 0 <= seed < 2**63:
         raise ConfigError(f"--seed must be in 0..2**63-1, got {seed}")
+
+
+def shared_batches(targets: Sequence[Target], *, batches: int, device: str, seed: int, what: str,
+                   progress: bool) -> tuple[ImageData, torch.device, Batches]:
+    """The dataset every target shares, the device, and `batches` training batches drawn with `seed`; a progress
+    line names them (prefixed by `what`, the instrument)."""
+    dev = select_device(device)
+    _check_batches(batches)
+    check_seed(seed)
     data, batch_size, val_size = shared_data(targets)
     drawn = draw_batches(data, batches=batches, batch_size=batch_size, val_size=val_size, seed=seed, device=dev)
     if progress:
-        print(f"gradflow: {batches} batches of {batch_size} from the training split of {data.name} (seed {seed}), "
+        print(f"{what}: {batches} batches of {batch_size} from the training split of {data.name} (seed {seed}), "
               f"device {dev}", file=sys.stderr)
+    return data, dev, drawn
+
+
+def analyse(targets: Sequence[Target], *, batches: int = 11, device: str = "auto", seed: int = 0,
+            progress: bool = True) -> list[ModelResult]:
+    """Every target on the same `batches` batches; progress lines go to stderr."""
+    data, dev, drawn = shared_batches(targets, batches=batches, device=device, seed=seed, what="gradflow",
+                                      progress=progress)
     results = []
     for target in targets:
         model, channels_last = build(target, data, dev)

@@ -19,11 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from reslab.analyze.gradflow import Batches, Target, build, draw_batches, in_format, resolve_targets, shared_data
+from reslab.analyze.gradflow import Batches, Target, build, in_format, resolve_targets, shared_batches
 from reslab.evaluate import check_model_takes
 from reslab.errors import ConfigError
 from reslab.models.blocks import Block
-from reslab.runtime import select_device
 
 # form -> the model arguments that make it; every other block-form argument is reset to its default
 FORMS: dict[str, dict[str, Any]] = {
@@ -133,15 +132,8 @@ def measure(model: nn.Module, batches: Batches) -> tuple[float, list[BlockStats]
 def analyse(pairs: Sequence[tuple[Target, str]], *, batches: int = 4, device: str = "auto", seed: int = 0,
             progress: bool = True) -> list[InitResult]:
     """Every model at init on the same `batches` training batches; progress lines go to stderr."""
-    if not 0 <= seed < 2**63:
-        raise ConfigError(f"--seed must be in 0..2**63-1, got {seed}")
-    dev = select_device(device)
-    targets = [t for t, _ in pairs]
-    data, batch_size, val_size = shared_data(targets)
-    drawn = draw_batches(data, batches=batches, batch_size=batch_size, val_size=val_size, seed=seed, device=dev)
-    if progress:
-        print(f"init: {batches} batches of {batch_size} from the training split of {data.name} (seed {seed}), "
-              f"device {dev}", file=sys.stderr)
+    data, dev, drawn = shared_batches([t for t, _ in pairs], batches=batches, device=device, seed=seed, what="init",
+                                      progress=progress)
     results = []
     for target, form in pairs:
         model, channels_last = build(target, data, dev)

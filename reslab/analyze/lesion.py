@@ -22,7 +22,7 @@ from typing import Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from reslab.analyze.gradflow import Batches, Target, build, in_format, shared_data
+from reslab.analyze.gradflow import Batches, Target, build, check_seed, in_format, shared_data
 from reslab.data import DeviceLoader, ImageData
 from reslab.errors import ConfigError, DataError
 from reslab.evaluate import check_model_takes, evaluate
@@ -194,8 +194,7 @@ def analyse(targets: Sequence[Target], *, subset: int | None = None, draws: int 
     """Every target's lesions on the same test images; progress lines go to stderr."""
     if draws < 1:
         raise ConfigError(f"--draws must be >= 1, got {draws}")
-    if not 0 <= seed < 2**63:
-        raise ConfigError(f"--seed must be in 0..2**63-1, got {seed}")
+    check_seed(seed)
     dev = select_device(device)
     data, _, _ = shared_data(targets)
     batches = eval_batches(data, subset=subset, seed=seed, batch_size=targets[0].cfg.data.eval_batch_size,
