@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from conftest import tiny_cfg, cli_fails
 from reslab import files
-from reslab.analyze.init import measure
+from reslab.analyze.init import BlockStats, measure
+from reslab.analyze.init_output import growth
 from reslab.cli import main
 from reslab.models import build_model
 from reslab.train import train
@@ -106,3 +107,10 @@ def test_rezero_and_fixup_train_without_norm_where_the_plain_sum_diverges(data_d
     assert status["plain-sum"] == ("diverged", None)
     assert status["rezero"][0] == status["fixup"][0] == "finished"
     assert status["rezero"][1] > 0.5 and status["fixup"][1] > 0.3, status  # chance: 0.1
+
+
+def test_growth_leaves_out_the_downsampling_steps() -> None:
+    blocks = [BlockStats(i, f"b{i}", down, std, 0.0, 1.0) for i, (down, std) in
+              enumerate([(False, 1.0), (False, 2.0), (True, 1.0), (False, 3.0)], 1)]
+    assert growth(blocks) == pytest.approx(2.0 * 3.0)  # 1 -> 2, (2 -> 1 left out), 1 -> 3
+    assert growth(blocks[:1]) == 1.0

@@ -1,7 +1,8 @@
 """`reslab analyze init`'s outputs: tables, the figure, findings and sentences computed from the stds.
 
 The verdict uses two stated rules: an activation std "grows" when the last block's is more than
-GROWS times the first block's, and stays "flat" when the two are within a factor FLAT of each other.
+GROWS times the first block's, and stays "flat" when the two are within a factor FLAT of each other
+(the steps through downsampling blocks left out, see `growth`).
 """
 
 from __future__ import annotations
@@ -43,13 +44,20 @@ def tables(results: Sequence[InitResult]) -> dict[str, list[dict[str, Any]]]:
                     "out_std": b.out_std, "branch_std": b.branch_std, "skip_std": b.skip_std,
                     "ratio": b.branch_std / b.skip_std if residual and b.skip_std > 0 else ""} for b in r.blocks]
         ratios = [b.branch_std / b.skip_std for b in r.blocks if residual and b.skip_std > 0]
-        first, last = r.blocks[0].out_std, r.blocks[-1].out_std
         stats.append({**common, "kind": form_of(r.target.cfg), "model_spec": model_spec(r.target.cfg),
-                      "blocks": len(r.blocks), "input_std": r.input_std, "first_std": first, "last_std": last,
-                      "growth": last / first if first > 0 else float("nan"),
+                      "blocks": len(r.blocks), "input_std": r.input_std, "first_std": r.blocks[0].out_std,
+                      "last_std": r.blocks[-1].out_std, "growth": growth(r.blocks),
                       "max_std": max(b.out_std for b in r.blocks),
                       "mean_ratio": float(np.mean(ratios)) if ratios else ""})
     return {"blocks": blocks, "stats": stats}
+
+
+def growth(blocks: Sequence[Any]) -> float:
+    """The std after the last block over the std after the first, leaving out the steps of downsampling blocks:
+    their option-A shortcut zero-pads half the channels, which changes the std without any depth behind it."""
+    steps = [b.out_std / a.out_std if a.out_std > 0 else float("nan")
+             for a, b in zip(blocks, blocks[1:]) if not b.downsamples]
+    return float(np.prod(steps)) if steps else 1.0
 
 
 def findings(stats: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -88,8 +96,8 @@ def _verdict(source: str, by_kind: Mapping[str, list[Mapping[str, Any]]]) -> lis
     grows = all(float(s["growth"]) > GROWS for s in plain_sum)
     flat = all(1 / FLAT <= float(s["growth"]) <= FLAT for s in scaled)
     words = ", ".join(f"{s['model']} x{_g(s['growth'])}" for s in plain_sum + scaled)
-    return [f"{source}: std growth from the first block to the last: {words}. The plain sum "
-            f"{'grows' if grows else 'does not grow'} ('grows': > x{GROWS:g}); ReZero/Fixup "
+    return [f"{source}: std growth from the first block to the last (downsampling steps left out): {words}. "
+            f"The plain sum {'grows' if grows else 'does not grow'} ('grows': > x{GROWS:g}); ReZero/Fixup "
             f"{'stay flat' if flat else 'do not stay flat'} ('flat': within x{FLAT:g}); this "
             f"{'agrees' if grows and flat else 'does not agree'} with the expectation."]
 
