@@ -62,7 +62,8 @@ def _add_lesion(group: Any) -> None:
     p.add_argument("--at", choices=["best", "last"], default="best", help="which checkpoint (default best)")
     p.add_argument("--subset", type=int, metavar="N", help="evaluate on N test images drawn with --seed (default: "
                                                            "the whole test set)")
-    p.add_argument("--draws", type=int, default=5, metavar="N", help="random draws per k (default 5)")
+    p.add_argument("--draws", type=int, default=10, metavar="N", help="random draws per k (default 10; fewer are "
+                                                                      "faster and noisier)")
     _common(p, what="the test subset and the blocks deleted or swapped")
     p.set_defaults(handler=_run_lesion)
 

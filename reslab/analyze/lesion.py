@@ -189,7 +189,7 @@ def measure(model: nn.Module, batches: Batches, num_classes: int, lesions: Seque
     return [done[(lesion.deleted, lesion.swapped)] for lesion in lesions]
 
 
-def analyse(targets: Sequence[Target], *, subset: int | None = None, draws: int = 5, device: str = "auto",
+def analyse(targets: Sequence[Target], *, subset: int | None = None, draws: int = 10, device: str = "auto",
             seed: int = 0, progress: bool = True) -> list[LesionResult]:
     """Every target's lesions on the same test images; progress lines go to stderr."""
     if draws < 1:

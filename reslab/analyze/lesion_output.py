@@ -115,11 +115,13 @@ def describe(t: Mapping[str, list[dict[str, Any]]]) -> list[str]:
         if swaps:
             lines.append("Swapping k random pairs of same-shape blocks: " + ", ".join(
                 f"k={k} {_pct(swaps[k])}" for k in _ks(max(swaps)) if k in swaps) + ".")
-        out.append(" ".join(lines + [_verdict(s, blocks, means)]))
+        draws = max((int(r["draws"]) for r in t["k"] if r["model"] == model), default=1)
+        out.append(" ".join(lines + [_verdict(s, blocks, means, draws)]))
     return out
 
 
-def _verdict(s: Mapping[str, Any], blocks: Sequence[Mapping[str, Any]], means: Mapping[int, float]) -> str:
+def _verdict(s: Mapping[str, Any], blocks: Sequence[Mapping[str, Any]], means: Mapping[int, float],
+             draws: int) -> str:
     inner = [float(b["error"]) for b in blocks if b["downsamples"] == "no"]
     if float(s["chance"]) - float(s["base_error"]) < BARELY * float(s["chance"]):
         return (f"The intact net is itself near chance (it did not learn: error within {BARELY:.0%} of chance), so "
@@ -146,7 +148,7 @@ def _verdict(s: Mapping[str, Any], blocks: Sequence[Mapping[str, Any]], means: M
     curve = [float(s["base_error"])] + [means[k] for k in sorted(means)]
     step = max((_of_gap(b, s) - _of_gap(a, s) for a, b in zip(curve, curve[1:])), default=0.0)
     words.append(f"the error grows {'smoothly' if step < SMOOTH else 'in jumps'} with k (largest step {step:.0%} of "
-                 f"the gap; 'smooth' means < {SMOOTH:.0%})")
+                 f"the gap between means of {draws} draws; 'smooth' means < {SMOOTH:.0%})")
     agree = (not inner or _of_gap(float(np.mean(inner)), s) < BARELY) and step < SMOOTH
     return (f"Veit et al. expect for a ResNet: {'; '.join(words)}: this {'agrees' if agree else 'does not agree'} "
             "with the paper.")
@@ -182,7 +184,7 @@ def write_outputs(results: Sequence[LesionResult], out_dir: Path, *, subset: int
 
 
 def run_lesion(sources: Sequence[str], *, at: str = "best", overrides: Sequence[str] = (),
-               settings: Mapping[str, Any] | None = None, subset: int | None = None, draws: int = 5,
+               settings: Mapping[str, Any] | None = None, subset: int | None = None, draws: int = 10,
                device: str = "auto", seed: int = 0, out: str | Path | None = None, svg: bool = False,
                progress: bool = True) -> tuple[Path, str]:
     """The whole `reslab analyze lesion`: resolve, measure on shared test images, write; returns (folder, summary)."""
