@@ -93,7 +93,6 @@ def test_bad_input_is_one_line(data_dir: Path, tmp_path: Path, capsys: pytest.Ca
     assert not (tmp_path / "never").exists()
 
 
-@pytest.mark.slow
 def test_rezero_and_fixup_train_without_norm_where_the_plain_sum_diverges(data_dir: Path, tmp_path: Path) -> None:
     """64 unnormalised blocks, SGD 0.02 with momentum: the plain sum's activations (and so its gradients) blow up
     and the loss turns NaN; with every branch starting at zero, ReZero and Fixup train (README: the same on MNIST)."""
