@@ -271,3 +271,29 @@ def test_a_log_file_gets_few_progress_redraws(data_dir: Path, tmp_path: Path) ->
         train(tiny_cfg(data_dir, tmp_path), observers=[Slow()], progress=True)
     assert log.getvalue().count("\r") <= 3 * 3  # per epoch: the bar opens, and is cleared when it closes
     assert log.getvalue().count("train_loss") == 3  # the per-epoch lines stay
+
+
+def test_test_size_tests_every_run_on_the_same_fixed_subset(tmp_path, data_dir):
+    """data.test_size picks the same test images whatever the seed, and the run is tested on that many."""
+    from reslab.loaders import make_loaders, test_subset
+    from reslab.data import load_dataset
+    import torch
+
+    assert torch.equal(test_subset(200, 50), test_subset(200, 50)) and len(set(test_subset(200, 50).tolist())) == 50
+    assert torch.equal(test_subset(200, None), torch.arange(200))
+    data = load_dataset("mnist", str(data_dir), download=False)
+    seen = []
+    for seed in (0, 1):
+        cfg = tiny_cfg(data_dir, tmp_path, "data.test_size=50", f"train.seed={seed}")
+        _, _, test = make_loaders(cfg, data, torch.device("cpu"), channels_last=False)
+        seen.append(torch.cat([y for _, y in test]))
+    assert len(seen[0]) == 50 and torch.equal(seen[0], seen[1])
+    expected = data.test_y[test_subset(len(data.test_y), 50)]
+    assert torch.equal(seen[0], expected)
+
+
+def test_a_test_size_beyond_the_test_set_is_one_line(tmp_path, data_dir):
+    from reslab.cli import main
+
+    assert main(["train", "seed-mlp", "--data-dir", str(data_dir), "--runs-dir", str(tmp_path), "--set",
+                 "data.test_size=100000", "--epochs", "1", "--quiet"]) == 2

@@ -27,6 +27,7 @@ class DataConfig:
     data_dir: str | None = None  # else $RESLAB_DATA, else ./data
     val_size: int = 5000  # held out of the training set, seeded by train.seed
     train_size: int | None = None  # train on a subset of this many images (drawn with train.seed after the split)
+    test_size: int | None = None  # test on a fixed subset of this many test images (the same for every seed and run)
     batch_size: int = 128
     eval_batch_size: int = 1024
     augment: bool = False  # random crop (zero padding) and horizontal flip, in batch on the device
@@ -39,6 +40,7 @@ class DataConfig:
         require(self.val_size >= 0, f"data.val_size must be >= 0, got {self.val_size}")
         require(self.train_size is None or self.train_size >= 1,
                 f"data.train_size must be >= 1, got {self.train_size}")
+        require(self.test_size is None or self.test_size >= 1, f"data.test_size must be >= 1, got {self.test_size}")
         require(self.batch_size >= 1, f"data.batch_size must be >= 1, got {self.batch_size}")
         require(self.eval_batch_size >= 1, f"data.eval_batch_size must be >= 1, got {self.eval_batch_size}")
         require(self.crop_padding >= 0, f"data.crop_padding must be >= 0, got {self.crop_padding}")
