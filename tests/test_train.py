@@ -292,8 +292,10 @@ def test_test_size_tests_every_run_on_the_same_fixed_subset(tmp_path, data_dir):
     assert torch.equal(seen[0], expected)
 
 
-def test_a_test_size_beyond_the_test_set_is_one_line(tmp_path, data_dir):
+def test_a_test_size_beyond_the_test_set_is_one_line(tmp_path, data_dir, capsys):
     from reslab.cli import main
 
-    assert main(["train", "seed-mlp", "--data-dir", str(data_dir), "--runs-dir", str(tmp_path), "--set",
-                 "data.test_size=100000", "--epochs", "1", "--quiet"]) == 2
+    assert main(["train", "seed-mlp", "--data-dir", str(data_dir), "--runs-dir", str(tmp_path / "runs"), "--set",
+                 "data.test_size=100000", "--set", "data.val_size=100", "--epochs", "1", "--quiet"]) == 2
+    assert "data.test_size 100000 is more than" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
