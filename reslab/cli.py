@@ -50,7 +50,30 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_analyze_parser(sub)
     _add_report_parser(sub)
     _add_sweep_parser(sub)
+    _add_lab_parser(sub)
     return parser
+
+
+def _add_lab_parser(sub: Any) -> None:
+    lab = sub.add_parser("lab", help="the whole lab: every experiment of the notebook and its fair versions, one report",
+                         description="Train the notebook's models and the fair plain/residual depth studies, run the "
+                                     "gradient-flow and analysis instruments, and write one report whose conclusions "
+                                     "are computed from the measured numbers. Resumable: run it again to continue; a "
+                                     "finished lab only rebuilds its report. The last line printed on stdout is "
+                                     "report.html.")
+    lab.add_argument("--profile", metavar="quick|full", help="quick: a 2-core CPU in about 15 minutes "
+                                                                  "(subsets, fewer epochs, stated in the report); full: "
+                                                                  "the notebook's settings, for a GPU (default: picked "
+                                                                  "from the device, and printed)")
+    lab.add_argument("--mnist", default="mnist", metavar="SPEC", help="the MNIST-like dataset (default mnist)")
+    lab.add_argument("--cifar", default="cifar10", metavar="SPEC",
+                     help="the CIFAR-10-like dataset (default cifar10; e.g. imagefolder:PATH/cifar10-jpeg.zip)")
+    lab.add_argument("--data-dir", metavar="D", help="dataset root (default: $RESLAB_DATA, else ./data)")
+    lab.add_argument("--out", default="lab", metavar="DIR", help="the lab folder (default: lab); run again with the "
+                                                                 "same folder to continue")
+    lab.add_argument("--jobs", type=int, metavar="N", help="runs at a time in each sweep (default: as `reslab sweep`)")
+    lab.add_argument("--backend", choices=["local", "ray", "slurm"], default="local", help="where runs go")
+    lab.add_argument("--device", default="auto", metavar="D", help="auto, cpu, cuda, cuda:N or mps")
 
 
 def _add_analyze_parser(sub: Any) -> None:
@@ -230,11 +253,20 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_lab(args: argparse.Namespace) -> int:
+    from reslab.lab import run_lab
+
+    html, code = run_lab(profile=args.profile, mnist=args.mnist, cifar=args.cifar, data_dir=args.data_dir,
+                         out=args.out, jobs=args.jobs, backend=args.backend, device=args.device)
+    print(html)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         return {"train": _cmd_train, "list": _cmd_list, "gradflow": _cmd_gradflow,
-                "report": _cmd_report, "sweep": _cmd_sweep, "analyze": lambda a: a.handler(a)}[args.command](args)
+                "report": _cmd_report, "sweep": _cmd_sweep, "lab": _cmd_lab, "analyze": lambda a: a.handler(a)}[args.command](args)
     except ReslabError as exc:
         print(f"reslab: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

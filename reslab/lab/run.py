@@ -1,0 +1,120 @@
+"""`reslab lab`: every stage not done yet, with an overall progress line above each, then the report.
+
+Running it again skips finished stages (lab.json), so a second run only rebuilds the report. Ctrl-C stops
+between or inside a stage; the next run continues from there without losing or repeating a run.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import IO, Sequence
+
+from reslab.errors import ConfigError, DataError
+from reslab.lab.folder import LabFolder
+from reslab.lab.profiles import PROFILE_TABLE, default_profile, get_profile
+from reslab.lab.stages import LabContext, LabStopped, Stage, plan, run_study
+
+EXIT_STOPPED = 130
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    return f"{seconds:.0f} s" if seconds < 60 else f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+
+
+def _dataset_spec(spec: str) -> str:
+    """An image-folder path as an absolute path (the sweep files live elsewhere); named datasets as given."""
+    if spec.startswith("imagefolder:"):
+        path = Path(spec.removeprefix("imagefolder:")).expanduser()
+        if path.exists():
+            return f"imagefolder:{path.resolve()}"
+    return spec
+
+
+def check_data(mnist: str, cifar: str, data_dir: str | None) -> None:
+    """Load both datasets once (decoded into the cache) so that missing data fails before any training."""
+    from reslab.data import load_dataset
+
+    for role, spec in (("--mnist", mnist), ("--cifar", cifar)):
+        try:
+            load_dataset(spec, data_dir)
+        except DataError as exc:
+            hint = "make lab ARGS=\"--data-dir DIR\"" if data_dir is None else f"{role} SPEC"
+            raise DataError(f"{role} {spec}: {exc} (point the lab at the data: {hint})") from None
+
+
+class _Overall:
+    """The line above each stage: stage i of n, runs done of total, elapsed, estimated remaining."""
+
+    def __init__(self, stages: Sequence[Stage], done: dict, out: IO[str]) -> None:
+        self.stages, self.done, self.out = stages, done, out
+        self.start = time.perf_counter()
+        self.total_runs = sum(s.runs for s in stages)
+
+    def runs_done(self) -> int:
+        return sum(s.runs for s in self.stages if s.name in self.done)
+
+    def begin(self, index: int, stage: Stage) -> None:
+        what = f", {stage.runs} runs" if stage.runs else ""
+        elapsed = time.perf_counter() - self.start
+        print(f"lab [{index}/{len(self.stages)}] {stage.name}: {stage.title}{what} | runs {self.runs_done()} of "
+              f"{self.total_runs} done | {_duration(elapsed)} elapsed", file=self.out, flush=True)
+
+    def end(self, index: int, stage: Stage, seconds: float, failed: int = 0) -> None:
+        note = f", {failed} runs failed (listed in the report)" if failed else ""
+        print(f"lab [{index}/{len(self.stages)}] {stage.name} done in {_duration(seconds)}{note}", file=self.out,
+              flush=True)
+
+
+def run_lab(*, profile: str | None = None, mnist: str = "mnist", cifar: str = "cifar10", data_dir: str | None = None,
+            out: str | Path = "lab", jobs: int | None = None, backend: str = "local", device: str = "auto",
+            stream: IO[str] | None = None) -> tuple[Path, int]:
+    """Run what is left of the lab and write its report; returns (report.html path, exit code)."""
+    from reslab.lab.report import write_lab_report
+    from reslab.runtime import select_device
+
+    stream = stream or sys.stderr
+    dev = select_device(device)
+    if profile is None:
+        profile = default_profile(dev)
+        print(f"lab: profile {profile} (picked for device {dev}; --profile quick|full to choose)", file=stream)
+    if profile not in PROFILE_TABLE:
+        raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(PROFILE_TABLE)}")
+    mnist, cifar = _dataset_spec(mnist), _dataset_spec(cifar)
+    folder = LabFolder(Path(out))
+    asked = {"profile": profile, "mnist": mnist, "cifar": cifar, "data_dir": data_dir}
+    stages = plan(get_profile(profile))
+    record = folder.check(asked)  # a foreign folder or another lab's fails before anything else
+    if record is None or any(s.name not in record["stages"] for s in stages):
+        check_data(mnist, cifar, data_dir)
+    record = folder.open(asked)
+    ctx = LabContext(folder, get_profile(profile), mnist, cifar, data_dir, jobs, backend, device, stream)
+    overall = _Overall(stages, record["stages"], stream)
+    failed_runs = 0
+    try:
+        for i, stage in enumerate(stages, start=1):
+            if stage.name in record["stages"]:
+                continue
+            overall.begin(i, stage)
+            started = time.perf_counter()
+            failed = 0
+            if stage.study is not None:
+                failed = run_study(ctx, stage.study)
+            else:
+                assert stage.analyse is not None
+                with folder.building(folder.analysis(stage.name)) as temp:
+                    stage.analyse(ctx, temp)
+            seconds = time.perf_counter() - started
+            failed_runs += failed
+            if not failed:  # a stage with failed runs is tried again next time (the sweep reruns only those)
+                folder.mark_done(record, stage.name, seconds)
+            overall.end(i, stage, seconds, failed)
+    except (KeyboardInterrupt, LabStopped) as exc:
+        why = f" ({exc})" if isinstance(exc, LabStopped) else ""
+        print(f"lab: stopped{why}; run the same command again to continue where it stopped", file=stream)
+        return folder.path, EXIT_STOPPED
+    html = write_lab_report(folder, stages, record)
+    print(f"lab: report written in {_duration(time.perf_counter() - overall.start)}: {html}", file=stream)
+    return html, 1 if failed_runs else 0
