@@ -82,7 +82,7 @@ def depth_study(aggregate: Rows, paired: Rows, *, depth_key: str, classes: int, 
                      _wins(pr)])
     table = Table(header, rows, numeric=[True] * len(header))
     thresholds = {"chance": pct(chance + CHANCE_MARGIN), "ln(classes)": f"{math.log(classes):.2f}",
-                  "classes": str(classes)}
+                  "classes": str(classes), "no difference": "0"}
     sentences = [_trainability(cell, depths, chance, what, depth_word, classes, "false"),
                  _residual_range(cell, depths, what, depth_word), *_gaps(pairs, depths, depth_word),
                  *_optimisation(cell, pairs, depths, what, depth_word)]

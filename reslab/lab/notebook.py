@@ -55,7 +55,8 @@ def exercise_mlp(rows: Rows, comparable: str | None) -> Finding:
                          f"{_verdict(val[0], q['val_acc'], AGREE['acc'], pct)}, the loss "
                          f"{_verdict(loss_[0], q['train_loss'], AGREE['loss'], loss)}.")
     return Finding(tuple(sentences), table, "Exercise 1.1 (final epoch; mean over seeds with a 95% t interval)",
-                   {"tolerance acc": pct(AGREE["acc"]), "tolerance loss": loss(AGREE["loss"])})
+                   {"tolerance acc": pct(AGREE["acc"]), "tolerance loss": loss(AGREE["loss"]),
+                    "set-up": comparable or ""})
 
 
 def exercise_cnns(cnn: Rows, resnet: Rows, arch: Sequence[Mapping[str, Any]], comparable: str | None) -> Finding:
@@ -76,7 +77,9 @@ def exercise_cnns(cnn: Rows, resnet: Rows, arch: Sequence[Mapping[str, Any]], co
             ["ResNetCNN (seed-resnet)", f"{a_r['params']:,}", f"{a_r['mflops']:.1f}", str(a_r["convs"]),
              a_r["channels"], pct(r_test[0]), ci(r_test[1], r_test[2]), pct(r_val[0]), loss(r_loss[0]),
              str(r_test[3]), pct(NOTEBOOK["resnet"]["val_acc"]), loss(NOTEBOOK["resnet"]["train_loss"])],
-            ["ResNetCNN - CNN", "", "", "", "", pp(diff[0]), ci(diff[1], diff[2], pp), "", "", "", "", ""]]
+            ["ResNetCNN - CNN", "", "", "", "", pp(diff[0]), ci(diff[1], diff[2], pp), "", "", "", "", ""],
+            ["ResNetCNN / CNN", f"{a_r['params'] / a_c['params']:.1f}x", f"{a_r['mflops'] / a_c['mflops']:.1f}x",
+             "", "", "", "", "", "", "", "", ""]]
     table = Table(header, rows, numeric=[False] + [True] * (len(header) - 1))
     better = "higher" if diff[0] > 0 else "lower"
     shown = ("the 95% Welch interval excludes 0" if diff[1] > 0 or diff[2] < 0 else
@@ -96,7 +99,7 @@ def exercise_cnns(cnn: Rows, resnet: Rows, arch: Sequence[Mapping[str, Any]], co
                          f"{pct(NOTEBOOK['resnet']['val_acc'])} (ResNetCNN); measured: {pct(c_val[0])} and "
                          f"{pct(r_val[0])}.")
     return Finding(tuple(sentences), table, "Exercise 1.2: the notebook's two CNNs (mean over seeds; the "
-                   "difference with Welch's 95% t interval)")
+                   "difference with Welch's 95% t interval)", {"no difference": "0", "set-up": comparable or ""})
 
 
 def ratio(a: float, b: float) -> str:
