@@ -156,3 +156,60 @@ def test_the_lab_report_in_a_browser(finished_lab: dict[str, Any], chromium: str
     assert all(img["complete"] and img["width"] > 0 for img in page["images"]), page["images"]
     assert page["errors"] == []
     assert all(url.startswith(("file:", "data:")) for url in page["requests"]), page["requests"]
+
+
+RUNNER = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_lab import TINY
+from reslab.lab import profiles
+profiles.PROFILE_TABLE["tiny"] = TINY
+from reslab.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_any_moment_then_rerun_loses_and_repeats_no_run(finished_lab: dict[str, Any],
+                                                                  lab_data: dict[str, str], tmp_path: Path) -> None:
+    """SIGINT at growing delays (in sweeps, analyses and the report), rerun each time, until the lab finishes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "run_lab.py"
+    script.write_text(RUNNER.format(tests=str(Path(__file__).parent)))
+    out = tmp_path / "lab"
+    argv = [sys.executable, str(script), "lab", "--profile", "tiny", "--data-dir", lab_data["data_dir"], "--cifar",
+            lab_data["cifar"], "--out", str(out), "--jobs", "1"]
+    codes = []
+    for delay in (4.0, 7.0, 10.0, None):
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if delay is not None:
+            try:
+                proc.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=300)
+        codes.append(proc.returncode)
+        assert proc.returncode in (0, 130), stderr[-2000:]
+        assert "Traceback" not in stderr, stderr[-3000:]
+        if delay is None or proc.returncode == 0:
+            break
+    assert codes[-1] == 0 and 130 in codes, codes
+    for study, names in _run_folders(out).items():
+        kept = [n for n in names if ".incomplete-" not in n and ".failed-" not in n]
+        keys = [n.rsplit("-", 3)[0] for n in kept]
+        assert len(keys) == len(set(keys)), (study, kept)  # no run twice
+    assert sum(len([n for n in v if ".incomplete-" not in n and ".failed-" not in n])
+               for v in _run_folders(out).values()) == RUNS  # none lost
+    import csv
+
+    for study in ("ex1-mlp", "mlp-depth", "conv-depth"):
+        def rows(root: Path) -> dict[str, str]:
+            with open(root / "sweeps" / study / "results.csv") as fh:
+                return {",".join(r[k] for k in r if k.startswith(("model.", "train.")) or k == "seed"): r["test_acc"]
+                        for r in csv.DictReader(fh)}
+        assert rows(out) == rows(finished_lab["out"]), study  # the same results as the uninterrupted lab
+    assert (out / "report" / "report.html").is_file()
