@@ -41,7 +41,7 @@ def check_data(mnist: str, cifar: str, data_dir: str | None) -> None:
         try:
             load_dataset(spec, data_dir)
         except DataError as exc:
-            hint = "make lab ARGS=\"--data-dir DIR\"" if data_dir is None else f"{role} SPEC"
+            hint = 'reslab lab --data-dir DIR, or make lab ARGS="--data-dir DIR"' if data_dir is None else f"{role} SPEC"
             raise DataError(f"{role} {spec}: {exc} (point the lab at the data: {hint})") from None
 
 
