@@ -25,6 +25,11 @@ class Finding:
     table: Table
     caption: str
     thresholds: Mapping[str, str] = field(default_factory=dict)  # what -> the number as printed
+    headline: tuple[str, ...] = ()  # the sentences the front page quotes (default: the first)
+
+    @property
+    def front(self) -> tuple[str, ...]:
+        return self.headline or self.sentences[:1]
 
 
 def num(value: Any) -> float:
@@ -83,12 +88,14 @@ def depth_study(aggregate: Rows, paired: Rows, *, depth_key: str, classes: int, 
     table = Table(header, rows, numeric=[True] * len(header))
     thresholds = {"chance": pct(chance + CHANCE_MARGIN), "ln(classes)": f"{math.log(classes):.2f}",
                   "classes": str(classes), "no difference": "0"}
-    sentences = [_trainability(cell, depths, chance, what, depth_word, classes, "false"),
-                 _residual_range(cell, depths, what, depth_word), *_gaps(pairs, depths, depth_word),
-                 *_optimisation(cell, pairs, depths, what, depth_word)]
+    trains = _trainability(cell, depths, chance, what, depth_word, classes, "false")
+    spread = _residual_range(cell, depths, what, depth_word)
+    optimisation = _optimisation(cell, pairs, depths, what, depth_word)
+    sentences = [trains, spread, *_gaps(pairs, depths, depth_word), *optimisation]
     return Finding(tuple(s for s in sentences if s), table,
                    f"Plain against residual {what}s over {depth_word} (test accuracy: mean over seeds, 95% t "
-                   "interval; the difference is paired by seed)", thresholds)
+                   "interval; the difference is paired by seed)", thresholds,
+                   headline=tuple(s for s in (trains, spread, *optimisation[:1]) if s))
 
 
 def _wins(pr: Mapping[str, Any]) -> str:

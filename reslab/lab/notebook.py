@@ -86,7 +86,7 @@ def exercise_cnns(cnn: Rows, resnet: Rows, arch: Sequence[Mapping[str, Any]], co
              "the 95% Welch interval includes 0: no difference shown")
     sentences = [f"The ResNetCNN's test accuracy is {pct(r_test[0])} against the CNN's {pct(c_test[0])}: "
                  f"{pp(diff[0])} {better} (95% CI {ci(diff[1], diff[2], pp)}; {shown}).",
-                 f"But the skip is not the only difference: the ResNetCNN has {a_r['params'] / a_c['params']:.1f}x the "
+                 f"The skip is not the only difference between them: the ResNetCNN has {a_r['params'] / a_c['params']:.1f}x the "
                  f"parameters ({a_r['params']:,} against {a_c['params']:,}), "
                  f"{a_r['mflops'] / a_c['mflops']:.1f}x the computation per image ({a_r['mflops']:.1f} against "
                  f"{a_c['mflops']:.1f} MFLOP), {a_r['channels']} channels against {a_c['channels']}, and "
@@ -99,7 +99,8 @@ def exercise_cnns(cnn: Rows, resnet: Rows, arch: Sequence[Mapping[str, Any]], co
                          f"{pct(NOTEBOOK['resnet']['val_acc'])} (ResNetCNN); measured: {pct(c_val[0])} and "
                          f"{pct(r_val[0])}.")
     return Finding(tuple(sentences), table, "Exercise 1.2: the notebook's two CNNs (mean over seeds; the "
-                   "difference with Welch's 95% t interval)", {"no difference": "0", "set-up": comparable or ""})
+                   "difference with Welch's 95% t interval)", {"no difference": "0", "set-up": comparable or ""},
+                   headline=(sentences[1],))
 
 
 def ratio(a: float, b: float) -> str:
@@ -135,4 +136,4 @@ def gradient_norms(stats: Rows, batches: int) -> Finding:
     sentences.append("The two nets differ in width and layout too, so these norms per parameter tensor do not isolate "
                      "the skip; the per-layer measurements over depth below do.")
     return Finding(tuple(sentences), table, f"Exercise 2: gradient norms per parameter tensor, {batches} batches "
-                   "at initialisation (the notebook's statistics)")
+                   "at initialisation (the notebook's statistics)", headline=tuple(sentences[1:2]))

@@ -108,7 +108,7 @@ def _front(doc: _Doc, profile: Profile, record: dict[str, Any], answer: list[str
     runs = sum(len(_rows(folder, s, "results.csv")) for s in studies)
     wall = sum(v.get("seconds", 0) for v in record.get("stages", {}).values())
     env = _environment(folder, studies)
-    blocks: list[Block] = [Heading("The answer"), Paragraph(" ".join(answer)),
+    blocks: list[Block] = [Heading("The answer"), *(Paragraph(a) for a in answer),
                            Heading("Set-up", 3),
                            Paragraph(f"Profile {profile.name}; MNIST: {record['mnist']}; CIFAR-10: {record['cifar']}. "
                                      + ("Shortcuts taken for time: " + " ".join(profile.shortcuts)
@@ -142,7 +142,7 @@ def write_lab_report(folder: LabFolder, stages: Sequence[Stage], record: dict[st
         doc = _Doc(out)
         body = _sections(doc, folder, profile)
         studies = [s.study for s in stages if s.study is not None]
-        answer = [f.sentences[0] for f in body["answer"]]
+        answer = [f"{label}: " + " ".join(f.front) for label, f in body["answer"]]
         front = _front(doc, profile, record, answer, body["titles"], studies, folder)
         blocks = front + _failures(folder, studies) + doc.blocks
         files.write_text(out / "report.md", to_markdown(TITLE, blocks))
@@ -171,29 +171,32 @@ def _sections(doc: _Doc, folder: LabFolder, profile: Profile) -> dict[str, Any]:
             "does the residual CNN learn better, and is the skip what makes the difference?")
     cnn, res = (_rows(folder, s, "results.csv") for s in (profile.notebook_cnn, profile.notebook_resnet))
     arch = [_architecture(folder, profile.notebook_cnn), _architecture(folder, profile.notebook_resnet)]
-    doc.finding("ex1-cnns", exercise_cnns(cnn, res, arch, _shortcut(profile.notebook_cnn, 10)))
+    cnns = exercise_cnns(cnn, res, arch, _shortcut(profile.notebook_cnn, 10))
+    doc.finding("ex1-cnns", cnns)
 
-    for number, study, key, what, classes in ((3, profile.mlp_depth, "model.depth", "MLP", 10),
-                                              (4, profile.conv_depth, profile.depth_key_conv, "conv net", 10)):
+    for number, study, key, what, label in ((3, profile.mlp_depth, "model.depth", "MLP", "Depth, MLPs on MNIST"),
+                                            (4, profile.conv_depth, profile.depth_key_conv, "conv net",
+                                             "Depth, conv nets on CIFAR-10")):
         title = f"{number}. Plain against residual {what}s over depth"
         section(title, f"how do training loss and test accuracy of fair plain/residual {what} twins change with "
                        "depth, and is a failure one of optimisation or of overfitting?")
         word = "depth" if key == "model.depth" else "blocks per stage"
         f = depth_study(_rows(folder, study, "aggregate.csv"), _rows(folder, study, "paired.csv"), depth_key=key,
-                        classes=classes, what=what, depth_word=word)
+                        classes=10, what=what, depth_word=word)
         _sweep_section(doc, folder, study, f, title)
-        answer.append(f)
+        answer.append((label, f))
 
     section("5. Exercise 2: gradient flow", "why do the residual nets learn better? What do gradient norms show?")
     nb = folder.analysis("gradflow-notebook")
-    doc.finding("gradflow-notebook", gradient_norms(files.read_csv(nb / "gradflow-stats.csv", missing_ok=True),
-                                                         profile.gradflow_batches))
+    norms = gradient_norms(files.read_csv(nb / "gradflow-stats.csv", missing_ok=True), profile.gradflow_batches)
+    doc.finding("gradflow-notebook", norms)
     doc.figure(nb / "gradflow-boxplots.png", "gradflow-notebook.png", "Gradient norms per parameter tensor at init, "
                "as the notebook plotted them")
     depth = folder.analysis("gradflow-depth")
     gd = gradient_depth(files.read_csv(depth / "gradflow-stats.csv", missing_ok=True))
     doc.finding("gradflow-depth", gd)
     doc.figure(depth / "gradflow-depth.png", "gradflow-depth.png", "Gradient norm per layer, plain and residual MLPs")
-    answer.append(gd)
+    answer += [("The notebook's CNN against its ResNetCNN", cnns), ("Gradient flow", gd),
+               ("The notebook's gradient statistics", norms)]
     titles += instrument_sections(folder, doc)
     return {"titles": titles, "answer": answer}
