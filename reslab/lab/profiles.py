@@ -52,6 +52,7 @@ class Profile:
     shatter_seeds: int
     gradflow_batches: int = 11
     shortcuts: tuple[str, ...] = field(default_factory=tuple)  # every way this profile departs from the full lab
+    expected_s: Mapping[str, float] = field(default_factory=dict)  # stage -> seconds it took on the development CPU
 
 
 _ONE_THREAD = {"train.threads": 1}  # many small runs: one thread each, the sweep runs them side by side

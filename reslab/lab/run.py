@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO, Mapping, Sequence
 
 from reslab.errors import ConfigError, DataError
 from reslab.lab.folder import LabFolder
@@ -48,10 +48,20 @@ def check_data(mnist: str, cifar: str, data_dir: str | None) -> None:
 class _Overall:
     """The line above each stage: stage i of n, runs done of total, elapsed, estimated remaining."""
 
-    def __init__(self, stages: Sequence[Stage], done: dict, out: IO[str]) -> None:
-        self.stages, self.done, self.out = stages, done, out
+    def __init__(self, stages: Sequence[Stage], done: dict, expected: Mapping[str, float], out: IO[str]) -> None:
+        self.stages, self.done, self.expected, self.out = stages, done, expected, out
         self.start = time.perf_counter()
         self.total_runs = sum(s.runs for s in stages)
+        self.took: dict[str, float] = {}  # stage -> seconds, for the stages run this time
+
+    def remaining(self) -> str:
+        """The expected time of the stages left, scaled by how this machine compares on the stages run so far."""
+        left = [s.name for s in self.stages if s.name not in self.done and s.name not in self.took]
+        if not left or any(name not in self.expected for name in left):
+            return ""
+        ran = [name for name in self.took if name in self.expected]
+        speed = (sum(self.took[n] for n in ran) / max(sum(self.expected[n] for n in ran), 1e-9)) if ran else 1.0
+        return f", about {_duration(speed * sum(self.expected[n] for n in left))} left"
 
     def runs_done(self) -> int:
         return sum(s.runs for s in self.stages if s.name in self.done)
@@ -60,9 +70,10 @@ class _Overall:
         what = f", {stage.runs} runs" if stage.runs else ""
         elapsed = time.perf_counter() - self.start
         print(f"lab [{index}/{len(self.stages)}] {stage.name}: {stage.title}{what} | runs {self.runs_done()} of "
-              f"{self.total_runs} done | {_duration(elapsed)} elapsed", file=self.out, flush=True)
+              f"{self.total_runs} done | {_duration(elapsed)} elapsed{self.remaining()}", file=self.out, flush=True)
 
     def end(self, index: int, stage: Stage, seconds: float, failed: int = 0) -> None:
+        self.took[stage.name] = seconds
         note = f", {failed} runs failed (listed in the report)" if failed else ""
         print(f"lab [{index}/{len(self.stages)}] {stage.name} done in {_duration(seconds)}{note}", file=self.out,
               flush=True)
@@ -91,7 +102,7 @@ def run_lab(*, profile: str | None = None, mnist: str = "mnist", cifar: str = "c
         check_data(mnist, cifar, data_dir)
     record = folder.open(asked)
     ctx = LabContext(folder, get_profile(profile), mnist, cifar, data_dir, jobs, backend, device, stream)
-    overall = _Overall(stages, record["stages"], stream)
+    overall = _Overall(stages, record["stages"], ctx.profile.expected_s, stream)
     failed_runs = 0
     try:
         for i, stage in enumerate(stages, start=1):
