@@ -26,7 +26,7 @@ from reslab.analyze.record import AnalysisRecord, write_record
 from reslab.cli import main
 from reslab.report import sweeps
 from reslab.report.analyses import analysis_blocks
-from reslab.report.document import Figure, Heading, Note, Paragraph, Preformatted, Table
+from reslab.report.document import Figure, Heading, Note, Table
 from reslab.report.sweeps import sweep_blocks
 
 SWEEP: dict[str, Any] = {

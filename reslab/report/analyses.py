@@ -8,6 +8,7 @@ that piece and a note, never the report. `reslab lab` composes its report from `
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,9 @@ def _names(record: dict[str, Any], key: str, problems: list[str]) -> list[Any]:
 
 
 def _show(value: Any, limit: int = 200) -> str:
+    """A value from analysis.json as shown: fractions to 4 significant digits, lists as JSON, text cut short."""
+    if isinstance(value, float) and math.isfinite(value) and value != int(value):
+        return f"{value:.4g}"
     if isinstance(value, (list, dict)):
         return inline(json.dumps(value, default=str), limit)
     value = scalar(value)
@@ -71,7 +75,8 @@ def csv_table(path: Path, problems: list[str], label: str | None = None) -> list
     name = inline(label or path.name)
     header = list(rows[0]) if rows else []
     if len(rows) > MAX_TABLE_ROWS or len(header) > MAX_TABLE_COLUMNS:
-        return [Paragraph(f"{name}: {len(rows)} rows of {len(header)} columns (not shown; in the folder).")]
+        return [Paragraph(f"{name}: {len(rows)} row{'s' * (len(rows) != 1)} of {len(header)} columns (not shown; "
+                          "in the folder).")]
     if not rows:
         return [Paragraph(f"{name}: no rows.")]
     numeric = [all(finite(r[h]) is not None for r in rows if r[h] != "") and any(r[h] != "" for r in rows)

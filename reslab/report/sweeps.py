@@ -17,7 +17,7 @@ from reslab.plots.sweep import plot_curves_by_depth
 from reslab.report import reading
 from reslab.report.document import Block, Figure, Heading, Note, Paragraph, Table
 from reslab.report.figures import copied, drawn, free_figure
-from reslab.report.values import DASH, finite, inline
+from reslab.report.values import DASH, finite, inline, scalar
 from reslab.runs import RunFolder
 from reslab.sweep.aggregate import depth_key
 from reslab.sweep.folder import SweepFolder
@@ -96,7 +96,8 @@ def _swept(raw: Mapping[str, Any], name: str, configs: Sequence[Mapping[str, Any
     """What was swept, as the sweep file says: base, fixed settings, grid, seeds, tune, cases, data subsets."""
     grid = raw.get("grid") if isinstance(raw.get("grid"), dict) else {}
     seeds = raw.get("seeds", 1)
-    seeds_text = f"{seeds} seeds (0 to {seeds - 1})" if isinstance(seeds, int) and not isinstance(seeds, bool) \
+    count = isinstance(seeds, int) and not isinstance(seeds, bool)
+    seeds_text = ("1 seed (0)" if seeds == 1 else f"{seeds} seeds (0 to {seeds - 1})") if count \
         else f"seeds {_show(seeds)}"
     parts = [f"Sweep {inline(name)}: base {_show(raw.get('base'))}",
              "grid " + " x ".join(f"{inline(k)} [{', '.join(map(_show, v)) if isinstance(v, list) else _show(v)}]"
@@ -116,11 +117,11 @@ def _swept(raw: Mapping[str, Any], name: str, configs: Sequence[Mapping[str, Any
             what = "skipped" if case.get("skip") is True else _settings(case.get("set"))
             blocks.append(Paragraph(f"Per-cell settings (cases[{i}]): where {_settings(case.get('when'))}: {what}."))
     for key in SUBSET_KEYS:
-        sizes = sorted({c.get(key) for c in configs} - {None}, key=str)
+        sizes = sorted({scalar(c.get(key)) for c in configs} - {None}, key=str)
         if sizes:
             split = "training" if key.endswith("train_size") else "test"
-            blocks.append(Note(f"Trained on part of the data: {key} = {', '.join(map(_show, sizes))} (a seeded subset "
-                               f"of the {split} split), so the accuracies are not those of the full dataset."))
+            blocks.append(Note(f"Part of the data only: {key} = {', '.join(map(_show, sizes))} (a seeded subset of "
+                               f"the {split} split), so the accuracies are not those of the full dataset."))
     return blocks
 
 
@@ -133,8 +134,8 @@ def _status(rows: Sequence[Mapping[str, str]], index: Mapping[str, Any], swept: 
     """Run counts by status, and the runs that did not finish with their one-line error (from index.json)."""
     counts = Counter(r.get("status") or "missing" for r in rows)
     blocks: list[Block] = [Paragraph(f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-                                     + ". Diverged runs are results; failed and missing ones are left out of the "
-                                     "tables.")]
+                                     + ". Only finished runs enter the means (n); diverged ones are counted beside "
+                                     "n.")]
     bad = [r for r in rows if (r.get("status") or "missing") not in ("finished", "diverged")]
     if bad:
         listed = []
