@@ -106,12 +106,15 @@ def _add_sweep_parser(sub: Any) -> None:
 
 
 def _add_report_parser(sub: Any) -> None:
-    r = sub.add_parser("report", help="a report (Markdown + self-contained HTML) of one or more runs",
-                       description="Read run folders (or folders of runs) and write report.md, figures and a "
-                                   "self-contained report.html: per run its curves, summary, classification report "
-                                   "and confusion matrix; for several runs a comparison table and overlaid curves. "
+    r = sub.add_parser("report", help="a report (Markdown + self-contained HTML) of runs, sweeps and analyses",
+                       description="Read run, sweep and analysis folders (or folders of them) and write report.md, "
+                                   "figures and a self-contained report.html: per run its curves, summary, "
+                                   "classification report, confusion matrix and analyses; for several runs a "
+                                   "comparison table and overlaid curves; per sweep what was swept, its figures, "
+                                   "tables and conclusions; per analysis its summary, figures and tables. "
                                    "The last line printed on stdout is the report folder.")
-    r.add_argument("runs", nargs="*", metavar="RUN_OR_FOLDER", help="a run folder, or a folder of run folders")
+    r.add_argument("runs", nargs="*", metavar="RUN_OR_FOLDER",
+                   help="a run, sweep or analysis folder, or a folder of them")
     r.add_argument("--out", metavar="DIR", help="report folder: new, empty, or an earlier report "
                                                 "(default: a new reports/report-<date>-<time>-<id>)")
     r.add_argument("--svg", action="store_true", help="also write every figure as SVG")

@@ -13,9 +13,10 @@ import torch
 from conftest import SignalAt, tiny_cfg
 from fakedata import write_mnist
 from reslab import runs
-from reslab.config import OptimConfig, resolve
+from reslab.config import OptimConfig, from_dict, resolve
 from reslab.data import load_dataset
 from reslab.models import build_model
+from reslab.errors import ConfigError
 from reslab.evaluate import evaluate
 from reslab.optim import lr_at
 from reslab.protocols import Observer
@@ -140,6 +141,21 @@ def test_lr_is_a_pure_function_of_the_step() -> None:
     one = OptimConfig(lr=1.0, schedule="onecycle")
     peak = max(range(100), key=lambda s: lr_at(s, 10, 10, one))
     assert 25 <= peak <= 35 and lr_at(0, 10, 10, one) == pytest.approx(0.04)
+
+
+def test_constant_warmup_is_he_et_als_resnet110_schedule() -> None:
+    """LR 0.01 for the first ~400 iterations, then 0.1, then /10 at 50% and 75% (45,000 images / 128 = 352 steps)."""
+    he110 = OptimConfig(name="sgd", lr=0.1, schedule="step", milestones=(0.5, 0.75), warmup_epochs=1.137,
+                        warmup_mode="constant", warmup_factor=0.1)
+    # by hand: warm-up round(1.137 * 352) = 400 steps; epoch 91 starts at step 91 * 352 = 32,032, epoch 136.5 at 48,048
+    steps = (0, 1, 399, 400, 32_031, 32_032, 48_047, 48_048, 182 * 352 - 1)
+    assert [lr_at(s, 352, 182, he110) for s in steps] == pytest.approx(
+        [0.01, 0.01, 0.01, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    linear = OptimConfig(lr=1.0, warmup_epochs=1, warmup_factor=0.5)  # the factor is for constant warm-up only
+    assert [lr_at(s, 4, 3, linear) for s in (0, 1, 3, 4)] == pytest.approx([0.25, 0.5, 1.0, 1.0])
+    for bad in (dict(warmup_factor=0.0), dict(warmup_factor=1.5), dict(warmup_mode="cosine")):
+        with pytest.raises(ConfigError, match="warmup"):
+            from_dict({"optim": bad})
 
 
 def test_evaluate_counts_every_sample(data_dir: Path) -> None:

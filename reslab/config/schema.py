@@ -18,6 +18,7 @@ from reslab.errors import ConfigError
 
 OptimizerName = Literal["adam", "adamw", "sgd"]
 ScheduleName = Literal["constant", "step", "cosine", "onecycle"]
+WarmupMode = Literal["linear", "constant"]
 MAX_THREADS = 1024  # more crashed torch here (train.threads=100000 segfaulted)
 
 
@@ -69,7 +70,10 @@ class OptimConfig:
     # (He et al.: 0.5 and 0.75), a value >= 1 an epoch number.
     milestones: tuple[float, ...] = ()
     gamma: float = 0.1
-    warmup_epochs: float = 0.0  # linear warmup from 0, before any schedule
+    warmup_epochs: float = 0.0  # warm-up before any schedule (fractions of an epoch allowed)
+    # linear: from lr / warm-up steps up to lr; constant: lr * warmup_factor throughout (He et al.'s ResNet-110)
+    warmup_mode: WarmupMode = "linear"
+    warmup_factor: float = 0.1  # constant warm-up only
     grad_clip: float | None = None  # max global L2 norm of the gradient
     label_smoothing: float = 0.0
 
@@ -81,6 +85,7 @@ class OptimConfig:
         require(all(m > 0 for m in self.milestones), f"optim.milestones must be > 0, got {list(self.milestones)}")
         require(0 < self.gamma <= 1, f"optim.gamma must be in (0, 1], got {self.gamma}")
         require(self.warmup_epochs >= 0, f"optim.warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        require(0 < self.warmup_factor <= 1, f"optim.warmup_factor must be in (0, 1], got {self.warmup_factor}")
         require(self.grad_clip is None or self.grad_clip > 0, f"optim.grad_clip must be > 0, got {self.grad_clip}")
         require(0 <= self.label_smoothing < 1, f"optim.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         require(not self.nesterov or (self.name == "sgd" and self.momentum > 0),

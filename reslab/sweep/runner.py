@@ -61,6 +61,8 @@ def dry_run(spec: SweepSpec, folder: SweepFolder, planned: Sequence[PlannedRun],
     base = base_config(spec, settings) or planned[0].cfg
     cost = estimate(base, [run.cfg for run in planned])
     print(f"sweep {spec.name}: {len(planned)} runs into {folder.path}", file=out)
+    for i, case in enumerate(spec.cases):
+        print(f"cases[{i}]: {case.describe()}", file=out)
     rows = [[*(text(v) for v in run.values.values()), str(run.seed), state.action, _duration(seconds),
              folder.relative(state.folder) if state.folder else f"runs/{run.key}-<date>-<time>-<id>"]
             for run, state, seconds in zip(planned, states, cost.seconds)]
