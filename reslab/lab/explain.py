@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 from reslab.lab.conclude import Finding, Rows, num
-from reslab.report.document import Heading, Note, Paragraph, Preformatted, Table
+from reslab.report.document import Heading, Table
 
 VANISH = 0.1  # first-layer gradient below this fraction of the last layer's: the gradient vanishes toward the input
 EXPLODE = 10.0  # above this many times: it explodes
@@ -57,26 +56,17 @@ INSTRUMENTS = (("lesion", "Lesion: deleting and reordering blocks"),
                ("init", "Block forms at initialisation"))
 
 
-def instrument_sections(folder: Any, doc: Any) -> list[str]:
-    """A section per instrument the lab ran: its reference, summary (computed from its numbers) and figures."""
+def instrument_sections(folder: Any, doc: Any, first: int) -> list[str]:
+    """A section per instrument the lab ran (numbered from `first`), as `reslab report` shows an analysis folder:
+    the published reference, the summary computed from its numbers, its findings, figures and tables."""
+    from reslab.report.analyses import analysis_blocks
+
     titles = []
-    for number, (name, title) in enumerate(INSTRUMENTS, start=6):
+    for name, title in INSTRUMENTS:
         path = folder.analysis(name)
-        try:
-            record = json.loads((path / "analysis.json").read_text())
-        except (OSError, ValueError):
+        if not (path / "analysis.json").is_file():
             continue
-        heading = f"{number}. {title}"
+        heading = f"{first + len(titles)}. {title}"
         titles.append(heading)
-        doc.blocks += [Heading(heading)]
-        if record.get("reference"):
-            doc.blocks.append(Paragraph("Published result: " + str(record["reference"])))
-        try:
-            summary = (path / str(record.get("summary", ""))).read_text()
-        except OSError:
-            doc.blocks.append(Note(f"{name}: its summary could not be read."))
-        else:
-            doc.blocks.append(Preformatted(summary.strip()))
-        for fig in record.get("figures", []):
-            doc.figure(path / str(fig), f"{name}-{fig}", f"{title}: {fig}")
+        doc.blocks += [Heading(heading), *analysis_blocks(path, doc.out, level=3, svg=False)]
     return titles

@@ -18,6 +18,7 @@ from reslab.lab.folder import LabFolder
 from reslab.lab.notebook import exercise_cnns, exercise_mlp, gradient_norms
 from reslab.lab.profiles import Profile, Study, get_profile
 from reslab.lab.stages import Stage
+from reslab.report.sweeps import sweep_blocks
 from reslab.report.document import Block, Figure, Heading, Note, Paragraph, Table, to_html, to_markdown
 from reslab.report.values import strict_json
 
@@ -198,5 +199,12 @@ def _sections(doc: _Doc, folder: LabFolder, profile: Profile) -> dict[str, Any]:
     doc.figure(depth / "gradflow-depth.png", "gradflow-depth.png", "Gradient norm per layer, plain and residual MLPs")
     answer += [("The notebook's CNN against its ResNetCNN", cnns), ("Gradient flow", gd),
                ("The notebook's gradient statistics", norms)]
-    titles += instrument_sections(folder, doc)
+    titles += instrument_sections(folder, doc, first=6)
+    appendix = "Appendix: every sweep in full"
+    titles.append(appendix)
+    doc.blocks += [Heading(appendix), Paragraph("What each sweep ran (its settings, grid and seeds), the status of every "
+                                                "run, its figures, tables and summary sentences.")]
+    for study in (profile.notebook_mlp, profile.notebook_cnn, profile.notebook_resnet, profile.mlp_depth,
+                  profile.conv_depth):
+        doc.blocks += sweep_blocks(folder.sweep(study.name), doc.out, level=3, svg=False)
     return {"titles": titles, "answer": answer}
