@@ -136,6 +136,32 @@ def test_slurm_flags_reach_the_sbatch_file(tmp_path: Path, monkeypatch: pytest.M
     assert executor._executor.parameters["array_parallelism"] == 3
 
 
+@needs_submitit
+def test_slurm_time_limit_warning_checkpoints_the_run(tmp_path: Path, data_dir: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slurm's USR2 before the time limit (submitit would end the task mid-step) becomes a checkpoint."""
+    from conftest import tiny_cfg
+    from reslab.config import to_dict
+    from reslab.protocols import Observer
+    from reslab.sweep import local, slurm_backend
+    from reslab.sweep.local import Task
+
+    class WarnAt(Observer):
+        def on_step(self, step: int, loss: Any, lr: float) -> None:
+            if step == 5:
+                os.kill(os.getpid(), signal.SIGUSR2)
+
+    def train(cfg, observers=(), **kwargs):  # type: ignore[no-untyped-def]
+        return local_train(cfg, [*observers, WarnAt()], **kwargs)
+
+    local_train = local.train
+    monkeypatch.setattr(local, "train", train)
+    before = signal.getsignal(signal.SIGUSR2)
+    outcome = slurm_backend.run_on_slurm(Task("warned", to_dict(tiny_cfg(data_dir, tmp_path))), 1)
+    assert outcome["status"] == "interrupted" and (Path(outcome["run_dir"]) / "last.pt").is_file(), outcome
+    assert signal.getsignal(signal.SIGUSR2) is before
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend, argv", [
     pytest.param("ray", [], marks=needs_ray),

@@ -10,7 +10,9 @@ executor), to try a sweep's Slurm path on a machine without Slurm.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any, ContextManager, Sequence
@@ -90,7 +92,7 @@ class SlurmRunner:
         executor.update_parameters(**{"name": f"reslab-{folder.path.name}", "cpus_per_task": max(threads, default=1),
                                       **self.params})
         try:
-            jobs = executor.map_array(run_task_with_threads, tasks, threads)  # one array, one sbatch
+            jobs = executor.map_array(run_on_slurm, tasks, threads)  # one array, one sbatch
         except Exception as exc:  # sbatch refused it (a partition, an account, a time limit)
             raise ConfigError(f"Slurm refused the job array: {first_line(exc, type(exc).__name__)}") from None
         pending = dict(zip(jobs, tasks))
@@ -112,6 +114,18 @@ class SlurmRunner:
                 time.sleep(POLL_S if pending else 0)
             return False
         return True
+
+
+def run_on_slurm(task: Task, threads: int) -> dict[str, Any]:
+    """A run as a Slurm task. Before the time limit Slurm warns with USR2 (submitit's `--signal`), and submitit
+    would end the task with an error mid-step; here it is taken as a SIGTERM, which `train` turns into a
+    checkpoint, so the run is `interrupted` and the next invocation resumes it."""
+    warning = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))  # as submitit reads it
+    previous = signal.signal(warning, lambda signum, frame: signal.raise_signal(signal.SIGTERM))
+    try:
+        return run_task_with_threads(task, threads)
+    finally:
+        signal.signal(warning, previous)
 
 
 def _outcome(job: Any, task: Task) -> dict[str, Any]:
