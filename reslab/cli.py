@@ -96,9 +96,27 @@ def _add_sweep_parser(sub: Any) -> None:
                                    "runs), and write results.csv, aggregate.csv, paired.csv, figures and summary.txt. "
                                    "The last line printed on stdout is the sweep folder.")
     s.add_argument("file", metavar="SWEEP_FILE", help="a sweep .yaml file (see sweeps/)")
-    s.add_argument("--jobs", type=int, metavar="N", help="runs at a time (default: 1 on a CPU, one per GPU)")
+    s.add_argument("--jobs", type=int, metavar="N", help="runs at a time (local: default 1 on a CPU, one per GPU; "
+                                                         "ray: tasks in flight; slurm: the array's parallelism)")
     s.add_argument("--backend", choices=["local", "ray", "slurm"], default="local",
-                   help="where runs go (only local is available yet)")
+                   help="where runs go: worker processes here, Ray tasks (pip install 'reslab[ray]') or one Slurm "
+                        "job array (pip install 'reslab[slurm]')")
+    s.add_argument("--cpus-per-run", type=int, metavar="N", help="ray, slurm: CPUs (and torch threads) per run "
+                                                                 "(default: the run's train.threads, else 1)")
+    s.add_argument("--gpus-per-run", type=float, metavar="G", help="ray: GPUs per run, a fraction packs runs on a "
+                                                                   "GPU (default: 1 where the cluster has GPUs); "
+                                                                   "slurm: GPUs per task")
+    s.add_argument("--ray-address", metavar="ADDR", help="ray: host:port, ray://host:port or auto "
+                                                        "(default: $RAY_ADDRESS, else start a local Ray)")
+    s.add_argument("--slurm-partition", metavar="P", help="slurm: the partition")
+    s.add_argument("--slurm-time", type=int, metavar="MIN",
+                   help="slurm: time limit per task in minutes (default: 1440); a task stopped by it resumes when "
+                        "the sweep runs again")
+    s.add_argument("--slurm-arg", action="append", metavar="KEY=VALUE",
+                   help="slurm: another submitit parameter, e.g. account=lab, mem_gb=16, constraint=a100 "
+                        "(repeatable)")
+    s.add_argument("--slurm-cluster", metavar="C", help="slurm: slurm (default), or local to run the job array as "
+                                                        "processes here (submitit's local executor)")
     s.add_argument("--runs-dir", metavar="D", help="where the sweep folder goes (default: runs)")
     s.add_argument("--data-dir", metavar="D", help="dataset root (default: $RESLAB_DATA, else ./data)")
     s.add_argument("--dry-run", action="store_true", help="list every run, its state and its estimated cost; "
@@ -248,10 +266,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from reslab.sweep import run_sweep
+    from reslab.sweep import BackendOptions, run_sweep
 
-    folder, code = run_sweep(args.file, jobs=args.jobs, backend=args.backend, runs_dir=args.runs_dir,
-                             data_dir=args.data_dir, dry=args.dry_run)
+    given = dict(jobs=args.jobs, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
+                 ray_address=args.ray_address, slurm_partition=args.slurm_partition, slurm_time=args.slurm_time,
+                 slurm_cluster=args.slurm_cluster, slurm_args=tuple(args.slurm_arg) if args.slurm_arg else None)
+    options = BackendOptions(**{name: value for name, value in given.items() if value is not None})
+    folder, code = run_sweep(args.file, backend=args.backend, runs_dir=args.runs_dir, data_dir=args.data_dir,
+                             dry=args.dry_run, options=options)
     print(folder)
     return code
 

@@ -146,8 +146,7 @@ def test_bad_sweep_files_fail_before_anything_is_written(tmp_path: Path, data_di
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("argv, message", [(["--backend", "ray"], "not yet available"), (["--backend", "nope"],
-                                                                                           "invalid choice"),
+@pytest.mark.parametrize("argv, message", [(["--backend", "nope"], "invalid choice"),
                                            (["--jobs", "0"], "--jobs must be >= 1")])
 def test_bad_sweep_flags(tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture, argv: list[str],
                          message: str) -> None:
