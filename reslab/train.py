@@ -211,7 +211,7 @@ def _save_last(s: Session, state: TrainState) -> None:
     """Observers first put their records on disk: what the checkpoint claims is done must be there.
 
     Every rank calls this: mid-epoch, the checkpoint holds the open epoch's sums over all ranks."""
-    state = replace(state, running=state.running and state.running.summed(s.ranks.all_sum))
+    state = replace(state, running=None if state.running is None else state.running.summed(s.ranks.all_sum))
     if not s.ranks.is_main:
         return
     for obs in s.observers:
