@@ -20,12 +20,8 @@ from reslab.protocols import Observer, Sink
 SINK_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}  # sink -> the package it imports
 
 
-def default_observers(cfg: RunConfig, main: bool = True) -> list[Observer]:
-    """The observers a config asks for; a sink whose package is missing fails here, before training.
-
-    The other ranks of a distributed run (`main` false) get only a Tracker without sinks: it writes nothing,
-    but stops them at the same step as rank 0 when the (all-reduced) loss turns NaN or infinite.
-    """
+def default_observers(cfg: RunConfig) -> list[Observer]:
+    """The observers a config asks for; a sink whose package is missing fails here, before training."""
     from reslab.tracking import StepsCsv, TensorBoard, Tracker
 
     sinks: list[Sink] = [StepsCsv()]
@@ -39,12 +35,20 @@ def default_observers(cfg: RunConfig, main: bool = True) -> list[Observer]:
             from reslab.tracking_wandb import Wandb
 
             sinks.append(Wandb(cfg.track))
-    observers: list[Observer] = [Tracker(sinks if main else [], cfg.train.log_every)]
-    if cfg.gradflow.every > 0 and main:
+    observers: list[Observer] = [Tracker(sinks, cfg.train.log_every)]
+    if cfg.gradflow.every > 0:
         from reslab.gradflow import GradflowRecorder
 
         observers.append(GradflowRecorder(cfg.gradflow.every, output_std=cfg.gradflow.output_std))
     return observers
+
+
+def other_rank_observers(cfg: RunConfig) -> list[Observer]:
+    """What the ranks but rank 0 of a distributed run observe: a Tracker without sinks. It writes nothing, but
+    stops them at the same step as rank 0 when the (all-reduced) training loss turns NaN or infinite."""
+    from reslab.tracking import Tracker
+
+    return [Tracker([], cfg.train.log_every)]
 
 
 def start_all(observers: Sequence[Observer], run_dir: Path, model: nn.Module, cfg: RunConfig, step: int) -> None:

@@ -28,7 +28,7 @@ from reslab.evaluate import check_model_takes, evaluate
 from reslab.loaders import make_loaders
 from reslab.metrics import classification_report
 from reslab.models import count_params
-from reslab.observers import default_observers, start_all
+from reslab.observers import default_observers, other_rank_observers, start_all
 from reslab.optim import lr_at, make_optimizer, set_lr
 from reslab.protocols import Observer
 from reslab.errors import ConfigError, Diverged
@@ -89,8 +89,9 @@ def train(cfg: RunConfig, observers: Sequence[Observer] = (), *, resume: str | P
     """
     with contextlib.ExitStack() as held:
         ranks = held.enter_context(join(cfg, select_device))
-        s, state = _start(cfg, ranks, [*default_observers(cfg, ranks.is_main), *(observers if ranks.is_main else ())],
-                          resume, progress and ranks.is_main, held)
+        main = [*default_observers(cfg), *observers]  # made on every rank: a missing sink package fails on each
+        s, state = _start(cfg, ranks, main if ranks.is_main else other_rank_observers(cfg), resume,
+                          progress and ranks.is_main, held)
         try:
             with stop_on_signal() as flag:
                 while state.epoch < cfg.train.epochs:
