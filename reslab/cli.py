@@ -202,19 +202,24 @@ def _resolve_train_config(args: argparse.Namespace) -> Any:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from reslab import config
+    from reslab.distributed import is_main_process
     from reslab.train import Interrupted, train
 
     cfg = _resolve_train_config(args)
     if args.print_config:
         print(config.dump_yaml(cfg), end="")
         return 0
+    main = is_main_process()  # under torchrun rank 0 alone prints the outcome
     try:
         result = train(cfg, resume=args.resume, progress=not args.quiet)
     except Interrupted as exc:
-        print(f"reslab: {exc}", file=sys.stderr)
-        print(exc.run_dir)
+        if main:
+            print(f"reslab: {exc}", file=sys.stderr)
+            print(exc.run_dir)
         return EXIT_INTERRUPTED
     s = result.summary
+    if not main:
+        return EXIT_DIVERGED if s["status"] == "diverged" else 0
     if s["status"] == "diverged":
         print(f"reslab: {cfg.name} diverged at step {s['diverged_step']} (training loss {s['diverged_loss']}); "
               f"recorded in {result.run_dir}", file=sys.stderr)

@@ -25,14 +25,15 @@ def test_subset(n_test: int, test_size: int | None) -> torch.Tensor:
     return torch.randperm(n_test, generator=torch.Generator().manual_seed(TEST_SUBSET_SEED))[:test_size]
 
 
-def make_loaders(cfg: RunConfig, data: ImageData, device: torch.device,
-                 channels_last: bool) -> tuple[DeviceLoader, DeviceLoader | None, DeviceLoader]:
-    """(train, val or None when data.val_size=0, test).
+def make_loaders(cfg: RunConfig, data: ImageData, device: torch.device, channels_last: bool,
+                 shard: tuple[int, int] = (0, 1)) -> tuple[DeviceLoader, DeviceLoader | None, DeviceLoader]:
+    """(train, val or None when data.val_size=0, test); with `shard=(rank, world)`, this process's part of each.
 
     Validation takes the first `val_size` images of a permutation seeded by train.seed; with data.train_size,
     training keeps the next `train_size` of that same permutation (a seeded subset drawn after the validation
     split), so the same seed always picks the same images. The test set stays apart; data.test_size keeps the
     first images of one permutation seeded by TEST_SUBSET_SEED, the same for every run, so runs stay paired.
+    Every process of a distributed run makes the same split and order, and takes its slice of each batch.
     """
     d = cfg.data
     train_idx, val_idx = split_indices(len(data.train_y), d.val_size, cfg.train.seed)
@@ -42,7 +43,7 @@ def make_loaders(cfg: RunConfig, data: ImageData, device: torch.device,
                             f"after the validation split (data.val_size {d.val_size})")
         train_idx = train_idx[:d.train_size]
     augment = Augment(crop_padding=d.crop_padding, hflip=d.hflip) if d.augment else None
-    common = dict(mean=data.mean, std=data.std, device=device, channels_last=channels_last)
+    common = dict(mean=data.mean, std=data.std, device=device, channels_last=channels_last, shard=shard)
     train = DeviceLoader(data.train_x[train_idx], data.train_y[train_idx], batch_size=d.batch_size, shuffle=True,
                          augment=augment, seed=cfg.train.seed, **common)
     val = (DeviceLoader(data.train_x[val_idx], data.train_y[val_idx], batch_size=d.eval_batch_size, **common)

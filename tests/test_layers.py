@@ -24,7 +24,7 @@ LAYERS: list[list[str]] = [
     ["plots"],
     ["models", "metrics"],
     ["config", "data"],
-    ["runs", "runtime", "optim", "evaluate", "state", "protocols", "loaders"],
+    ["runs", "runtime", "optim", "evaluate", "state", "protocols", "loaders", "distributed"],
     ["tracking", "tracking_wandb", "gradflow"],  # observers and the sinks and instruments behind them
     ["observers"],  # the one place that assembles the default observers
     ["train"],

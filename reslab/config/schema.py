@@ -104,6 +104,9 @@ class TrainConfig:
     threads: int | None = None  # CPU threads for torch (None: torch's default)
     log_every: int = 50  # steps between per-step records: progress bar, steps.csv, sinks (each is one host sync)
     checkpoint_every: int = 1  # epochs between last.pt writes (best.pt is written on every improvement)
+    # under torchrun: batch norm over the global batch (SyncBatchNorm, GPUs only), so the run matches one process
+    # with the same batch; auto: on with CUDA, off (each rank's own batch statistics) on the CPU
+    sync_bn: Literal["auto", "on", "off"] = "auto"
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
