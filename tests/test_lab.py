@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -194,7 +195,10 @@ def test_ctrl_c_at_any_moment_then_rerun_loses_and_repeats_no_run(finished_lab: 
         stdout, stderr = proc.communicate(timeout=300)
         codes.append(proc.returncode)
         assert proc.returncode in (0, 130), stderr[-2000:]
-        assert "Traceback" not in stderr, stderr[-3000:]
+        # Python prints (and swallows) an interrupt that lands in a garbage-collection callback; the lab stops
+        # after that stage instead (checked by the codes below); any other traceback is a bug
+        kept = re.sub(r"Exception ignored in:.*?KeyboardInterrupt: ?\n", "", stderr, flags=re.S)
+        assert "Traceback" not in kept, stderr[-3000:]
         if delay is None or proc.returncode == 0:
             break
     assert codes[-1] == 0 and 130 in codes, codes

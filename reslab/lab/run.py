@@ -6,10 +6,12 @@ between or inside a stage; the next run continues from there without losing or r
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 import time
 from pathlib import Path
-from typing import IO, Mapping, Sequence
+from typing import IO, Any, Iterator, Mapping, Sequence
 
 from reslab.errors import ConfigError, DataError
 from reslab.lab.folder import LabFolder
@@ -43,6 +45,24 @@ def check_data(mnist: str, cifar: str, data_dir: str | None) -> None:
         except DataError as exc:
             hint = 'reslab lab --data-dir DIR, or make lab ARGS="--data-dir DIR"' if data_dir is None else f"{role} SPEC"
             raise DataError(f"{role} {spec}: {exc} (point the lab at the data: {hint})") from None
+
+
+@contextlib.contextmanager
+def _stop_on_signal() -> Iterator[dict[str, bool]]:
+    """Ctrl-C or SIGTERM raise KeyboardInterrupt, and also set a flag: Python swallows an exception raised while a
+    garbage-collection callback runs, so the lab checks the flag after each stage as well."""
+    flag = {"stop": False}
+
+    def handler(signum: int, frame: Any) -> None:
+        flag["stop"] = True
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 class _Overall:
@@ -105,23 +125,8 @@ def run_lab(*, profile: str | None = None, mnist: str = "mnist", cifar: str = "c
     overall = _Overall(stages, record["stages"], ctx.profile.expected_s, stream)
     failed_runs = 0
     try:
-        for i, stage in enumerate(stages, start=1):
-            if stage.name in record["stages"]:
-                continue
-            overall.begin(i, stage)
-            started = time.perf_counter()
-            failed = 0
-            if stage.study is not None:
-                failed = run_study(ctx, stage.study)
-            else:
-                assert stage.analyse is not None
-                with folder.building(folder.analysis(stage.name)) as temp:
-                    stage.analyse(ctx, temp)
-            seconds = time.perf_counter() - started
-            failed_runs += failed
-            if not failed:  # a stage with failed runs is tried again next time (the sweep reruns only those)
-                folder.mark_done(record, stage.name, seconds)
-            overall.end(i, stage, seconds, failed)
+        with _stop_on_signal() as stop:
+            failed_runs = _run_stages(stages, record, ctx, overall, stop)
     except (KeyboardInterrupt, LabStopped) as exc:
         why = f" ({exc})" if isinstance(exc, LabStopped) else ""
         print(f"lab: stopped{why}; run the same command again to continue where it stopped", file=stream)
@@ -129,3 +134,29 @@ def run_lab(*, profile: str | None = None, mnist: str = "mnist", cifar: str = "c
     html = write_lab_report(folder, stages, record)
     print(f"lab: report written in {_duration(time.perf_counter() - overall.start)}: {html}", file=stream)
     return html, 1 if failed_runs else 0
+
+
+def _run_stages(stages: Sequence[Stage], record: dict[str, Any], ctx: LabContext, overall: _Overall,
+                stop: dict[str, bool]) -> int:
+    """Every stage not done yet, in order; returns how many runs failed."""
+    failed_runs = 0
+    for i, stage in enumerate(stages, start=1):
+        if stage.name in record["stages"]:
+            continue
+        overall.begin(i, stage)
+        started = time.perf_counter()
+        failed = 0
+        if stage.study is not None:
+            failed = run_study(ctx, stage.study)
+        else:
+            assert stage.analyse is not None
+            with ctx.folder.building(ctx.folder.analysis(stage.name)) as temp:
+                stage.analyse(ctx, temp)
+        seconds = time.perf_counter() - started
+        failed_runs += failed
+        if not failed:  # a stage with failed runs is tried again next time (the sweep reruns only those)
+            ctx.folder.mark_done(record, stage.name, seconds)
+        overall.end(i, stage, seconds, failed)
+        if stop["stop"]:  # a Ctrl-C that Python swallowed: the stage is done, the lab stops here
+            raise LabStopped("stopped after the stage " + stage.name)
+    return failed_runs
