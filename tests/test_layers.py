@@ -31,7 +31,7 @@ LAYERS: list[list[str]] = [
     ["analyze", "sweep"],
     ["report"],
     ["lab"],  # the whole lab: stages of runs, sweeps and analyses, then the report
-    ["cli_analyze"],  # the instruments' flags, under cli's `analyze` group
+    ["cli_analyze", "cli_studies"],  # the instruments' flags (cli's `analyze` group); sweep and lab
     ["cli", "presets"],
     ["__main__"],  # python -m reslab
 ]
