@@ -40,10 +40,10 @@ def _add_shatter(group: Any) -> None:
     p = group.add_parser("shatter", help="shattered gradients: how alike the input gradients of nearby inputs are",
                          description="Balduzzi et al. 2017. The paper's set-up (fully-connected nets on a 1-D input "
                                      "grid at initialisation, plain and residual, without and with batch norm, over "
-                                     "depths and seeds: the autocorrelation of d output / d input against lag) and, for "
-                                     "each model or run given, the correlation of input gradients at neighbouring "
-                                     "points along straight lines between test images. The last line printed on "
-                                     "stdout is the output folder.")
+                                     "depths and seeds: the autocorrelation of d output / d input against lag) and, "
+                                     "for each model or run given, the correlation of input gradients at "
+                                     "neighbouring points along straight lines between test images. The last line "
+                                     "printed on stdout is the output folder.")
     p.add_argument("models", nargs="*", metavar="MODEL_OR_RUN", help="presets, .yaml config files or run folders "
                                                                      "(none: the paper's grid only)")
     p.add_argument("--at", action="append", choices=["init", "best", "last", "every"], default=None,
@@ -83,12 +83,12 @@ def _run_shatter(args: argparse.Namespace) -> int:
 
 def _add_landscape(group: Any) -> None:
     p = group.add_parser("landscape", help="loss landscape of trained runs along random filter-normalised directions",
-                         description="Li et al. 2018: the loss and accuracy of each trained run along one or two random "
-                                     "directions, each filter rescaled to the norm of the trained filter (biases and "
-                                     "norm layers not moved), batch norm in eval mode, on a fixed seeded subset of the "
-                                     "training split. Runs given together are cut along directions drawn from the same "
-                                     "seed (saved in directions.pt). The last line printed on stdout is the output "
-                                     "folder.")
+                         description="Li et al. 2018: the loss and accuracy of each trained run along one or two "
+                                     "random directions, each filter rescaled to the norm of the trained filter "
+                                     "(biases and norm layers not moved), batch norm in eval mode, on a fixed seeded "
+                                     "subset of the training split. Runs given together are cut along directions drawn "
+                                     "from the same seed (saved in directions.pt). The last line printed on stdout is "
+                                     "the output folder.")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (with a best.pt or last.pt)")
     p.add_argument("--at", choices=["best", "last"], default="last", help="the checkpoint to cut (default last)")
     p.add_argument("--dims", type=int, default=1, metavar="1|2", help="1: curves, 2: contour maps (default 1)")

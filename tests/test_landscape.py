@@ -20,7 +20,7 @@ from reslab.config import load_source
 from reslab.data import load_dataset, split_indices
 from reslab.models import build_model
 from reslab.train import train
-from conftest import tiny_cfg
+from conftest import fails_one_line, tiny_cfg
 
 
 @pytest.mark.parametrize("name, kw", [("cifar-resnet", {"depth": 8, "width": 4}), ("mlp", {"norm": "batch"}),
@@ -94,7 +94,8 @@ def _independent_loss(run: Path, data_dir: Path, subset: int, seed: int) -> tupl
     x = (data.train_x[idx].float() / 255 - data.mean[0]) / data.std[0]
     with torch.no_grad():
         logits = model(x)
-    return float(F.cross_entropy(logits, data.train_y[idx])), float((logits.argmax(1) == data.train_y[idx]).float().mean())
+    labels = data.train_y[idx]
+    return float(F.cross_entropy(logits, labels)), float((logits.argmax(1) == labels).float().mean())
 
 
 @pytest.mark.slow
@@ -121,7 +122,7 @@ def test_loss_at_the_origin_is_the_runs_loss(trained_pair: list[Path], data_dir:
 def test_2d_saves_the_directions_it_used(trained_pair: list[Path], tmp_path: Path,
                                          capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "out"
-    _fails(capsys, ["analyze", "landscape", str(trained_pair[1]), "--subset", "100000", "--out", str(out)],
+    fails_one_line(capsys, ["analyze", "landscape", str(trained_pair[1]), "--subset", "100000", "--out", str(out)],
            "--subset 100000 is more than the 500 images of the training split")
     assert not out.exists()
     assert main(["analyze", "landscape", str(trained_pair[1]), "--dims", "2", "--points", "3", "--subset", "50",
@@ -137,16 +138,6 @@ def test_2d_saves_the_directions_it_used(trained_pair: list[Path], tmp_path: Pat
     assert (out / "landscape-2d.png").is_file()
 
 
-def _fails(capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and message in lines[0], err
-
-
 def test_cli_bad_input_is_one_line_and_writes_nothing(data_dir: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture) -> None:
     from reslab.config import dump_yaml, resolve
@@ -156,12 +147,13 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(data_dir: Path, tmp_path: 
     (bare / "config.yaml").write_text(dump_yaml(resolve("seed-mlp", [f"data.data_dir={data_dir}"])))
     out = tmp_path / "out"
     base = ["analyze", "landscape", "--out", str(out), "--device", "cpu"]
-    _fails(capsys, base + [str(bare)], "has no last.pt (checkpoints present: none)")
-    _fails(capsys, base + [str(bare), "--at", "best"], "has no best.pt")
-    _fails(capsys, base + ["seed-mlp"], "--at last needs a run folder")
+    fails_one_line(capsys, base + [str(bare)], "has no last.pt (checkpoints present: none)")
+    fails_one_line(capsys, base + [str(bare), "--at", "best"], "has no best.pt")
+    fails_one_line(capsys, base + ["seed-mlp"], "--at last needs a run folder")
     for points in ("0", "4"):
-        _fails(capsys, base + [str(bare), "--points", points], f"--points must be an odd number >= 3 (the grid is centred on the trained weights), got {points}")
-    _fails(capsys, base + [str(bare), "--dims", "3"], "--dims must be 1 or 2, got 3")
-    _fails(capsys, base + [str(bare), "--subset", "0"], "--subset must be >= 1")
-    _fails(capsys, base + [str(bare), "--span", "0"], "--span must be > 0")
+        fails_one_line(capsys, base + [str(bare), "--points", points],
+               f"--points must be an odd number >= 3 (the grid is centred on the trained weights), got {points}")
+    fails_one_line(capsys, base + [str(bare), "--dims", "3"], "--dims must be 1 or 2, got 3")
+    fails_one_line(capsys, base + [str(bare), "--subset", "0"], "--subset must be >= 1")
+    fails_one_line(capsys, base + [str(bare), "--span", "0"], "--span must be > 0")
     assert not out.exists()

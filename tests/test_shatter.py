@@ -16,6 +16,7 @@ from reslab.analyze.shatter import (GridResult, GridSettings, autocorrelation, c
 from reslab.analyze.shatter_output import grid_sentences, lag1_rows
 from reslab.cli import main
 from reslab.models import build_model
+from conftest import fails_one_line
 
 
 @pytest.mark.parametrize("form", ["plain", "plain-bn", "resnet", "resnet-bn"])
@@ -109,23 +110,13 @@ def test_cli_writes_the_folder_and_is_deterministic(data_dir: Path, tmp_path: Pa
         assert (tmp_path / "a" / table).read_text() == (tmp_path / "b" / table).read_text(), table
 
 
-def _fails(capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and message in lines[0], err
-
-
 def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "out"
     base = ["analyze", "shatter", "--out", str(out)]
-    _fails(capsys, base + ["--depths", "0"], "--depths must be one or more depths >= 1")
-    _fails(capsys, base + ["--forms", "dense"], "unknown --forms dense")
-    _fails(capsys, base + ["--seeds", "0"], "--seeds must be >= 1, got 0")
-    _fails(capsys, base + ["--max-lag", "200"], "must be below half the 256 grid points")
-    _fails(capsys, base + ["--no-grid"], "nothing to measure")
-    _fails(capsys, base + ["seed-mlp", "--at", "best"], "--at best needs a run folder")
+    fails_one_line(capsys, base + ["--depths", "0"], "--depths must be one or more depths >= 1")
+    fails_one_line(capsys, base + ["--forms", "dense"], "unknown --forms dense")
+    fails_one_line(capsys, base + ["--seeds", "0"], "--seeds must be >= 1, got 0")
+    fails_one_line(capsys, base + ["--max-lag", "200"], "must be below half the 256 grid points")
+    fails_one_line(capsys, base + ["--no-grid"], "nothing to measure")
+    fails_one_line(capsys, base + ["seed-mlp", "--at", "best"], "--at best needs a run folder")
     assert not out.exists()

@@ -29,6 +29,8 @@ STATS_FIELDS = ["model", "at", "model_spec", "pair", "weight_layers", "dims", "p
                 "acc_origin", "loss_min", "loss_max", "loss_range", "convex_share", "local_minima", "seconds"]
 LIKE_DEPTH = 20  # weight layers up to which Li et al. found plain and residual surfaces alike
 ALIKE_SHARE = 0.15  # convex shares this close count as alike
+RANGE_FACTOR = 10.0  # loss ranges within this factor count as alike
+FLAT = 0.01  # a surface whose loss varies by less than this fraction of the loss at the origin is a plateau
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -77,32 +79,63 @@ def stats_rows(surfaces: Sequence[Surface], settings: LandscapeSettings) -> list
 # ----------------------------------------------------------------------------- words
 
 
+def is_flat(row: Mapping[str, Any]) -> bool:
+    """A loss range under FLAT of the loss at the origin: a plateau, where second differences are rounding noise."""
+    return not row["loss_range"] >= FLAT * row["loss_origin"]
+
+
 def _model_sentence(r: Mapping[str, Any]) -> str:
     return (f"{r['model']} ({r['weight_layers']} weight layers): loss {r['loss_origin']:.4g} at the trained weights "
             f"(accuracy {100 * r['acc_origin']:.1f}%), from {r['loss_min']:.4g} to {r['loss_max']:.4g} over the "
             f"grid; second difference >= 0 at {100 * r['convex_share']:.0f}% of the points; "
-            f"{r['local_minima']} local minim{'um' if r['local_minima'] == 1 else 'a'} inside the grid; {r['seconds']:.1f} s.")
+            f"{r['local_minima']} local minim{'um' if r['local_minima'] == 1 else 'a'} inside the grid; "
+            f"{r['seconds']:.1f} s"
+            + (f" (a plateau: flat to within {100 * FLAT:.0f}% of its loss)." if is_flat(r) else "."))
 
 
 def _pair_sentence(plain: Mapping[str, Any], res: Mapping[str, Any]) -> str:
     """How the pair compares, and whether that is what Li et al. found at this depth."""
     layers = int(res["weight_layers"])
-    alike = abs(res["convex_share"] - plain["convex_share"]) <= ALIKE_SHARE and \
-        abs(res["local_minima"] - plain["local_minima"]) <= 1
-    smoother = res["convex_share"] >= plain["convex_share"] and res["local_minima"] <= plain["local_minima"]
-    ranges = res["loss_range"] / plain["loss_range"] if plain["loss_range"] > 0 else float("nan")
+    flat = [r for r in (plain, res) if is_flat(r)]
+    if flat:
+        who = " and ".join(f"{r['model']} (accuracy {100 * r['acc_origin']:.1f}% at the trained weights)"
+                           for r in flat)
+        return (f"{plain['model']} vs {res['model']}: the surface of {who} is flat to within {100 * FLAT:.0f}% of its "
+                "loss, a plateau: the net did not learn, so the shape measures do not compare the two; Li et al.'s "
+                "comparison needs both nets trained.")
     text = (f"{plain['model']} vs {res['model']}: convex share {100 * plain['convex_share']:.0f}% vs "
             f"{100 * res['convex_share']:.0f}%, local minima {plain['local_minima']} vs {res['local_minima']}, "
-            f"loss range {plain['loss_range']:.3g} vs {res['loss_range']:.3g} (residual/plain {ranges:.3g}). ")
+            f"loss range {plain['loss_range']:.3g} vs {res['loss_range']:.3g}. ")
+    better = _smoother(plain, res)
+    for_res = [what for what, who in better.items() if who == "residual"]
+    for_plain = [what for what, who in better.items() if who == "plain"]
+    if not for_res and not for_plain:
+        return text + (f"By all three they look alike at {layers} weight layers: " +
+                       ("as Li et al. found at depth 20 (agrees)." if layers <= LIKE_DEPTH else
+                        "Li et al. found the plain surface chaotic and the residual one smooth at this depth "
+                        "(disagrees at this resolution)."))
+    if for_plain:
+        return text + (f"The plain surface is the smoother by {', '.join(for_plain)}" +
+                       (f" and the residual one by {', '.join(for_res)}" if for_res else "") +
+                       f", at {layers} weight layers: unlike Li et al. (disagrees).")
+    text += f"The residual surface is the smoother by {', '.join(for_res)} at {layers} weight layers"
     if layers <= LIKE_DEPTH:
-        return text + (f"At {layers} weight layers Li et al. found the two alike; " +
-                       ("so here (agrees)." if alike else "here they differ (disagrees)."))
-    if alike:
-        return text + (f"At {layers} weight layers Li et al. found the plain surface chaotic and the residual one "
-                       "smooth; here the two look alike by these measures (disagrees at this depth and resolution).")
-    verdict = ("the residual surface is the smoother, as Li et al. found (agrees)." if smoother else
-               "the plain surface is the smoother by these measures, unlike Li et al. (disagrees).")
-    return text + f"At {layers} weight layers, {verdict}"
+        return text + ": Li et al. found the two alike at depth 20 (disagrees)."
+    if "convexity" not in for_res:
+        return text + (", as Li et al. found deeper than 20 layers (agrees in direction); but the plain cut is as "
+                       "convex as the residual one here, not chaotic as in Li et al.")
+    return text + ", as Li et al. found deeper than 20 layers (agrees)."
+
+
+def _smoother(plain: Mapping[str, Any], res: Mapping[str, Any]) -> dict[str, str]:
+    """Which surface is the smoother by convexity share, local minima and loss range: plain, residual or ''."""
+    share = res["convex_share"] - plain["convex_share"]
+    minima = int(plain["local_minima"]) - int(res["local_minima"])
+    ratio = plain["loss_range"] / res["loss_range"] if res["loss_range"] > 0 else float("inf")
+    return {"convexity": "residual" if share > ALIKE_SHARE else "plain" if share < -ALIKE_SHARE else "",
+            "local minima": "residual" if minima > 1 else "plain" if minima < -1 else "",
+            f"loss range ({ratio:.3g}x)": "residual" if ratio > RANGE_FACTOR else
+            "plain" if ratio < 1 / RANGE_FACTOR else ""}
 
 
 def describe(rows: Sequence[Mapping[str, Any]], settings: LandscapeSettings) -> list[str]:

@@ -15,6 +15,7 @@ import numpy as np
 
 from reslab import files
 from reslab.analyze.gradflow import model_spec, resolve_targets
+from reslab.analyze.gradflow_output import pairs
 from reslab.analyze.record import AnalysisRecord, check_output_dir, make_output_dir, write_record
 from reslab.analyze.shatter import (DEFAULT_MAX_LAG, FORMS, GridResult, GridSettings, LineResult, measure_grid,
                                     measure_lines)
@@ -160,9 +161,18 @@ def line_sentences(rows: Sequence[Mapping[str, Any]], lines: Sequence[LineResult
     out = [f"Along straight lines between two test images ({len(r0.images)} seeded pairs, {r0.points} points each): "
            "the gradient of the logit of the first image's true class with respect to the input image; lag-1: the "
            "mean Pearson correlation between the gradients at neighbouring points."]
-    out += [f"{r['model']}{' at initialisation' if r['at'] == 'init' else ''}: lag-1 correlation {r['lag1_mean']:.3g} +/- {r['lag1_std']:.2g} "
+    out += [f"{r['model']}{' at initialisation' if r['at'] == 'init' else ''}: lag-1 correlation "
+            f"{r['lag1_mean']:.3g} +/- {r['lag1_std']:.2g} "
             f"(min {r['lag1_min']:.3g}, n={r['lines']} lines); {r['corr_at_max_lag']:.3g} at lag {r['max_lag']}; "
             + (f"below 1/2 from lag {r['half_lag']}." if r["half_lag"] != "" else "never below 1/2.") for r in rows]
+    by = {str(r["model"]): r for r in rows}
+    for title in dict.fromkeys(pairs(lines).values()):
+        plain, res = (by[name] for name in title.split(" vs "))
+        diff = res["lag1_mean"] - plain["lag1_mean"]
+        more = "as" if abs(diff) <= max(res["lag1_std"], plain["lag1_std"]) else "more" if diff > 0 else "less"
+        out.append(f"With the skip the gradients along the lines are {more} alike (the spread over lines is "
+                   f"+/- {max(res['lag1_std'], plain['lag1_std']):.2g}): lag-1 {res['lag1_mean']:.3g} "
+                   f"({res['model']}) against {plain['lag1_mean']:.3g} without it ({plain['model']}).")
     return out
 
 
