@@ -156,4 +156,5 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(data_dir: Path, tmp_path: 
     fails_one_line(capsys, base + [str(bare), "--dims", "3"], "--dims must be 1 or 2, got 3")
     fails_one_line(capsys, base + [str(bare), "--subset", "0"], "--subset must be >= 1")
     fails_one_line(capsys, base + [str(bare), "--span", "0"], "--span must be > 0")
+    fails_one_line(capsys, base + [str(bare), "--seed", "-2"], "--seed must be in 0..2**63-1, got -2")
     assert not out.exists()

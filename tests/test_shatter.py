@@ -118,5 +118,6 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys: py
     fails_one_line(capsys, base + ["--seeds", "0"], "--seeds must be >= 1, got 0")
     fails_one_line(capsys, base + ["--max-lag", "200"], "must be below half the 256 grid points")
     fails_one_line(capsys, base + ["--no-grid"], "nothing to measure")
+    fails_one_line(capsys, base + ["--seed", "-1"], "--seed must be in 0..2**63-1, got -1")
     fails_one_line(capsys, base + ["seed-mlp", "--at", "best"], "--at best needs a run folder")
     assert not out.exists()

@@ -20,6 +20,7 @@ from reslab.analyze.gradflow import model_spec, resolve_targets
 from reslab.analyze.gradflow_output import pairs
 from reslab.analyze.landscape import Direction, LandscapeSettings, Surface, measure
 from reslab.analyze.record import AnalysisRecord, check_output_dir, make_output_dir, write_record
+from reslab.analyze.shatter import check_seed
 from reslab.plots.landscape import plot_landscape_1d, plot_landscape_2d
 
 REFERENCE = ("Li et al. 2018: filter-normalised loss surfaces of plain and residual nets look alike at depth 20; "
@@ -182,6 +183,7 @@ def run_landscape(sources: Sequence[str], settings: LandscapeSettings = Landscap
                   progress: bool = True) -> tuple[Path, str]:
     """The whole `reslab analyze landscape` for trained runs; returns (output folder, summary)."""
     started = time.perf_counter()
+    check_seed(seed)
     targets = resolve_targets(sources, at=(at,), overrides=overrides, settings=extra)
     check_output_dir(out)
     surfaces, directions = measure(targets, settings, seed=seed, device=device, progress=progress)

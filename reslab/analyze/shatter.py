@@ -112,6 +112,11 @@ def lagged_correlation(vectors: torch.Tensor, max_lag: int) -> np.ndarray:
     return np.array([float((c[: len(c) - k] * c[k:]).sum(1).mean()) for k in range(max_lag + 1)])
 
 
+def check_seed(seed: int) -> None:
+    if not 0 <= seed < 2**63:
+        raise ConfigError(f"--seed must be in 0..2**63-1, got {seed}")
+
+
 def seed_for(*parts: object) -> int:
     """A 63-bit seed from named parts: the same parts give the same seed in any process."""
     return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "little") >> 1

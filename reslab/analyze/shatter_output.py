@@ -17,8 +17,8 @@ from reslab import files
 from reslab.analyze.gradflow import model_spec, resolve_targets
 from reslab.analyze.gradflow_output import pairs
 from reslab.analyze.record import AnalysisRecord, check_output_dir, make_output_dir, write_record
-from reslab.analyze.shatter import (DEFAULT_MAX_LAG, FORMS, GridResult, GridSettings, LineResult, measure_grid,
-                                    measure_lines)
+from reslab.analyze.shatter import (DEFAULT_MAX_LAG, FORMS, GridResult, GridSettings, LineResult, check_seed,
+                                    measure_grid, measure_lines)
 from reslab.errors import ConfigError
 from reslab.plots.shatter import plot_grid_autocorr, plot_grid_gradients, plot_lag1_by_depth, plot_line_corr
 from reslab.runtime import select_device
@@ -225,6 +225,7 @@ def run_shatter(sources: Sequence[str], *, grid: GridSettings | None = GridSetti
     """The whole `reslab analyze shatter`: the paper's grid (unless `grid` is None) and the lab's models along
     lines between test images; returns (output folder, summary)."""
     started = time.perf_counter()
+    check_seed(seed)
     targets = resolve_targets(sources, at=at, overrides=overrides, settings=settings) if sources else []
     check_output_dir(out)
     if grid is None and not targets:
