@@ -36,3 +36,16 @@ def tiny_cfg(data_dir: Path, runs_dir: Path, *extra: str, preset: str = "seed-ml
     return resolve(preset, [f"data.data_dir={data_dir}", f"runs_dir={runs_dir}", "data.val_size=100",
                             "data.batch_size=32", "train.epochs=3", "train.deterministic=true", "optim.lr=3e-3",
                             "train.device=cpu", *extra])
+
+
+def fails_one_line(capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
+    """`reslab argv` fails as a user error should: exit code 2 and one line on stderr that says `message`."""
+    from reslab.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and message in lines[0], err
