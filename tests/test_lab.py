@@ -80,13 +80,15 @@ def test_the_lab_fills_every_section_from_its_runs(finished_lab: dict[str, Any])
     out, md = finished_lab["out"], finished_lab["md"]
     assert finished_lab["code"] == 0
     for title in ("1. Exercise 1.1", "2. Exercise 1.2", "3. Plain against residual MLPs over depth",
-                  "4. Plain against residual conv nets over depth", "5. Exercise 2: gradient flow"):
+                  "4. Plain against residual conv nets over depth", "5. Exercise 2: gradient flow",
+                  "6. Lesion: deleting and reordering blocks", "7. Shattered gradients", "8. Loss landscapes",
+                  "9. Block forms at initialisation"):
         assert f"## {title}" in md
     assert "Tiny generated data." in md and "## The answer" in md
     runs = _run_folders(out)
     assert sum(len(v) for v in runs.values()) == RUNS
     record = json.loads((out / "lab.json").read_text())
-    assert all(v["status"] == "done" for v in record["stages"].values()) and len(record["stages"]) >= 7
+    assert all(v["status"] == "done" for v in record["stages"].values()) and len(record["stages"]) >= 15
     sections = {f["section"] for f in finished_lab["numbers"]["findings"]}
     assert {"ex1-mlp", "ex1-cnns", "mlp-depth", "conv-depth", "gradflow-notebook", "gradflow-depth"} <= sections
     for f in finished_lab["numbers"]["findings"]:  # every conclusion printed in the report, beside its table

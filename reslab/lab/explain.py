@@ -50,10 +50,10 @@ def gradient_depth(stats: Rows) -> Finding:
     return Finding(tuple(sentences), table, caption, thresholds)
 
 
-INSTRUMENTS = (("lesion", "Lesion: deleting and reordering blocks"),
-               ("shatter", "Shattered gradients"),
-               ("landscape", "Loss landscapes"),
-               ("init", "Block forms at initialisation"))
+INSTRUMENTS = (("Lesion: deleting and reordering blocks", ("lesion-mlp", "lesion-conv")),
+               ("Shattered gradients", ("shatter-mlp", "shatter-conv")),
+               ("Loss landscapes", ("landscape-mlp", "landscape-conv", "landscape-conv-2d")),
+               ("Block forms at initialisation", ("init-mlp", "init-conv")))  # section -> the lab stages behind it
 
 
 def instrument_sections(folder: Any, doc: Any, first: int) -> list[str]:
@@ -62,11 +62,13 @@ def instrument_sections(folder: Any, doc: Any, first: int) -> list[str]:
     from reslab.report.analyses import analysis_blocks
 
     titles = []
-    for name, title in INSTRUMENTS:
-        path = folder.analysis(name)
-        if not (path / "analysis.json").is_file():
+    for title, stages in INSTRUMENTS:
+        paths = [folder.analysis(name) for name in stages if (folder.analysis(name) / "analysis.json").is_file()]
+        if not paths:
             continue
         heading = f"{first + len(titles)}. {title}"
         titles.append(heading)
-        doc.blocks += [Heading(heading), *analysis_blocks(path, doc.out, level=3, svg=False)]
+        doc.blocks.append(Heading(heading))
+        for path in paths:
+            doc.blocks += analysis_blocks(path, doc.out, level=3, svg=False)
     return titles

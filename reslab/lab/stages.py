@@ -129,6 +129,53 @@ def gradflow_depth(ctx: LabContext, out: Path) -> None:
                  progress=False)
 
 
+def mlp_pair(ctx: LabContext) -> list[str]:
+    """The trained MLP twins the instruments explain (the profile's depth, seed 0)."""
+    return pair(ctx, ctx.profile.mlp_depth, "model.depth", str(ctx.profile.pair_depth_mlp))
+
+
+def conv_pair(ctx: LabContext) -> list[str]:
+    """The deepest trained conv twins (seed 0)."""
+    return pair(ctx, ctx.profile.conv_depth, ctx.profile.depth_key_conv)
+
+
+def shatter_mlp(ctx: LabContext, out: Path) -> None:
+    """Balduzzi et al.'s 1-D grid over depth, and the MLP twins along lines between test images (init, trained)."""
+    from reslab.analyze.shatter import GridSettings
+    from reslab.analyze.shatter_output import run_shatter
+
+    grid = GridSettings(depths=ctx.profile.shatter_depths, seeds=ctx.profile.shatter_seeds)
+    run_shatter(mlp_pair(ctx), grid=grid, at=("init", "last"), device=ctx.device, out=out, progress=False)
+
+
+def shatter_conv(ctx: LabContext, out: Path) -> None:
+    from reslab.analyze.shatter_output import run_shatter
+
+    run_shatter(conv_pair(ctx), grid=None, at=("init", "last"), device=ctx.device, out=out, progress=False)
+
+
+def _landscape(ctx: LabContext, out: Path, runs: list[str], dims: int) -> None:
+    """Li et al.'s filter-normalised cut through trained twins, along directions of the same seed."""
+    from reslab.analyze.landscape import LandscapeSettings
+    from reslab.analyze.landscape_output import run_landscape
+
+    points = ctx.profile.landscape_points if dims == 1 else None
+    run_landscape(runs, LandscapeSettings(dims=dims, points=points, subset=ctx.profile.subset), device=ctx.device,
+                  out=out, progress=False)
+
+
+def landscape_mlp(ctx: LabContext, out: Path) -> None:
+    _landscape(ctx, out, mlp_pair(ctx), 1)
+
+
+def landscape_conv(ctx: LabContext, out: Path) -> None:
+    _landscape(ctx, out, conv_pair(ctx), 1)
+
+
+def landscape_conv_2d(ctx: LabContext, out: Path) -> None:
+    _landscape(ctx, out, conv_pair(ctx), 2)
+
+
 def plan(profile: Profile) -> list[Stage]:
     """Every stage, in the order it runs."""
     return [
@@ -139,6 +186,12 @@ def plan(profile: Profile) -> list[Stage]:
         Stage("conv-depth", "Plain vs residual conv nets over depth on CIFAR-10", study=profile.conv_depth),
         Stage("gradflow-notebook", "Exercise 2: the notebook's gradient norms", analyse=gradflow_notebook),
         Stage("gradflow-depth", "Gradient flow over depth", analyse=gradflow_depth),
+        Stage("shatter-mlp", "Shattered gradients: the paper's grid and the MLP twins", analyse=shatter_mlp),
+        Stage("shatter-conv", "Shattered gradients: the conv twins", analyse=shatter_conv),
+        Stage("landscape-mlp", "Loss landscape of the MLP twins", analyse=landscape_mlp),
+        Stage("landscape-conv", "Loss landscape of the conv twins", analyse=landscape_conv),
+        *([Stage("landscape-conv-2d", "2-D loss landscape of the conv twins", analyse=landscape_conv_2d)]
+          if profile.landscape_2d else []),
     ]
 
 
