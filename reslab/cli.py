@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
+from reslab.cli_studies import add_lab_parser, add_sweep_parser, cmd_lab, cmd_sweep
 from reslab.errors import CheckpointError, ConfigError, ReslabError, first_line
 
 EXIT_USAGE = 2
@@ -49,7 +50,8 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_gradflow_parser(sub)
     _add_analyze_parser(sub)
     _add_report_parser(sub)
-    _add_sweep_parser(sub)
+    add_sweep_parser(sub)
+    add_lab_parser(sub)
     return parser
 
 
@@ -66,29 +68,16 @@ def _add_analyze_parser(sub: Any) -> None:
     add_instruments(group)
 
 
-def _add_sweep_parser(sub: Any) -> None:
-    s = sub.add_parser("sweep", help="run a depth study: a grid of runs over seeds, aggregated with CIs",
-                       description="Expand a sweep file (base, set, grid, seeds, tune) into runs under "
-                                   "<runs-dir>/<sweep name>/runs, train what is not finished yet (resuming interrupted "
-                                   "runs), and write results.csv, aggregate.csv, paired.csv, figures and summary.txt. "
-                                   "The last line printed on stdout is the sweep folder.")
-    s.add_argument("file", metavar="SWEEP_FILE", help="a sweep .yaml file (see sweeps/)")
-    s.add_argument("--jobs", type=int, metavar="N", help="runs at a time (default: 1 on a CPU, one per GPU)")
-    s.add_argument("--backend", choices=["local", "ray", "slurm"], default="local",
-                   help="where runs go (only local is available yet)")
-    s.add_argument("--runs-dir", metavar="D", help="where the sweep folder goes (default: runs)")
-    s.add_argument("--data-dir", metavar="D", help="dataset root (default: $RESLAB_DATA, else ./data)")
-    s.add_argument("--dry-run", action="store_true", help="list every run, its state and its estimated cost; "
-                                                          "write nothing")
-
-
 def _add_report_parser(sub: Any) -> None:
-    r = sub.add_parser("report", help="a report (Markdown + self-contained HTML) of one or more runs",
-                       description="Read run folders (or folders of runs) and write report.md, figures and a "
-                                   "self-contained report.html: per run its curves, summary, classification report "
-                                   "and confusion matrix; for several runs a comparison table and overlaid curves. "
+    r = sub.add_parser("report", help="a report (Markdown + self-contained HTML) of runs, sweeps and analyses",
+                       description="Read run, sweep and analysis folders (or folders of them) and write report.md, "
+                                   "figures and a self-contained report.html: per run its curves, summary, "
+                                   "classification report, confusion matrix and analyses; for several runs a "
+                                   "comparison table and overlaid curves; per sweep what was swept, its figures, "
+                                   "tables and conclusions; per analysis its summary, figures and tables. "
                                    "The last line printed on stdout is the report folder.")
-    r.add_argument("runs", nargs="*", metavar="RUN_OR_FOLDER", help="a run folder, or a folder of run folders")
+    r.add_argument("runs", nargs="*", metavar="RUN_OR_FOLDER",
+                   help="a run, sweep or analysis folder, or a folder of them")
     r.add_argument("--out", metavar="DIR", help="report folder: new, empty, or an earlier report "
                                                 "(default: a new reports/report-<date>-<time>-<id>)")
     r.add_argument("--svg", action="store_true", help="also write every figure as SVG")
@@ -158,19 +147,24 @@ def _resolve_train_config(args: argparse.Namespace) -> Any:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from reslab import config
+    from reslab.distributed import is_main_process
     from reslab.train import Interrupted, train
 
     cfg = _resolve_train_config(args)
     if args.print_config:
         print(config.dump_yaml(cfg), end="")
         return 0
+    main = is_main_process()  # under torchrun rank 0 alone prints the outcome
     try:
         result = train(cfg, resume=args.resume, progress=not args.quiet)
     except Interrupted as exc:
-        print(f"reslab: {exc}", file=sys.stderr)
-        print(exc.run_dir)
+        if main:
+            print(f"reslab: {exc}", file=sys.stderr)
+            print(exc.run_dir)
         return EXIT_INTERRUPTED
     s = result.summary
+    if not main:
+        return EXIT_DIVERGED if s["status"] == "diverged" else 0
     if s["status"] == "diverged":
         print(f"reslab: {cfg.name} diverged at step {s['diverged_step']} (training loss {s['diverged_loss']}); "
               f"recorded in {result.run_dir}", file=sys.stderr)
@@ -221,20 +215,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_sweep(args: argparse.Namespace) -> int:
-    from reslab.sweep import run_sweep
-
-    folder, code = run_sweep(args.file, jobs=args.jobs, backend=args.backend, runs_dir=args.runs_dir,
-                             data_dir=args.data_dir, dry=args.dry_run)
-    print(folder)
-    return code
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         return {"train": _cmd_train, "list": _cmd_list, "gradflow": _cmd_gradflow,
-                "report": _cmd_report, "sweep": _cmd_sweep, "analyze": lambda a: a.handler(a)}[args.command](args)
+                "report": _cmd_report, "sweep": cmd_sweep, "lab": cmd_lab, "analyze": lambda a: a.handler(a)}[args.command](args)
     except ReslabError as exc:
         print(f"reslab: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

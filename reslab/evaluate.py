@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -23,10 +23,12 @@ class EvalResult:
 
 
 def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], num_classes: int,
-             amp: contextlib.AbstractContextManager | None = None) -> EvalResult:
+             amp: contextlib.AbstractContextManager | None = None,
+             all_sum: Callable[[torch.Tensor], torch.Tensor] | None = None) -> EvalResult:
     """Mean loss, accuracy and confusion matrix over batches, in eval mode; one host sync at the end.
 
-    The model is left in the mode it was in.
+    In a distributed run each rank evaluates its shard and `all_sum` adds the sums up over the ranks, so every
+    rank gets the whole set's result. The model is left in the mode it was in.
     """
     was_training = model.training
     model.eval()
@@ -42,6 +44,8 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
                 confusion = confusion_update(confusion, y, logits.argmax(1))
     finally:
         model.train(was_training)
+    if all_sum is not None:
+        loss_sum, confusion = all_sum(loss_sum), all_sum(confusion)
     confusion = confusion.cpu()
     n = int(confusion.sum())
     return EvalResult(loss=float(loss_sum) / max(1, n), acc=accuracy(confusion), confusion=confusion)

@@ -43,6 +43,14 @@ def default_observers(cfg: RunConfig) -> list[Observer]:
     return observers
 
 
+def other_rank_observers(cfg: RunConfig) -> list[Observer]:
+    """What the ranks but rank 0 of a distributed run observe: a Tracker without sinks. It writes nothing, but
+    stops them at the same step as rank 0 when the (all-reduced) training loss turns NaN or infinite."""
+    from reslab.tracking import Tracker
+
+    return [Tracker([], cfg.train.log_every)]
+
+
 def start_all(observers: Sequence[Observer], run_dir: Path, model: nn.Module, cfg: RunConfig, step: int) -> None:
     """`on_start` each observer; if one fails, the ones already started are closed before the error goes on."""
     started: list[Observer] = []

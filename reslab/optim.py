@@ -11,11 +11,12 @@ from reslab.config import OptimConfig
 
 
 def lr_at(step: int, steps_per_epoch: int, epochs: int, optim: OptimConfig) -> float:
-    """The learning rate at a global 0-based step."""
+    """The learning rate at a global 0-based step: the warm-up (linear ramp, or a constant fraction of lr),
+    then the schedule."""
     total = max(1, steps_per_epoch * epochs)
     warmup = int(round(optim.warmup_epochs * steps_per_epoch))
     if step < warmup:
-        return optim.lr * (step + 1) / warmup
+        return optim.lr * (optim.warmup_factor if optim.warmup_mode == "constant" else (step + 1) / warmup)
     if optim.schedule == "constant":
         return optim.lr
     if optim.schedule == "step":

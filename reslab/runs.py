@@ -52,6 +52,7 @@ class RunFolder:
     wandb_json = property(lambda self: self.path / "wandb.json")  # the W&B run id and mode
     last = property(lambda self: self.path / "last.pt")  # the latest training checkpoint (resumable)
     best = property(lambda self: self.path / "best.pt")  # the weights of the best validation epoch
+    analyses = property(lambda self: self.path / "analysis")  # analysis folders of this run (reslab analyze RUN)
 
     def checkpoint(self, which: str) -> Path:
         """`best` or `last`."""

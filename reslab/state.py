@@ -1,4 +1,4 @@
-"""The trainer's state (`TrainState`) and its checkpoints: what `last.pt` holds, and reading it back.
+"""The trainer's state (`TrainState`), its checkpoints (what `last.pt` holds, and reading it back) and its summary.
 
 The checkpoint's keys are a file format: `last.pt` files written by earlier versions must still resume,
 so `TrainState.to_dict` writes exactly the keys they have (`running` and `epoch_seconds` only mid-epoch).
@@ -7,13 +7,13 @@ so `TrainState.to_dict` writes exactly the keys they have (`running` and `epoch_
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from reslab.config import RunConfig, changed_keys, from_dict, to_dict
-from reslab.errors import CheckpointError, ConfigError, first_line
+from reslab.errors import CheckpointError, ConfigError, Diverged, first_line
 
 
 @dataclass
@@ -28,6 +28,12 @@ class Running:
     def zeros(cls, device: torch.device) -> Running:
         return cls(torch.zeros((), device=device, dtype=torch.float64),
                    torch.zeros((), device=device, dtype=torch.long), 0)
+
+    def summed(self, all_sum: Callable[[torch.Tensor], torch.Tensor]) -> Running:
+        """These sums added up over the ranks of a distributed run by `all_sum` (in one process: the same sums)."""
+        total = all_sum(torch.stack([self.loss_sum, self.correct.double(),
+                                     torch.tensor(float(self.seen), dtype=torch.float64, device=self.loss_sum.device)]))
+        return Running(total[0], total[1].round().long(), int(total[2]))  # counts stay exact below 2**53
 
 
 @dataclass
@@ -118,3 +124,28 @@ def restore(ckpt: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer, 
     except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"checkpoint does not match model {cfg.model.name}: {first_line(exc)}") from None
     return state
+
+
+def run_summary(state: TrainState, cfg: RunConfig, dataset: str, classes: Sequence[str], params: int,
+                test: Any = None, diverged: Diverged | None = None) -> dict[str, Any]:
+    """summary.json's values: a finished run's, with `test` (its test EvalResult), or a diverged one's."""
+    from reslab.metrics import class_scores
+
+    last = state.history[-1] if state.history else {}
+    summary: dict[str, Any] = {
+        "status": "finished" if diverged is None else "diverged", "model": cfg.model.name,
+        "dataset": dataset, "params": params, "epochs": len(state.history), "steps": state.step,
+        "final_train_loss": last.get("train_loss"), "final_train_acc": last.get("train_acc"),
+        "final_val_acc": last.get("val_acc"), "best_val_acc": state.best_val_acc, "best_epoch": state.best_epoch,
+        "test_loss": test.loss if test else None, "test_acc": test.acc if test else None,
+        "train_seconds": state.train_seconds,
+        "samples_per_s": state.train_samples / max(state.train_seconds, 1e-9),
+        "classes": list(classes),
+    }
+    if test is not None:
+        scores = class_scores(test.confusion)
+        summary.update(test_precision=scores.precision, test_recall=scores.recall, test_f1=scores.f1,
+                       test_support=scores.support, confusion_matrix=test.confusion.tolist())
+    elif diverged is not None:
+        summary.update(diverged_step=diverged.step, diverged_loss=str(diverged.loss))
+    return summary

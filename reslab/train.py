@@ -3,7 +3,8 @@
 The loop keeps every per-step number on the device (no host sync per step); it syncs once per epoch for
 the metrics row, and once per `log_every` steps only for the progress bar. SIGINT/SIGTERM set a flag the
 loop checks between steps, so an interrupted run checkpoints its exact position and `--resume` continues
-as if it had never stopped.
+as if it had never stopped. Under torchrun each process trains its shard of every global batch (reslab.distributed
+holds the collectives) and rank 0 alone writes the run folder.
 """
 
 from __future__ import annotations
@@ -12,28 +13,28 @@ import contextlib
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from reslab import files
 from reslab.config import RunConfig, dump_yaml, to_dict
 from reslab.data import DeviceLoader, ImageData, load_dataset
+from reslab.distributed import Flag, Ranks, join
 from reslab.evaluate import check_model_takes, evaluate
 from reslab.loaders import make_loaders
-from reslab.metrics import class_scores, classification_report
+from reslab.metrics import classification_report
 from reslab.models import count_params
-from reslab.observers import default_observers, start_all
+from reslab.observers import default_observers, other_rank_observers, start_all
 from reslab.optim import lr_at, make_optimizer, set_lr
 from reslab.protocols import Observer
 from reslab.errors import ConfigError, Diverged
 from reslab.runs import RunFolder, capture_env, load_checkpoint
-from reslab.runtime import StopFlag, autocast_for, build_for, select_device, setup_torch, stop_on_signal, sync
-from reslab.state import Running, TrainState, check_resumable, checkpoint, restore
+from reslab.runtime import autocast_for, build_for, select_device, setup_torch, stop_on_signal, sync
+from reslab.state import Running, TrainState, check_resumable, checkpoint, restore, run_summary
 
 
 class Interrupted(Exception):
@@ -64,8 +65,17 @@ class Session:
     device: torch.device
     folder: RunFolder
     loaders: tuple[DeviceLoader, DeviceLoader | None, DeviceLoader]  # train, val (None when val_size=0), test
+    ranks: Ranks  # this process's part of the run (one process: all of it)
     observers: Sequence[Observer] = ()
     progress: bool = True
+
+    def write_status(self, status: str, epoch: int, **extra: Any) -> None:
+        if self.ranks.is_main:
+            self.folder.write_status(status, epoch, **extra)
+
+    def evaluate(self, loader: DeviceLoader) -> Any:
+        self.ranks.sync_buffers(self.model)  # rank 0's batch-norm statistics: the ones its checkpoint holds
+        return evaluate(self.model, loader, self.data.num_classes, self.amp, all_sum=self.ranks.all_sum)
 
 
 def train(cfg: RunConfig, observers: Sequence[Observer] = (), *, resume: str | Path | None = None,
@@ -75,16 +85,20 @@ def train(cfg: RunConfig, observers: Sequence[Observer] = (), *, resume: str | P
     `observers` are added to the ones the config asks for (`default_observers`). A run whose loss turns
     NaN or infinite stops and is returned with summary["status"] == "diverged" (a result, not an error).
     The run folder is locked while this runs: a second process resuming it gets a CheckpointError.
+    Under torchrun every rank returns the same summary; `observers` run on rank 0 alone.
     """
     with contextlib.ExitStack() as held:
-        s, state = _start(cfg, [*default_observers(cfg), *observers], resume, progress, held)
+        ranks = held.enter_context(join(cfg, select_device))
+        main = [*default_observers(cfg), *observers]  # made on every rank: a missing sink package fails on each
+        s, state = _start(cfg, ranks, main if ranks.is_main else other_rank_observers(cfg), resume,
+                          progress and ranks.is_main, held)
         try:
             with stop_on_signal() as flag:
                 while state.epoch < cfg.train.epochs:
-                    if not _run_epoch(s, state, flag):
+                    if not _run_epoch(s, state, ranks.agreed(flag)):  # a stop on any rank stops all at one step
                         flag.saving = True
                         _save_last(s, state)
-                        s.folder.write_status("interrupted", state.epoch)
+                        s.write_status("interrupted", state.epoch)
                         raise Interrupted(s.folder.path)
             summary = _finish(s, state)
             for obs in s.observers:
@@ -94,11 +108,11 @@ def train(cfg: RunConfig, observers: Sequence[Observer] = (), *, resume: str | P
         except Interrupted:
             raise
         except KeyboardInterrupt:  # a second signal: stop at once, the last checkpoint stands
-            s.folder.write_status("interrupted", state.epoch)
+            s.write_status("interrupted", state.epoch)
             raise
         except BaseException:
             with contextlib.suppress(OSError):  # the disk may be what failed: the error itself matters more
-                s.folder.write_status("failed", state.epoch)
+                s.write_status("failed", state.epoch)
             raise
         finally:
             for obs in s.observers:
@@ -106,7 +120,7 @@ def train(cfg: RunConfig, observers: Sequence[Observer] = (), *, resume: str | P
     return RunResult(run_dir=s.folder.path, summary=summary, history=state.history)
 
 
-def train_epoch(s: Session, state: TrainState, flag: StopFlag, bar: Any) -> bool:
+def train_epoch(s: Session, state: TrainState, flag: Flag, bar: Any) -> bool:
     """One epoch from state.batch on; returns False if a stop was requested (state then marks the position)."""
     optim, loader, running = s.cfg.optim, s.loaders[0], state.running
     assert running is not None
@@ -116,9 +130,9 @@ def train_epoch(s: Session, state: TrainState, flag: StopFlag, bar: Any) -> bool
         set_lr(s.opt, lr)
         for obs in s.observers:
             obs.on_batch_start(step)
-        with s.amp:
+        with s.amp:  # loss_sum: this shard's; mean_loss: the global batch's (over several ranks: all-reduced)
             logits = s.step_model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=optim.label_smoothing)
+            loss, loss_sum, mean_loss = s.ranks.loss(logits.float(), y, optim.label_smoothing, loader.full_size(i))
         s.opt.zero_grad(set_to_none=True)
         loss.backward()
         for obs in s.observers:
@@ -126,13 +140,13 @@ def train_epoch(s: Session, state: TrainState, flag: StopFlag, bar: Any) -> bool
         if optim.grad_clip is not None:
             nn.utils.clip_grad_norm_(s.model.parameters(), optim.grad_clip)
         s.opt.step()
-        running.loss_sum += loss.detach() * len(y)
+        running.loss_sum += loss_sum
         running.correct += (logits.detach().argmax(1) == y).sum()
         running.seen += len(y)
         state.step, state.batch = step, i + 1
         for obs in s.observers:
-            obs.on_step(step, loss.detach(), lr)
-        bar.update(len(y))  # a shape, not a sync
+            obs.on_step(step, mean_loss, lr)
+        bar.update(len(y) * s.ranks.world)  # a shape, not a sync
         if s.progress and step % s.cfg.train.log_every == 0:  # the bar's one host sync per log_every steps
             bar.set_postfix(loss=f"{float(running.loss_sum) / max(1, running.seen):.4f}", refresh=False)
         if flag.requested:
@@ -140,7 +154,7 @@ def train_epoch(s: Session, state: TrainState, flag: StopFlag, bar: Any) -> bool
     return True
 
 
-def _run_epoch(s: Session, state: TrainState, flag: StopFlag) -> bool:
+def _run_epoch(s: Session, state: TrainState, flag: Flag) -> bool:
     """Train one epoch, validate, record the row and checkpoints; False when a stop was requested."""
     from tqdm.auto import tqdm
 
@@ -160,12 +174,12 @@ def _run_epoch(s: Session, state: TrainState, flag: StopFlag) -> bool:
         state.epoch_seconds += time.perf_counter() - t0
     if not finished:
         return False
-    running, state.running = state.running, None
+    running, state.running = state.running.summed(s.ranks.all_sum), None  # over all ranks
     loss_sum, correct, seen = float(running.loss_sum), int(running.correct), running.seen  # the epoch's one sync
     if not math.isfinite(loss_sum):
         raise Diverged(state.step, loss_sum)
     t1 = time.perf_counter()
-    val = evaluate(s.model, val_loader, s.data.num_classes, s.amp) if val_loader is not None else None
+    val = s.evaluate(val_loader) if val_loader is not None else None
     row = {"epoch": epoch + 1, "step": state.step, "lr": s.opt.param_groups[0]["lr"],
            "train_loss": loss_sum / max(1, seen), "train_acc": correct / max(1, seen),
            "val_loss": val.loss if val else None, "val_acc": val.acc if val else None,
@@ -175,11 +189,14 @@ def _run_epoch(s: Session, state: TrainState, flag: StopFlag) -> bool:
     state.train_seconds += state.epoch_seconds
     state.train_samples += seen
     state.epoch, state.batch = epoch + 1, 0
-    s.folder.write_metrics(state.history)
-    if val is not None and (state.best_val_acc is None or val.acc > state.best_val_acc):
+    improved = val is not None and (state.best_val_acc is None or val.acc > state.best_val_acc)
+    if improved:
         state.best_val_acc, state.best_epoch = val.acc, epoch + 1
-        s.folder.save_checkpoint("best", {"model": s.model.state_dict(), "epoch": epoch + 1, "val_acc": val.acc,
-                                          "config": to_dict(s.cfg)})
+    if s.ranks.is_main:  # rank 0 alone writes the run folder
+        s.folder.write_metrics(state.history)
+        if improved:
+            s.folder.save_checkpoint("best", {"model": s.model.state_dict(), "epoch": epoch + 1, "val_acc": val.acc,
+                                              "config": to_dict(s.cfg)})
     for obs in s.observers:
         obs.on_epoch(row)
     if state.epoch % s.cfg.train.checkpoint_every == 0 or state.epoch == s.cfg.train.epochs:
@@ -192,7 +209,12 @@ def _run_epoch(s: Session, state: TrainState, flag: StopFlag) -> bool:
 
 
 def _save_last(s: Session, state: TrainState) -> None:
-    """Observers first put their records on disk: what the checkpoint claims is done must be there."""
+    """Observers first put their records on disk: what the checkpoint claims is done must be there.
+
+    Every rank calls this: mid-epoch, the checkpoint holds the open epoch's sums over all ranks."""
+    state = replace(state, running=None if state.running is None else state.running.summed(s.ranks.all_sum))
+    if not s.ranks.is_main:
+        return
     for obs in s.observers:
         obs.flush()
     states = {type(obs).__name__: obs.state_dict() for obs in s.observers}
@@ -200,42 +222,50 @@ def _save_last(s: Session, state: TrainState) -> None:
                                                 {k: v for k, v in states.items() if v is not None}))
 
 
-def _start(cfg: RunConfig, observers: Sequence[Observer], resume: str | Path | None, progress: bool,
+def _start(cfg: RunConfig, ranks: Ranks, observers: Sequence[Observer], resume: str | Path | None, progress: bool,
            held: contextlib.ExitStack) -> tuple[Session, TrainState]:
     """Data, model, optimizer and run folder; everything a user can get wrong fails here, before training."""
-    device = select_device(cfg.train.device)
+    device, main = ranks.device, ranks.is_main
     setup_torch(cfg.train, device)
-    ckpt = None
+    ckpt = folder = None
     if resume is not None:
         folder = RunFolder(Path(resume))
-        held.enter_context(folder.locked())
+        if main:
+            held.enter_context(folder.locked())
         status = folder.read_json(folder.status)
         if status.get("status") == "diverged":
             raise ConfigError(f"{resume} diverged at step {status.get('step')}; there is nothing to resume "
                               "(start a new run, e.g. with a smaller optim.lr)")
         ckpt = load_checkpoint(folder.last)
         check_resumable(ckpt, cfg, str(resume), finished=status.get("status") == "finished")  # written last
-    data = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
-                        image_size=cfg.data.image_size)
+    with ranks.main_first():  # a download or cache fill happens once; rank 0 writes nothing before all have read
+        data = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
+                            image_size=cfg.data.image_size)
     model, channels_last = build_for(cfg, data, device)
-    loaders = make_loaders(cfg, data, device, channels_last)
+    model = ranks.prepare(model, cfg.train.sync_bn)
+    loaders = make_loaders(cfg, data, device, channels_last, ranks.shard)
     check_model_takes(model, data, loaders[0], cfg.model.name)
     opt = make_optimizer(model, cfg.optim, device)
     state = restore(ckpt, model, opt, cfg) if ckpt is not None else TrainState()
-    if ckpt is None:
-        folder = RunFolder.create(cfg.runs_dir, cfg.name)
-        held.enter_context(folder.locked())
-        files.write_json(folder.env, capture_env(device))
-    files.remove_stale_temps(folder.path)  # what a killed process left half-written
-    files.write_text(folder.config, dump_yaml(cfg))  # on resume: the epochs may have grown
-    folder.write_status("running", state.epoch)
-    s = Session(cfg=cfg, data=data, model=model, step_model=torch.compile(model) if cfg.train.compile else model,
-                opt=opt, amp=autocast_for(device, cfg.train.amp), device=device, folder=folder,
-                loaders=loaders, observers=observers, progress=progress)
+    if state.running is not None and not main:  # the saved sums of the open epoch are all ranks': rank 0 has them
+        state.running = Running.zeros(device)
+    folder = ranks.from_main(lambda: folder or RunFolder.create(cfg.runs_dir, cfg.name))
+    if main:  # rank 0 alone writes the run folder
+        if ckpt is None:
+            held.enter_context(folder.locked())
+            files.write_json(folder.env, {**capture_env(device), **ranks.describe()})
+        files.remove_stale_temps(folder.path)  # what a killed process left half-written
+        files.write_text(folder.config, dump_yaml(cfg))  # on resume: the epochs may have grown
+        folder.write_status("running", state.epoch)
+    step_model = ranks.wrap(model)
+    s = Session(cfg=cfg, data=data, model=model, step_model=torch.compile(step_model) if cfg.train.compile
+                else step_model, opt=opt, amp=autocast_for(device, cfg.train.amp), device=device, folder=folder,
+                loaders=loaders, ranks=ranks, observers=observers, progress=progress)
     if progress:
         n_val = loaders[1].num_samples if loaders[1] is not None else 0
         print(f"{cfg.name}: model {cfg.model.name} ({count_params(model):,} parameters) on {data.name} "
               f"({loaders[0].num_samples} train / {n_val} val / {loaders[2].num_samples} test), device {device}"
+              + (f" x {ranks.world} processes" if ranks.distributed else "")
               + (f", resuming at epoch {state.epoch + 1}" if ckpt is not None else ""), file=sys.stderr)
     saved = (ckpt or {}).get("observers") or {}
     for obs in observers:
@@ -244,7 +274,7 @@ def _start(cfg: RunConfig, observers: Sequence[Observer], resume: str | Path | N
     try:
         start_all(observers, folder.path, model, cfg, state.step)
     except BaseException:
-        folder.write_status("failed", state.epoch)
+        s.write_status("failed", state.epoch)
         raise
     model.train()
     return s, state
@@ -255,28 +285,13 @@ def _finish(s: Session, state: TrainState, diverged: Diverged | None = None) -> 
     (what it reached before the loss turned non-finite; no test evaluation of its broken weights)."""
     from reslab.plots import plot_curves
 
-    test = evaluate(s.model, s.loaders[2], s.data.num_classes, s.amp) if diverged is None else None
-    history = state.history
-    last = history[-1] if history else {}
-    summary: dict[str, Any] = {
-        "status": "finished" if diverged is None else "diverged", "model": s.cfg.model.name,
-        "dataset": s.data.name, "params": count_params(s.model), "epochs": len(history), "steps": state.step,
-        "final_train_loss": last.get("train_loss"), "final_train_acc": last.get("train_acc"),
-        "final_val_acc": last.get("val_acc"), "best_val_acc": state.best_val_acc, "best_epoch": state.best_epoch,
-        "test_loss": test.loss if test else None, "test_acc": test.acc if test else None,
-        "train_seconds": state.train_seconds,
-        "samples_per_s": state.train_samples / max(state.train_seconds, 1e-9),
-        "classes": list(s.data.classes),
-    }
-    if test is not None:
-        scores = class_scores(test.confusion)
-        summary.update(test_precision=scores.precision, test_recall=scores.recall, test_f1=scores.f1,
-                       test_support=scores.support, confusion_matrix=test.confusion.tolist())
-        files.write_text(s.folder.report, classification_report(test.confusion, s.data.classes))
-    else:
-        summary.update(diverged_step=diverged.step, diverged_loss=str(diverged.loss))
-    if history:
-        plot_curves(history, s.folder.curves)
-    files.write_json(s.folder.summary, summary)
-    s.folder.write_status(summary["status"], state.epoch, **({"step": diverged.step} if diverged else {}))
+    test = s.evaluate(s.loaders[2]) if diverged is None else None
+    summary = run_summary(state, s.cfg, s.data.name, s.data.classes, count_params(s.model), test, diverged)
+    if s.ranks.is_main:  # rank 0 alone writes the run folder
+        if test is not None:
+            files.write_text(s.folder.report, classification_report(test.confusion, s.data.classes))
+        if state.history:
+            plot_curves(state.history, s.folder.curves)
+        files.write_json(s.folder.summary, summary)
+    s.write_status(summary["status"], state.epoch, **({"step": diverged.step} if diverged else {}))
     return summary

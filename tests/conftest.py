@@ -38,16 +38,15 @@ def tiny_cfg(data_dir: Path, runs_dir: Path, *extra: str, preset: str = "seed-ml
                             "train.device=cpu", *extra])
 
 
-def cli_fails(capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
-    """`reslab ARGV` fails as a user error should: exit 2, one line on stderr holding `message`, no traceback."""
+def fails_one_line(capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
+    """`reslab argv` fails as a user error should: exit code 2 and one line on stderr that says `message`."""
     from reslab.cli import main
 
     try:
         code = main(argv)
-    except SystemExit as exc:  # argparse
+    except SystemExit as exc:  # argparse's own usage errors
         code = exc.code
     err = capsys.readouterr().err
-    assert code == 2, err
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], err
+    assert code == 2 and len(lines) == 1 and message in lines[0], err
     assert "Traceback" not in err

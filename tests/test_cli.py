@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import cli_fails as _fails
+from conftest import fails_one_line as _fails
 from reslab.cli import main
 
 REPO = Path(__file__).resolve().parents[1]

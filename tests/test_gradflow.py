@@ -20,7 +20,7 @@ from reslab.config import dump_yaml, resolve
 from reslab.gradflow import GradientProbe, weight_layers
 from reslab.models import build_model
 from reslab.train import Interrupted, train
-from conftest import SignalAt, cli_fails as _fails
+from conftest import SignalAt, fails_one_line
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CIFAR_ZIP = SHARED_DATA / "CIFAR10-JPEG" / "cifar10-jpeg.zip"
@@ -259,15 +259,15 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     (bare / "config.yaml").write_text(dump_yaml(resolve("seed-mlp")))
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("mine")
-    _fails(capsys, ["gradflow", "seed-transformer"], "unknown preset 'seed-transformer'")
-    _fails(capsys, ["gradflow", str(bare), "--at", "best"], "has no best.pt (checkpoints present: none)")
-    _fails(capsys, ["gradflow", str(bare), "--at", "every"], "has no checkpoints")
-    _fails(capsys, ["gradflow", str(tmp_path / "full")], "not a reslab run folder")
-    _fails(capsys, ["gradflow", "seed-mlp", "--at", "last"], "--at last needs a run folder")
-    _fails(capsys, ["gradflow", "seed-mlp", "--batches", "0"], "--batches must be >= 1, got 0")
-    _fails(capsys, ["gradflow", "seed-mlp", "--out", str(tmp_path / "full")], "already exists")
-    _fails(capsys, ["gradflow", "seed-mlp", "seed-cnn"], "the models name different data")
-    _fails(capsys, ["gradflow", "seed-mlp", "--notebook-kernel"], "none was given")
+    fails_one_line(capsys, ["gradflow", "seed-transformer"], "unknown preset 'seed-transformer'")
+    fails_one_line(capsys, ["gradflow", str(bare), "--at", "best"], "has no best.pt (checkpoints present: none)")
+    fails_one_line(capsys, ["gradflow", str(bare), "--at", "every"], "has no checkpoints")
+    fails_one_line(capsys, ["gradflow", str(tmp_path / "full")], "not a reslab run folder")
+    fails_one_line(capsys, ["gradflow", "seed-mlp", "--at", "last"], "--at last needs a run folder")
+    fails_one_line(capsys, ["gradflow", "seed-mlp", "--batches", "0"], "--batches must be >= 1, got 0")
+    fails_one_line(capsys, ["gradflow", "seed-mlp", "--out", str(tmp_path / "full")], "already exists")
+    fails_one_line(capsys, ["gradflow", "seed-mlp", "seed-cnn"], "the models name different data")
+    fails_one_line(capsys, ["gradflow", "seed-mlp", "--notebook-kernel"], "none was given")
 
 
 def test_cli_measures_runs_and_presets_on_the_same_batches(data_dir: Path, tmp_path: Path,

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import tiny_cfg, cli_fails
+from conftest import tiny_cfg, fails_one_line
 from reslab import files
 from reslab.analyze.init import BlockStats, measure
 from reslab.analyze.init_output import growth
@@ -84,11 +84,11 @@ def test_several_models_are_measured_as_given(data_dir: Path, tmp_path: Path) ->
 def test_bad_input_is_one_line(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     common = ["--data-dir", str(data_dir), "--out", str(tmp_path / "never"), "--device", "cpu", "--quiet", "--set",
               "data.val_size=100", "--set", "data.batch_size=32"]
-    cli_fails(capsys, ["analyze", "init", "seed-mlp", *common], "--forms needs models with block forms")
-    cli_fails(capsys, ["analyze", "init", "seed-mlp", "--forms", "given", *common], "has no blocks to measure")
-    cli_fails(capsys, ["analyze", "init", "res-mlp8", "--forms", "rezero,skipinit", *common], "--forms takes")
-    cli_fails(capsys, ["analyze", "init", "res-mlp8", "--batches", "0", *common], "--batches must be >= 1")
-    cli_fails(capsys, ["analyze", "init", "res-mlp8", "--forms", "given", "--set", "model.fixup=true", "--set",
+    fails_one_line(capsys, ["analyze", "init", "seed-mlp", *common], "--forms needs models with block forms")
+    fails_one_line(capsys, ["analyze", "init", "seed-mlp", "--forms", "given", *common], "has no blocks to measure")
+    fails_one_line(capsys, ["analyze", "init", "res-mlp8", "--forms", "rezero,skipinit", *common], "--forms takes")
+    fails_one_line(capsys, ["analyze", "init", "res-mlp8", "--batches", "0", *common], "--batches must be >= 1")
+    fails_one_line(capsys, ["analyze", "init", "res-mlp8", "--forms", "given", "--set", "model.fixup=true", "--set",
                     "model.norm=layer", *common], "fixup replaces normalisation")
     assert not (tmp_path / "never").exists()
 

@@ -24,14 +24,14 @@ LAYERS: list[list[str]] = [
     ["plots"],
     ["models", "metrics"],
     ["config", "data"],
-    ["runs", "runtime", "optim", "evaluate", "state", "protocols", "loaders"],
+    ["runs", "runtime", "optim", "evaluate", "state", "protocols", "loaders", "distributed"],
     ["tracking", "tracking_wandb", "gradflow"],  # observers and the sinks and instruments behind them
     ["observers"],  # the one place that assembles the default observers
     ["train"],
     ["analyze", "sweep"],
     ["report"],
     ["lab"],  # the whole lab: stages of runs, sweeps and analyses, then the report
-    ["cli_analyze"],  # the instruments' flags, under cli's `analyze` group
+    ["cli_analyze", "cli_studies"],  # the instruments' flags (cli's `analyze` group); sweep and lab
     ["cli", "presets"],
     ["__main__"],  # python -m reslab
 ]

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import tiny_cfg, cli_fails
+from conftest import tiny_cfg, fails_one_line
 from fakedata import learnable_images
 from reslab import files
 from reslab.analyze.lesion import Lesion, block_infos, lesioned, plan
@@ -131,9 +131,9 @@ def test_bad_input_is_one_line_and_writes_nothing(data_dir: Path, tmp_path: Path
     seed_mlp = train(tiny_cfg(data_dir, tmp_path / "runs", "train.epochs=1"), progress=False).run_dir
     out = tmp_path / "never"
     common = ["--data-dir", str(data_dir), "--out", str(out), "--device", "cpu", "--quiet"]
-    cli_fails(capsys, ["analyze", "lesion", str(bare), *common], "has no best.pt (checkpoints present: none)")
-    cli_fails(capsys, ["analyze", "lesion", "res-mlp32", *common], "--at best needs a run folder")
-    cli_fails(capsys, ["analyze", "lesion", str(seed_mlp), *common], "has no blocks to delete")
-    cli_fails(capsys, ["analyze", "lesion", str(twins[1]), "--subset", "0", *common], "--subset must be in 1..200")
-    cli_fails(capsys, ["analyze", "lesion", str(twins[1]), "--draws", "0", *common], "--draws must be >= 1")
+    fails_one_line(capsys, ["analyze", "lesion", str(bare), *common], "has no best.pt (checkpoints present: none)")
+    fails_one_line(capsys, ["analyze", "lesion", "res-mlp32", *common], "--at best needs a run folder")
+    fails_one_line(capsys, ["analyze", "lesion", str(seed_mlp), *common], "has no blocks to delete")
+    fails_one_line(capsys, ["analyze", "lesion", str(twins[1]), "--subset", "0", *common], "--subset must be in 1..200")
+    fails_one_line(capsys, ["analyze", "lesion", str(twins[1]), "--draws", "0", *common], "--draws must be >= 1")
     assert not out.exists()

@@ -100,6 +100,23 @@ def test_expansion_and_folder_names(tmp_path: Path) -> None:
         "fixup": False}
 
 
+def test_cases_set_per_cell_settings_and_skip_cells(tmp_path: Path) -> None:
+    """He et al.'s ResNet-110 warm-up and no plain-110, on the tiny grid: depth 3 residual warms up, depth 3 plain
+    is left out, and every residual cell gets its own LR; names stay those of the swept values."""
+    cases = [{"when": {"model.depth": 3, "model.residual": True},
+              "set": {"optim.warmup_epochs": 0.5, "optim.warmup_mode": "constant", "optim": {"warmup_factor": 0.2}}},
+             {"when": {"model": {"depth": 3, "residual": False}}, "skip": True},
+             {"when": {"model.residual": True}, "set": {"optim.lr": 0.01}}]
+    spec = load_sweep(_write(tmp_path / "cases.yaml", cases=cases))
+    runs = {r.key: r.cfg.optim for r in expand(spec, runs_dir="r")}
+    assert list(runs) == [k for k in KEYS if not k.startswith("model.depth=3,model.residual=false")]
+    settings = {k: (o.lr, o.warmup_epochs, o.warmup_mode, o.warmup_factor) for k, o in runs.items()}
+    assert settings == {**{f"model.depth=1,model.residual=false,seed={s}": (3e-3, 0.0, "linear", 0.1) for s in (0, 1)},
+                        **{f"model.depth=1,model.residual=true,seed={s}": (0.01, 0.0, "linear", 0.1) for s in (0, 1)},
+                        **{f"model.depth=3,model.residual=true,seed={s}": (0.01, 0.5, "constant", 0.2) for s in (0, 1)}}
+    assert [c.describe() for c in spec.cases][1] == "model.depth=3, model.residual=false: skipped"
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"grid": {"model.dept": [1, 2]}}, "unknown key model.dept"),
     ({"grid": {"optim.lrr": [0.1]}}, "unknown key optim.lrr"),
@@ -113,6 +130,14 @@ def test_expansion_and_folder_names(tmp_path: Path) -> None:
     ({"bogus": 1}, "unknown key bogus in sweep file"),
     ({"base": "no-such-preset"}, "unknown preset"),
     ({"tune": {"key": "optim.lr", "values": [0.1], "by": "test_acc"}}, "tune.by must be one of"),
+    ({"cases": [{"when": {"model.width": 8}, "set": {"optim.lr": 0.1}}]}, "model.width is not a grid key"),
+    ({"cases": [{"when": {"model.depth": 5}, "skip": True}]}, "cases[0].when matches no cell: model.depth=5"),
+    ({"cases": [{"when": {"model.depth": 1}, "sett": {"optim.lr": 0.1}}]}, "cases[0]: unknown key sett"),
+    ({"cases": [{"when": {"model.depth": 1}, "set": {"optim.lrr": 0.1}}]}, "unknown key optim.lrr"),
+    ({"cases": [{"when": {"model.depth": 1}, "set": {"model.residual": True}}]}, "model.residual is swept"),
+    ({"cases": [{"when": {"model.depth": 1}}]}, "needs either `set`"),
+    ({"cases": [{"when": {"model.residual": False}, "skip": True}, {"when": {"model.residual": True}, "skip": True}]},
+     "cases skip every cell"),
 ])
 def test_bad_sweep_files_fail_before_anything_is_written(tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture,
                                                          changes: dict, message: str) -> None:
@@ -122,8 +147,7 @@ def test_bad_sweep_files_fail_before_anything_is_written(tmp_path: Path, data_di
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("argv, message", [(["--backend", "ray"], "not yet available"), (["--backend", "nope"],
-                                                                                           "invalid choice"),
+@pytest.mark.parametrize("argv, message", [(["--backend", "nope"], "invalid choice"),
                                            (["--jobs", "0"], "--jobs must be >= 1")])
 def test_bad_sweep_flags(tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture, argv: list[str],
                          message: str) -> None:

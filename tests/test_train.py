@@ -13,9 +13,10 @@ import torch
 from conftest import SignalAt, tiny_cfg
 from fakedata import write_mnist
 from reslab import runs
-from reslab.config import OptimConfig, resolve
+from reslab.config import OptimConfig, from_dict, resolve
 from reslab.data import load_dataset
 from reslab.models import build_model
+from reslab.errors import ConfigError
 from reslab.evaluate import evaluate
 from reslab.optim import lr_at
 from reslab.protocols import Observer
@@ -140,6 +141,21 @@ def test_lr_is_a_pure_function_of_the_step() -> None:
     one = OptimConfig(lr=1.0, schedule="onecycle")
     peak = max(range(100), key=lambda s: lr_at(s, 10, 10, one))
     assert 25 <= peak <= 35 and lr_at(0, 10, 10, one) == pytest.approx(0.04)
+
+
+def test_constant_warmup_is_he_et_als_resnet110_schedule() -> None:
+    """LR 0.01 for the first ~400 iterations, then 0.1, then /10 at 50% and 75% (45,000 images / 128 = 352 steps)."""
+    he110 = OptimConfig(name="sgd", lr=0.1, schedule="step", milestones=(0.5, 0.75), warmup_epochs=1.137,
+                        warmup_mode="constant", warmup_factor=0.1)
+    # by hand: warm-up round(1.137 * 352) = 400 steps; epoch 91 starts at step 91 * 352 = 32,032, epoch 136.5 at 48,048
+    steps = (0, 1, 399, 400, 32_031, 32_032, 48_047, 48_048, 182 * 352 - 1)
+    assert [lr_at(s, 352, 182, he110) for s in steps] == pytest.approx(
+        [0.01, 0.01, 0.01, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    linear = OptimConfig(lr=1.0, warmup_epochs=1, warmup_factor=0.5)  # the factor is for constant warm-up only
+    assert [lr_at(s, 4, 3, linear) for s in (0, 1, 3, 4)] == pytest.approx([0.25, 0.5, 1.0, 1.0])
+    for bad in (dict(warmup_factor=0.0), dict(warmup_factor=1.5), dict(warmup_mode="cosine")):
+        with pytest.raises(ConfigError, match="warmup"):
+            from_dict({"optim": bad})
 
 
 def test_evaluate_counts_every_sample(data_dir: Path) -> None:
@@ -271,3 +287,31 @@ def test_a_log_file_gets_few_progress_redraws(data_dir: Path, tmp_path: Path) ->
         train(tiny_cfg(data_dir, tmp_path), observers=[Slow()], progress=True)
     assert log.getvalue().count("\r") <= 3 * 3  # per epoch: the bar opens, and is cleared when it closes
     assert log.getvalue().count("train_loss") == 3  # the per-epoch lines stay
+
+
+def test_test_size_tests_every_run_on_the_same_fixed_subset(tmp_path, data_dir):
+    """data.test_size picks the same test images whatever the seed, and the run is tested on that many."""
+    from reslab.loaders import make_loaders, test_subset
+    from reslab.data import load_dataset
+    import torch
+
+    assert torch.equal(test_subset(200, 50), test_subset(200, 50)) and len(set(test_subset(200, 50).tolist())) == 50
+    assert torch.equal(test_subset(200, None), torch.arange(200))
+    data = load_dataset("mnist", str(data_dir), download=False)
+    seen = []
+    for seed in (0, 1):
+        cfg = tiny_cfg(data_dir, tmp_path, "data.test_size=50", f"train.seed={seed}")
+        _, _, test = make_loaders(cfg, data, torch.device("cpu"), channels_last=False)
+        seen.append(torch.cat([y for _, y in test]))
+    assert len(seen[0]) == 50 and torch.equal(seen[0], seen[1])
+    expected = data.test_y[test_subset(len(data.test_y), 50)]
+    assert torch.equal(seen[0], expected)
+
+
+def test_a_test_size_beyond_the_test_set_is_one_line(tmp_path, data_dir, capsys):
+    from reslab.cli import main
+
+    assert main(["train", "seed-mlp", "--data-dir", str(data_dir), "--runs-dir", str(tmp_path / "runs"), "--set",
+                 "data.test_size=100000", "--set", "data.val_size=100", "--epochs", "1", "--quiet"]) == 2
+    assert "data.test_size 100000 is more than" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

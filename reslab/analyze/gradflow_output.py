@@ -16,7 +16,6 @@ from reslab import files
 from reslab.analyze.record import AnalysisRecord, check_output_dir, make_output_dir, write_record
 from reslab.analyze.gradflow import (NOTEBOOK_KERNEL, ModelResult, analyse, family_of, model_spec, resolve_targets,
                                      skip_of, twin_pairs)
-from reslab.errors import ConfigError
 from reslab.gradflow import LAYER_FIELDS, csv_number
 from reslab.plots import Rows, plot_depth, plot_param_boxplots, plot_training_heatmap
 from reslab.runs import RunFolder

@@ -18,6 +18,7 @@ from reslab.errors import ConfigError
 
 OptimizerName = Literal["adam", "adamw", "sgd"]
 ScheduleName = Literal["constant", "step", "cosine", "onecycle"]
+WarmupMode = Literal["linear", "constant"]
 MAX_THREADS = 1024  # more crashed torch here (train.threads=100000 segfaulted)
 
 
@@ -27,6 +28,7 @@ class DataConfig:
     data_dir: str | None = None  # else $RESLAB_DATA, else ./data
     val_size: int = 5000  # held out of the training set, seeded by train.seed
     train_size: int | None = None  # train on a subset of this many images (drawn with train.seed after the split)
+    test_size: int | None = None  # test on a fixed subset of this many test images (the same for every seed and run)
     batch_size: int = 128
     eval_batch_size: int = 1024
     augment: bool = False  # random crop (zero padding) and horizontal flip, in batch on the device
@@ -39,6 +41,7 @@ class DataConfig:
         require(self.val_size >= 0, f"data.val_size must be >= 0, got {self.val_size}")
         require(self.train_size is None or self.train_size >= 1,
                 f"data.train_size must be >= 1, got {self.train_size}")
+        require(self.test_size is None or self.test_size >= 1, f"data.test_size must be >= 1, got {self.test_size}")
         require(self.batch_size >= 1, f"data.batch_size must be >= 1, got {self.batch_size}")
         require(self.eval_batch_size >= 1, f"data.eval_batch_size must be >= 1, got {self.eval_batch_size}")
         require(self.crop_padding >= 0, f"data.crop_padding must be >= 0, got {self.crop_padding}")
@@ -67,7 +70,10 @@ class OptimConfig:
     # (He et al.: 0.5 and 0.75), a value >= 1 an epoch number.
     milestones: tuple[float, ...] = ()
     gamma: float = 0.1
-    warmup_epochs: float = 0.0  # linear warmup from 0, before any schedule
+    warmup_epochs: float = 0.0  # warm-up before any schedule (fractions of an epoch allowed)
+    # linear: from lr / warm-up steps up to lr; constant: lr * warmup_factor throughout (He et al.'s ResNet-110)
+    warmup_mode: WarmupMode = "linear"
+    warmup_factor: float = 0.1  # constant warm-up only
     grad_clip: float | None = None  # max global L2 norm of the gradient
     label_smoothing: float = 0.0
 
@@ -79,6 +85,7 @@ class OptimConfig:
         require(all(m > 0 for m in self.milestones), f"optim.milestones must be > 0, got {list(self.milestones)}")
         require(0 < self.gamma <= 1, f"optim.gamma must be in (0, 1], got {self.gamma}")
         require(self.warmup_epochs >= 0, f"optim.warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        require(0 < self.warmup_factor <= 1, f"optim.warmup_factor must be in (0, 1], got {self.warmup_factor}")
         require(self.grad_clip is None or self.grad_clip > 0, f"optim.grad_clip must be > 0, got {self.grad_clip}")
         require(0 <= self.label_smoothing < 1, f"optim.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         require(not self.nesterov or (self.name == "sgd" and self.momentum > 0),
@@ -97,6 +104,9 @@ class TrainConfig:
     threads: int | None = None  # CPU threads for torch (None: torch's default)
     log_every: int = 50  # steps between per-step records: progress bar, steps.csv, sinks (each is one host sync)
     checkpoint_every: int = 1  # epochs between last.pt writes (best.pt is written on every improvement)
+    # under torchrun: batch norm over the global batch (SyncBatchNorm, GPUs only), so the run matches one process
+    # with the same batch; auto: on with CUDA, off (each rank's own batch statistics) on the CPU
+    sync_bn: Literal["auto", "on", "off"] = "auto"
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")

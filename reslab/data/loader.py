@@ -57,17 +57,23 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 class DeviceLoader:
-    """Batches from uint8 tensors already on the device: one H2D copy per epoch, no host sync per batch."""
+    """Batches from uint8 tensors already on the device: one H2D copy per epoch, no host sync per batch.
+
+    With `shard=(rank, world)` it yields one process's part of each batch of the same seeded order, so the
+    processes of a distributed run together see the batches one process would (`batch_size` is the global batch).
+    """
 
     def __init__(self, images: Tensor, labels: Tensor, *, batch_size: int, mean: Sequence[float],
                  std: Sequence[float], device: torch.device | str, shuffle: bool = False, drop_last: bool = False,
                  augment: Augment | None = None, seed: int = 0, dtype: torch.dtype = torch.float32,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, shard: tuple[int, int] = (0, 1)) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
             raise ValueError(f"need uint8 (N, C, H, W) images and N labels, got {images.dtype} "
                              f"{tuple(images.shape)} and {tuple(labels.shape)}")
         if batch_size < 1 or len(mean) != images.shape[1] or len(std) != images.shape[1]:
             raise ValueError(f"bad batch_size {batch_size} or mean/std for {images.shape[1]} channels")
+        if not 0 <= shard[0] < shard[1]:
+            raise ValueError(f"shard {shard} is not (rank, world size) with 0 <= rank < world size")
         self.device = torch.device(device)
         self.images = images.to(self.device)  # uint8 (N, C, H, W), moved once
         self.labels = labels.to(self.device, torch.int64)
@@ -75,11 +81,17 @@ class DeviceLoader:
         self.augment, self.seed, self.dtype, self.channels_last = augment, seed, dtype, channels_last
         self._mean = _channel_tensor(mean, self.device)
         self._std = _channel_tensor(std, self.device)
+        self.rank, self.world = shard  # this process takes its part of every batch (one process: all of it)
         self.epoch = 0
 
     @property
     def num_samples(self) -> int:
+        """Images in an epoch, of all ranks together."""
         return len(self.images)
+
+    def full_size(self, batch: int) -> int:
+        """How many images batch `batch` has, of all ranks together."""
+        return min(self.batch_size, self.num_samples - batch * self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose shuffle and augmentation the next iteration uses."""
@@ -113,7 +125,7 @@ class DeviceLoader:
     def _batches(self, start: int, order: Tensor, padding: int, offsets: Tensor | None,
                  flips: Tensor | None) -> Iterator[tuple[Tensor, Tensor]]:
         for first in range(start * self.batch_size, len(self) * self.batch_size, self.batch_size):
-            batch = slice(first, first + self.batch_size)
+            batch = self._shard(first)
             idx = order[batch]
             x = self.images[idx]  # uint8 (B, C, H, W); augmenting uint8 moves 4x fewer bytes than float
             if offsets is not None:
@@ -124,6 +136,15 @@ class DeviceLoader:
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.labels[idx]
+
+    def _shard(self, first: int) -> slice:
+        """This rank's part of the batch starting at `first` of the epoch's order: contiguous, the parts of a
+        short last batch differing in size by at most one, so the ranks together take exactly the batch."""
+        if self.world == 1:
+            return slice(first, first + self.batch_size)
+        base, extra = divmod(min(self.batch_size, self.num_samples - first), self.world)
+        start = first + self.rank * base + min(self.rank, extra)
+        return slice(start, start + base + (self.rank < extra))
 
 
 def _random_crop(x: Tensor, offsets: Tensor, padding: int) -> Tensor:

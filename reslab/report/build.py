@@ -1,6 +1,7 @@
-"""`reslab report`: run folders -> report.md (figures beside it) + self-contained report.html + report.json.
+"""`reslab report`: run, sweep and analysis folders -> report.md (figures beside it) + self-contained report.html
++ report.json.
 
-Reads only files in the run folders, so a report can be rebuilt from old runs at any time. The output
+Reads only files in the folders, so a report can be rebuilt from old runs at any time. The output
 goes to a new folder (reports/report-<date>-<time>-<id>) or to --out, which must be new, empty, or an earlier
 reslab report (whose files are replaced); nothing else a user has is overwritten. The report is built in a
 hidden folder beside its target and moved into place when complete, so an interrupted or failed build
@@ -15,14 +16,17 @@ import secrets
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from reslab import files
 from reslab.errors import ReportError, describe
 from reslab.report import reading
-from reslab.report.document import Block, Heading, Note, to_html, to_markdown
-from reslab.report.records import RunRecord, find_runs, load_run, unreadable
-from reslab.report.sections import FIGURES, overview, run_section, run_stem
+from reslab.report.analyses import analysis_blocks, analysis_numbers
+from reslab.report.document import Block, Heading, Note, Paragraph, to_html, to_markdown
+from reslab.report.figures import FIGURES
+from reslab.report.records import Folders, RunRecord, find_folders, load_run, unreadable
+from reslab.report.sections import overview, run_section, run_stem
+from reslab.report.sweeps import sweep_blocks, sweep_numbers
 from reslab.report.values import inline, strict_json
 from reslab.runs import RunFolder
 
@@ -31,9 +35,11 @@ MARKDOWN, HTML, NUMBERS = "report.md", "report.html", "report.json"  # a report 
 
 
 def build_report(paths: Sequence[str | Path], out: str | Path | None = None, svg: bool = False) -> Path:
-    """Write the report of the runs in `paths`; returns its folder. Bad input raises ReportError."""
-    records = [_load(p) for p in find_runs(paths)]  # before any folder is made
-    if all(r.error is not None for r in records):
+    """Write the report of the runs, sweeps and analyses in `paths`; returns its folder. Bad input raises
+    ReportError."""
+    found = find_folders(paths)  # before any folder is made
+    records = [_load(p) for p in found.runs]
+    if records and all(r.error is not None for r in records) and not (found.sweeps or found.analyses):
         more = f" (and {len(records) - 1} more runs, none readable)" if len(records) > 1 else ""
         raise ReportError(f"no run could be read: {records[0].name}: {records[0].error}{more}")
     target = _check_out(out)
@@ -41,7 +47,7 @@ def build_report(paths: Sequence[str | Path], out: str | Path | None = None, svg
     try:
         building = _new_folder(Path("reports") if target is None else target.parent,
                                f".{'report' if target is None else target.name[:40]}.building-")
-        _write(records, building, svg)
+        _write(records, found, building, svg)
         return _move_into_place(building, target)
     except OSError as exc:
         raise ReportError(f"cannot write the report to {inline(out or 'reports/')}: "
@@ -58,22 +64,48 @@ def _load(path: Path) -> RunRecord:
         return unreadable(path, reading.why(exc))
 
 
-def _write(records: list[RunRecord], out_dir: Path, svg: bool) -> None:
+def _write(records: list[RunRecord], found: Folders, out_dir: Path, svg: bool) -> None:
     """The report's files, in `out_dir` (a new folder)."""
     (out_dir / FIGURES).mkdir()
-    blocks = overview(records, out_dir, svg)
+    blocks = overview(records, out_dir, svg) if records else [Paragraph(
+        f"Built {time.strftime('%Y-%m-%d %H:%M')} from the files in the folders only (rebuild it at any time with "
+        "reslab report).")]
     for i, rec in enumerate(records, start=1):
         try:
             blocks += run_section(rec, run_stem(i, rec), out_dir, svg)
         except Exception as exc:  # a damaged run costs its section, not the report
             blocks += _unreportable(rec, exc)
-    title = "reslab report: " + (records[0].name if len(records) == 1 else f"{len(records)} runs")
-    files.write_text(out_dir / MARKDOWN, to_markdown(title, blocks))
-    files.write_text(out_dir / HTML, to_html(title, blocks, out_dir))
+    for folder in found.sweeps:
+        blocks += _section(folder, "sweep", lambda: sweep_blocks(folder, out_dir, level=2, svg=svg))
+    for folder in found.analyses:
+        blocks += _section(folder, "analysis", lambda: analysis_blocks(folder, out_dir, level=2, svg=svg))
+    files.write_text(out_dir / MARKDOWN, to_markdown(_title(records, found), blocks))
+    files.write_text(out_dir / HTML, to_html(_title(records, found), blocks, out_dir))
     written = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file())
     numbers = {"format": REPORT_FORMAT, "runs": [_numbers(r) for r in records],
+               "sweeps": [sweep_numbers(f) for f in found.sweeps],
+               "analyses": [analysis_numbers(f) for f in found.analyses],
                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": written}
     files.write_text(out_dir / NUMBERS, json.dumps(strict_json(numbers), indent=2, allow_nan=False) + "\n")
+
+
+def _title(records: list[RunRecord], found: Folders) -> str:
+    """One folder: its name; else how many of each kind."""
+    if len(records) + len(found.sweeps) + len(found.analyses) == 1:
+        one = records[0].name if records else inline((found.sweeps or found.analyses)[0].name)
+        return f"reslab report: {'sweep ' if found.sweeps else ''}{one}"
+    counts = [(len(records), "run"), (len(found.sweeps), "sweep"), (len(found.analyses), "analysis")]
+    return "reslab report: " + ", ".join(f"{n} {'analyses' if n > 1 and what == 'analysis' else what + 's' * (n > 1)}"
+                                         for n, what in counts if n)
+
+
+def _section(folder: Path, kind: str, blocks: Callable[[], list[Block]]) -> list[Block]:
+    """A sweep's or analysis's section; a bug on odd values costs that section, not the report."""
+    try:
+        return blocks()
+    except Exception as exc:
+        return [Heading(inline(folder.name)), Note(f"Could not report this {kind} folder: its files hold unexpected "
+                                                   f"values ({describe(exc)}).")]
 
 
 def _unreportable(rec: RunRecord, exc: Exception) -> list[Block]:

@@ -96,21 +96,26 @@ def read_text(path: Path, problems: list[str]) -> str | None:
     return None if data is None else data.decode("utf-8", "replace")
 
 
-def read_rows(path: Path, key: str, problems: list[str]) -> list[dict[str, Any]]:
-    """A CSV log (metrics.csv by epoch, steps.csv by step) as numbers; [] when absent or unreadable (noted)."""
+def read_table(path: Path, problems: list[str]) -> list[dict[str, str]] | None:
+    """A CSV file's complete rows as strings; None when absent or unreadable (noted), damaged rows left out (noted)."""
     if not _usable(path, problems, MAX_BYTES):
-        return []
+        return None
     skipped: list[int] = []
     try:
         rows = files.read_csv(path, skipped=skipped)
     except Exception as exc:  # OSError, or whatever else a damaged file raises
         problems.append(f"{inline(path.name)} could not be read ({why(exc)})")
-        return []
+        return None
     if skipped:
         where = ", ".join(map(str, skipped[:5])) + (", ..." if len(skipped) > 5 else "")
         problems.append(f"{inline(path.name)}: {len(skipped)} damaged row{'s' * (len(skipped) > 1)} left out "
                         f"(row {where})")
-    return numeric_rows(rows, key)
+    return rows
+
+
+def read_rows(path: Path, key: str, problems: list[str]) -> list[dict[str, Any]]:
+    """A CSV log (metrics.csv by epoch, steps.csv by step) as numbers; [] when absent or unreadable (noted)."""
+    return numeric_rows(read_table(path, problems) or [], key)
 
 
 def _whole(text: Any) -> int | None:

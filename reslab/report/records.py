@@ -16,45 +16,70 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
+from reslab.analyze.record import RECORD_NAME
 from reslab.errors import ReportError
 from reslab.report import reading
+from reslab.report.analyses import is_analysis
+from reslab.report.sweeps import is_sweep
 from reslab.report.values import inline, real_or_none, scalar, whole_or_none
 from reslab.runs import RunFolder
+from reslab.sweep.folder import SweepFolder
 
 UNFINISHED = ("running", "stopped", "interrupted", "failed", "incomplete", "unreadable")  # not a result (yet)
 
 
-def find_runs(paths: Sequence[str | Path]) -> list[Path]:
-    """Each argument is a run folder, or a folder whose run folders (direct children) are taken, sorted."""
+@dataclass(frozen=True)
+class Folders:
+    """What a report was given, by kind, each in the order given (a folder's children sorted by name)."""
+
+    runs: list[Path]
+    sweeps: list[Path]
+    analyses: list[Path]
+
+
+def _kind(path: Path) -> str | None:
+    """run, sweep or analysis: what the folder holds (a run folder first; a sweep or analysis folder is no run)."""
+    if RunFolder.holds_run(path):
+        return "run"
+    return "sweep" if is_sweep(path) else "analysis" if is_analysis(path) else None
+
+
+def _child_kind(path: Path) -> str | None:
+    """Like _kind, but an entry that cannot even be looked into is nothing (lost+found)."""
+    try:
+        return _kind(path)
+    except OSError:
+        return None
+
+
+def find_folders(paths: Sequence[str | Path]) -> Folders:
+    """Each argument is a run, sweep or analysis folder, or a folder whose run, sweep and analysis folders (direct
+    children) are taken, sorted."""
     if not paths:
-        raise ReportError("no runs given: reslab report RUN_OR_FOLDER... (a run folder, or a folder of runs)")
-    found: dict[Path, Path] = {}
+        raise ReportError("no runs given: reslab report RUN_OR_FOLDER... (a run, sweep or analysis folder, or a "
+                          "folder of them)")
+    found: dict[str, dict[Path, Path]] = {"run": {}, "sweep": {}, "analysis": {}}
     for arg in paths:
         path = Path(arg)
         try:
-            if RunFolder.holds_run(path):
-                found.setdefault(path.resolve(), path)
+            kind = _kind(path)
+            if kind is not None:
+                found[kind].setdefault(path.resolve(), path)
                 continue
             if not path.exists():
                 raise ReportError(f"{inline(arg)} does not exist")
-            children = sorted(c for c in path.iterdir() if _holds_run(c)) if path.is_dir() else []
+            children = [(c, _child_kind(c)) for c in sorted(path.iterdir())] if path.is_dir() else []
+            children = [(c, k) for c, k in children if k is not None]
         except OSError as exc:
             raise ReportError(f"cannot read {inline(arg)}: {exc.strerror or exc}") from None
         if not children:
             layout = RunFolder(path)
-            raise ReportError(f"{inline(arg)} is not a reslab run folder and holds none "
-                              f"(a run folder has {layout.config.name} and {layout.status.name})")
-        for child in children:
-            found.setdefault(child.resolve(), child)
-    return list(found.values())
-
-
-def _holds_run(path: Path) -> bool:
-    """Like RunFolder.holds_run, but an entry that cannot even be looked into is not a run (lost+found)."""
-    try:
-        return RunFolder.holds_run(path)
-    except OSError:
-        return False
+            raise ReportError(f"{inline(arg)} is not a reslab run folder and holds none (a run folder has "
+                              f"{layout.config.name} and {layout.status.name}; a sweep folder, "
+                              f"{SweepFolder(path).sweep_file.name}; an analysis folder, {RECORD_NAME})")
+        for child, kind in children:
+            found[kind].setdefault(child.resolve(), child)
+    return Folders(*(list(found[k].values()) for k in ("run", "sweep", "analysis")))
 
 
 def process_alive(pid: object) -> bool | None:

@@ -8,29 +8,22 @@ that is not a finite number, so a null (a diverged run) or a NaN never stops a s
 from __future__ import annotations
 
 import json
-
-import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from reslab import plots
 from reslab.config import flatten
-from reslab.errors import describe
+from reslab.report.analyses import run_analyses
 from reslab.report.document import Block, Figure, Heading, Note, Paragraph, Preformatted, Table
+from reslab.report.figures import copied, drawn, figure_path
 from reslab.report.records import UNFINISHED, RunRecord
 from reslab.report.values import (DASH, PLOT_LIMIT, confusion, file_stem, inline, is_real, num, pct, plot_label,
                                   plottable, scalar)
 
-FIGURES = "figures"  # the report folder's figures, linked from report.md
 COMPARISON = ["run", "model", "dataset", "params", "epochs", "best val acc", "best epoch", "test acc",
               "train time (s)", "samples/s", "status"]
 NUMERIC = [False, False, False, True, True, True, True, True, True, True, False]  # right-aligned columns
-
-
-def figure_path(name: str) -> str:
-    """A figure's path relative to the report folder (as the report's Markdown links it)."""
-    return f"{FIGURES}/{name}"
 
 
 def run_stem(index: int, rec: RunRecord) -> str:
@@ -68,16 +61,6 @@ def comparison_row(rec: RunRecord) -> list[str]:
         return [rec.name, *[DASH] * (len(COMPARISON) - 2), "unreadable"]
 
 
-def _drawn(blocks: list[Block], what: str, draw: Callable[[], Any], figure: Figure) -> None:
-    """Draw one figure and add it; if the run's values cannot be drawn, add a note saying why instead."""
-    try:
-        draw()
-    except Exception as exc:  # matplotlib and numpy raise many types on odd values
-        blocks.append(Note(f"The {what} could not be drawn ({describe(exc)})."))
-    else:
-        blocks.append(figure)
-
-
 def overview(records: list[RunRecord], out_dir: Path, svg: bool) -> list[Block]:
     blocks: list[Block] = [Paragraph(
         f"{len(records)} run{'s' * (len(records) != 1)}, built {time.strftime('%Y-%m-%d %H:%M')} from the files "
@@ -99,7 +82,7 @@ def overview(records: list[RunRecord], out_dir: Path, svg: bool) -> list[Block]:
               for r in records if r.history]
     if curves:
         comparison = figure_path("comparison.png")
-        _drawn(blocks, "comparison figure", lambda: plots.plot_comparison(curves, out_dir / comparison, svg),
+        drawn(blocks, "comparison figure", lambda: plots.plot_comparison(curves, out_dir / comparison, svg),
                Figure(comparison, "Training loss and validation accuracy per epoch, all runs."))
     return blocks
 
@@ -153,7 +136,7 @@ def run_section(rec: RunRecord, stem: str, out_dir: Path, svg: bool) -> list[Blo
     if rec.history:
         curves = figure_path(f"{stem}-curves.png")
         (history, left_out), (steps, steps_left_out) = plottable(rec.history), plottable(rec.steps)
-        _drawn(blocks, "curves figure", lambda: plots.plot_curves(history, out_dir / curves, steps=steps, svg=svg),
+        drawn(blocks, "curves figure", lambda: plots.plot_curves(history, out_dir / curves, steps=steps, svg=svg),
                Figure(curves, "Loss and accuracy per epoch"
                       + (f" (faint: training loss every logged step, from {run.steps.name})" if rec.steps else "")
                       + ("" if rec.finished else f"; partial ({rec.state})")
@@ -173,17 +156,16 @@ def run_section(rec: RunRecord, stem: str, out_dir: Path, svg: bool) -> list[Blo
             blocks.append(Note(f"The confusion matrix is not drawn ({run.summary.name}: {exc})."))
         else:
             path = figure_path(f"{stem}-confusion.png")
-            _drawn(blocks, "confusion matrix", lambda: plots.plot_confusion(matrix, classes, out_dir / path, svg),
+            drawn(blocks, "confusion matrix", lambda: plots.plot_confusion(matrix, classes, out_dir / path, svg),
                    Figure(path, "Confusion matrix of the final model on the test set: "
                                 "counts in the cells, colour = fraction of the true class."))
     for png in rec.gradflow_figures:
-        copy = figure_path(f"{stem}-{file_stem(png.stem)}{png.suffix}")
-        _drawn(blocks, f"figure {inline(png.name)}", lambda: shutil.copyfile(png, out_dir / copy),
-               Figure(copy, f"Gradient flow recorded during training ({inline(png.name)} from the run folder, "
-                            f"drawn by reslab's gradient-flow recorder from {run.gradflow.name})."))
+        copied(blocks, png, out_dir, f"{stem}-{png.stem}",
+               f"Gradient flow recorded during training ({inline(png.name)} from the run folder, "
+               f"drawn by reslab's gradient-flow recorder from {run.gradflow.name}).")
     if rec.problems:
         blocks.append(Note("Unreadable or damaged files: " + "; ".join(rec.problems) + "."))
-    return blocks
+    return blocks + run_analyses(run.analyses, out_dir, level=3, svg=svg)
 
 
 IGNORED_SETTINGS = ("name", "runs_dir", "data.data_dir", "train.device")  # where a run was, not what it was

@@ -8,7 +8,7 @@ intervals over seeds; plain and residual twins of the same seed are compared pai
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from reslab import files
 from reslab.runs import RunFolder
@@ -114,12 +114,12 @@ def pairs(rows: Sequence[dict[str, Any]], spec: SweepSpec, chosen: dict[str, Any
     return out
 
 
-def depth_key(spec: SweepSpec) -> str | None:
+def depth_key(grid: Mapping[str, Sequence[Any]]) -> str | None:
     """The x axis of the figures: model.depth when swept, else the first grid key whose values are all numbers."""
-    if "model.depth" in spec.grid:
+    if "model.depth" in grid:
         return "model.depth"
-    numeric = [k for k, vs in spec.grid.items()
-               if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vs)]
+    numeric = [k for k, vs in grid.items()
+               if isinstance(vs, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vs)]
     return numeric[0] if numeric else None
 
 
@@ -142,7 +142,7 @@ def write_all(folder: SweepFolder, spec: SweepSpec, planned: Sequence[PlannedRun
     files.write_csv(folder.aggregate, [files.json_safe(c) for c in per_cell], _columns(per_cell) or [*spec.grid, "n"])
     files.write_csv(folder.paired, [files.json_safe(p) for p in paired],  # NaN (n < 2) is an empty cell
                     _columns(paired) or [k for k in spec.grid if k != RESIDUAL] + ["n"])
-    depth = depth_key(spec)
+    depth = depth_key(spec.grid)
     if depth is not None and per_cell:
         from reslab.plots.sweep import plot_vs_depth
 

@@ -112,7 +112,8 @@ def estimate(base: RunConfig, runs: Sequence[RunConfig]) -> Cost:
         train_flops, eval_flops = per_model[model_key]
         n_val = cfg.data.val_size
         n_fit = min(cfg.data.train_size or n_train, n_train - n_val)
-        total = cfg.train.epochs * (n_fit * train_flops + n_val * eval_flops) + n_test * eval_flops
+        n_tested = min(cfg.data.test_size or n_test, n_test)
+        total = cfg.train.epochs * (n_fit * train_flops + n_val * eval_flops) + n_tested * eval_flops
         return total, train_flops, data
 
     _, base_flops, base_data = run_flops(base)

@@ -52,6 +52,7 @@ class SweepFolder:
     acc_figure = property(lambda self: self.path / "test_acc_vs_depth.png")
     loss_figure = property(lambda self: self.path / "train_loss_vs_depth.png")
     lock_file = property(lambda self: self.path / ".lock")
+    slurm_logs = property(lambda self: self.path / "slurm")  # submitit's job files and each job's stdout/stderr
 
     def check(self, spec: SweepSpec) -> None:
         """Refuse a folder that holds another sweep or other files; writes nothing."""
@@ -99,7 +100,9 @@ class SweepFolder:
         files.write_json(self.index, {"format": "reslab-sweep-index-1", "runs": entries})
 
     def relative(self, path: Path) -> str:
-        return str(Path(path).relative_to(self.path)) if Path(path).is_relative_to(self.path) else str(path)
+        """`path` inside the sweep folder, relative to it (a worker may report it absolute); else as given."""
+        inside, root = Path(path).absolute(), self.path.absolute()
+        return str(inside.relative_to(root)) if inside.is_relative_to(root) else str(path)
 
     def state(self, run: PlannedRun, index: dict[str, dict[str, Any]]) -> RunState:
         """Where `run` stands: its folder from the index, else the one the trainer made for it (found by name)."""

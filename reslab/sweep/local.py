@@ -1,4 +1,5 @@
-"""The local backend: a sweep's runs in this process (one job) or in a pool of worker processes (`spawn`).
+"""The local backend: a sweep's runs in this process (one job) or in a pool of worker processes (`spawn`);
+and `run_task`, the one way every backend trains a run.
 
 Each run is `reslab.train.train`; whatever it raises is turned into an outcome (a plain dict), so one failing
 run never stops the others. A stop (Ctrl-C, SIGTERM) reaches every run once: workers sit in their own process
@@ -16,7 +17,7 @@ import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -24,6 +25,10 @@ from reslab.config import from_dict
 from reslab.errors import ReslabError, describe, first_line
 from reslab.protocols import Observer
 from reslab.train import Interrupted, train
+
+if TYPE_CHECKING:
+    from reslab.sweep.backends import BackendOptions, OnDone
+    from reslab.sweep.folder import SweepFolder
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,19 @@ def run_task(task: Task, progress: bool = False) -> dict[str, Any]:
     return out
 
 
+def run_task_with_threads(task: Task, threads: int) -> dict[str, Any]:
+    """`run_task` in a Ray or Slurm worker, on `threads` CPU threads (a run's train.threads still wins)."""
+    torch.set_num_threads(threads)
+    return run_task(task, progress=False)
+
+
+def died(task: Task, exc: BaseException) -> dict[str, Any]:
+    """The outcome of a run whose worker died (killed, out of memory) before it could say: its state is in its
+    folder, if it made one."""
+    return {"key": task.key, "status": "failed", "run_dir": task.resume, "error": f"worker died: {describe(exc)}",
+            "traceback": None, "seconds": None}
+
+
 _stopping: Any = None  # in a worker: the parent's stop event (a run queued before a stop does not start)
 NOT_STARTED = "not started"
 
@@ -104,7 +122,7 @@ def default_jobs() -> int:
 
 
 @contextlib.contextmanager
-def _stop_raises() -> Iterator[None]:
+def stop_raises() -> Iterator[None]:
     """SIGTERM (and SIGHUP) in the parent stop the sweep like Ctrl-C does; the handlers are restored after."""
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -125,7 +143,7 @@ def run_local(tasks: Sequence[Task], jobs: int, on_done: Callable[[dict[str, Any
     `interrupted`, and runs not yet started are left for the next invocation.
     """
     if jobs <= 1:
-        with _stop_raises():
+        with stop_raises():
             for task in tasks:
                 outcome = run_task(task, progress=True)
                 on_done(outcome)
@@ -146,7 +164,7 @@ def run_local(tasks: Sequence[Task], jobs: int, on_done: Callable[[dict[str, Any
     pending: dict[Future, Task] = {}
     stopped = False
     try:
-        with _stop_raises():
+        with stop_raises():
             pending = {pool.submit(_pool_task, task): task for task in tasks}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -173,6 +191,31 @@ def _outcome(future: Future, task: Task) -> dict[str, Any]:
     """The worker's outcome, or a failure when the worker itself died (killed, out of memory)."""
     try:
         return future.result()
-    except BaseException as exc:  # BrokenProcessPool and the like: the run's state is in its folder
-        return {"key": task.key, "status": "failed", "run_dir": task.resume, "error": f"worker died: {describe(exc)}",
-                "traceback": None, "seconds": None}
+    except BaseException as exc:  # BrokenProcessPool and the like
+        return died(task, exc)
+
+
+@dataclass(frozen=True)
+class LocalRunner:
+    """The local backend's Runner: `jobs` processes (default: `default_jobs()`), never more than runs."""
+
+    jobs: int | None
+
+    def describe(self, tasks: int) -> str:
+        jobs = self._jobs(tasks)
+        return f"with {jobs} job{'s' * (jobs > 1)}"
+
+    def run(self, tasks: Sequence[Task], on_done: OnDone, folder: SweepFolder) -> bool:
+        return run_local(tasks, self._jobs(len(tasks)), on_done)
+
+    def _jobs(self, tasks: int) -> int:
+        return min(self.jobs or default_jobs(), max(1, tasks))
+
+
+def check(options: BackendOptions) -> None:
+    """Nothing to check beyond what every backend checks."""
+
+
+@contextlib.contextmanager
+def connect(options: BackendOptions) -> Iterator[LocalRunner]:
+    yield LocalRunner(options.jobs)

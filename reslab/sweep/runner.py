@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, Sequence
 
 from reslab.config import load_source, to_dict
-from reslab.errors import ConfigError
 from reslab.runs import RunFolder
+from reslab.sweep import backends
 from reslab.sweep.aggregate import write_all
+from reslab.sweep.backends import BACKENDS, BackendOptions
 from reslab.sweep.folder import RunState, SweepFolder
 from reslab.sweep.spec import PlannedRun, SweepSpec, base_config, expand, load_sweep, text
 from reslab.sweep.summary import edge_warnings
 
-BACKENDS = ("local", "ray", "slurm")
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 
@@ -61,6 +62,8 @@ def dry_run(spec: SweepSpec, folder: SweepFolder, planned: Sequence[PlannedRun],
     base = base_config(spec, settings) or planned[0].cfg
     cost = estimate(base, [run.cfg for run in planned])
     print(f"sweep {spec.name}: {len(planned)} runs into {folder.path}", file=out)
+    for i, case in enumerate(spec.cases):
+        print(f"cases[{i}]: {case.describe()}", file=out)
     rows = [[*(text(v) for v in run.values.values()), str(run.seed), state.action, _duration(seconds),
              folder.relative(state.folder) if state.folder else f"runs/{run.key}-<date>-<time>-<id>"]
             for run, state, seconds in zip(planned, states, cost.seconds)]
@@ -114,15 +117,15 @@ def _task(folder: SweepFolder, run: PlannedRun, state: RunState) -> Any:
 
 
 def run_sweep(file: str | Path, *, jobs: int | None = None, backend: str = "local", runs_dir: str | Path | None = None,
-              data_dir: str | None = None, dry: bool = False, out: IO[str] | None = None) -> tuple[Path, int]:
+              data_dir: str | None = None, dry: bool = False, out: IO[str] | None = None,
+              options: BackendOptions | None = None) -> tuple[Path, int]:
     """Run (or with `dry`, list) a sweep; returns its folder and the exit code (0, 1 if a run failed, 130 stopped).
 
-    Progress and the failure table go to `out` (default: stderr)."""
+    `backend` is local, ray or slurm, with `options` for it (`jobs`, when given, overrides theirs). Progress and
+    the failure table go to `out` (default: stderr)."""
     out = out or sys.stderr
-    if backend != "local":
-        raise ConfigError(f"backend {backend} is not yet available; use --backend local")
-    if jobs is not None and jobs < 1:
-        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    options = replace(options or BackendOptions(), **({"jobs": jobs} if jobs is not None else {}))
+    backends.check(backend, options)
     spec, folder, planned, settings = plan(file, runs_dir, data_dir)
     index = folder.read_index()
     for run in planned:
@@ -130,45 +133,13 @@ def run_sweep(file: str | Path, *, jobs: int | None = None, backend: str = "loca
     if dry:
         dry_run(spec, folder, planned, settings, out)
         return folder.path, 0
-    from reslab.sweep.local import default_jobs, run_local
-
-    folder.create(spec)
-    with folder.locked():
-        index = folder.read_index()
-        tasks = []
-        for run in planned:
-            state = folder.state(run, index)
-            entry = index.setdefault(run.key, {})
-            if state.folder is not None:
-                entry["folder"] = folder.relative(state.folder)
-            if state.action in ("rerun", "restart") and state.folder is not None:
-                moved = folder.move_aside(state.folder, "failed" if state.action == "rerun" else "incomplete")
-                entry["moved_aside"] = [*entry.get("moved_aside", []), folder.relative(moved)]
-                entry["folder"] = None
-            if state.action != "done":
-                tasks.append(_task(folder, run, state))
-        folder.write_index(index)
-        jobs = min(jobs or default_jobs(), max(1, len(tasks)))
-        resumed = sum(t.resume is not None for t in tasks)
-        print(f"sweep {spec.name}: {len(planned)} runs, {len(planned) - len(tasks)} done already, {len(tasks)} to run "
-              f"({resumed} resumed) with {jobs} job{'s' * (jobs > 1)} into {folder.path}", file=out)
-        progress = _Progress(spec, len(planned), len(planned) - len(tasks), out)
-        outcomes: list[dict[str, Any]] = []
-
-        def on_done(outcome: dict[str, Any]) -> None:
-            outcomes.append(outcome)
-            entry = index.setdefault(outcome["key"], {})
-            if outcome.get("run_dir"):
-                entry["folder"] = folder.relative(Path(outcome["run_dir"]))
-            entry.update(status=outcome["status"], error=outcome.get("error"), traceback=outcome.get("traceback"))
-            folder.write_index(index)
-            progress(outcome, len(tasks) - len(outcomes))
-
-        completed = run_local(tasks, jobs, on_done) if tasks else True
-        if not completed:
-            print(f"reslab: sweep {spec.name} stopped; run the same command again to resume it", file=out)
-            return folder.path, EXIT_INTERRUPTED
-        chosen = write_all(folder, spec, planned)
+    with backends.connect(backend, options) as runner:  # an unreachable cluster fails here, before anything is written
+        folder.create(spec)
+        with folder.locked():
+            outcomes, completed, chosen = _run(spec, folder, planned, runner, out)
+    if not completed:
+        print(f"reslab: sweep {spec.name} stopped; run the same command again to resume it", file=out)
+        return folder.path, EXIT_INTERRUPTED
     for warning in edge_warnings(spec, chosen):
         print(f"reslab: warning: {warning}", file=out)
     failed = [o for o in outcomes if o["status"] not in ("finished", "diverged")]
@@ -180,3 +151,40 @@ def run_sweep(file: str | Path, *, jobs: int | None = None, backend: str = "loca
                                       o.get("error") or o["status"]] for o in failed], out)
         return folder.path, EXIT_FAILED
     return folder.path, 0
+
+
+def _run(spec: SweepSpec, folder: SweepFolder, planned: Sequence[PlannedRun], runner: backends.Runner, out: IO[str]
+         ) -> tuple[list[dict[str, Any]], bool, dict[str, Any]]:
+    """Under the sweep folder's lock: move failed attempts aside, run what is left, aggregate when it all ran.
+    Returns the outcomes, whether the sweep ran to its end, and the tuned values chosen."""
+    index = folder.read_index()
+    tasks = []
+    for run in planned:
+        state = folder.state(run, index)
+        entry = index.setdefault(run.key, {})
+        if state.folder is not None:
+            entry["folder"] = folder.relative(state.folder)
+        if state.action in ("rerun", "restart") and state.folder is not None:
+            moved = folder.move_aside(state.folder, "failed" if state.action == "rerun" else "incomplete")
+            entry["moved_aside"] = [*entry.get("moved_aside", []), folder.relative(moved)]
+            entry["folder"] = None
+        if state.action != "done":
+            tasks.append(_task(folder, run, state))
+    folder.write_index(index)
+    resumed = sum(t.resume is not None for t in tasks)
+    print(f"sweep {spec.name}: {len(planned)} runs, {len(planned) - len(tasks)} done already, {len(tasks)} to run "
+          f"({resumed} resumed) {runner.describe(len(tasks))} into {folder.path}", file=out)
+    progress = _Progress(spec, len(planned), len(planned) - len(tasks), out)
+    outcomes: list[dict[str, Any]] = []
+
+    def on_done(outcome: dict[str, Any]) -> None:
+        outcomes.append(outcome)
+        entry = index.setdefault(outcome["key"], {})
+        if outcome.get("run_dir"):
+            entry["folder"] = folder.relative(Path(outcome["run_dir"]))
+        entry.update(status=outcome["status"], error=outcome.get("error"), traceback=outcome.get("traceback"))
+        folder.write_index(index)
+        progress(outcome, len(tasks) - len(outcomes))
+
+    completed = runner.run(tasks, on_done, folder) if tasks else True
+    return outcomes, completed, (write_all(folder, spec, planned) if completed else {})

@@ -1,9 +1,10 @@
 """The sweep file: what a depth study runs, read, checked and expanded into one resolved config per run.
 
 A sweep file (YAML) holds `base` (a preset or config file), `set` (fixed overrides), `grid` (dotted keys to
-lists of values), `seeds` (a count or a list), an optional `name` and an optional `tune` (a nuisance key whose
-value is picked per cell on the validation split). Everything is checked here, every run's config included,
-before anything runs or is written.
+lists of values), `seeds` (a count or a list), an optional `name`, an optional `tune` (a nuisance key whose
+value is picked per cell on the validation split) and optional `cases` (settings for the cells whose grid
+values match, or `skip: true` to leave those cells out: He et al.'s ResNet-110 warm-up, no plain-110).
+Everything is checked here, every run's config included, before anything runs or is written.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from reslab.config import RunConfig, apply_overrides, flatten, from_dict, load_source, set_key
 from reslab.errors import ConfigError
 
-SWEEP_KEYS = ("base", "set", "grid", "seeds", "name", "tune")
+SWEEP_KEYS = ("base", "set", "grid", "seeds", "name", "tune", "cases")
 TUNE_KEYS = ("key", "values", "by")
+CASE_KEYS = ("when", "set", "skip")
 TUNE_BY = ("best_val_acc", "final_val_acc")  # validation metrics, higher is better
 RESERVED = ("name", "runs_dir", "train.seed")  # the sweep sets these itself
 RESIDUAL = "model.residual"  # the grid key whose false/true cells are plain/residual twins
@@ -35,6 +37,25 @@ class Tune:
 
 
 @dataclass(frozen=True)
+class Case:
+    """Per-cell settings: the cells whose grid values match `when` get `settings` on top of `set`, or are skipped.
+
+    Cases never change a run's name: its folder is named by its swept values, as without cases."""
+
+    when: dict[str, Any]  # grid key -> value
+    settings: dict[str, Any]  # dotted key -> value (empty when `skip`)
+    skip: bool = False
+
+    def matches(self, grid_values: Mapping[str, Any]) -> bool:
+        return all(text(grid_values[k]) == text(v) for k, v in self.when.items())
+
+    def describe(self) -> str:
+        """'model.depth=110, model.residual=true: optim.warmup_epochs=1.137' (or ': skipped')."""
+        what = "skipped" if self.skip else ", ".join(f"{k}={text(v)}" for k, v in self.settings.items())
+        return ", ".join(f"{k}={text(v)}" for k, v in self.when.items()) + f": {what}"
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     """A checked sweep file."""
 
@@ -46,6 +67,7 @@ class SweepSpec:
     seeds: tuple[int, ...]
     tune: Tune | None
     raw: dict[str, Any]  # the file's values, to compare with a sweep folder's copy
+    cases: tuple[Case, ...] = ()
 
     @property
     def swept(self) -> list[str]:
@@ -104,7 +126,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
     if both:
         raise ConfigError(f"{where}: {both[0]} is given twice (in set, grid or tune); give it in one place")
     return SweepSpec(path=path, name=name, base=raw["base"].strip(), fixed=fixed, grid=grid, seeds=seeds,
-                     tune=tune, raw=raw)
+                     tune=tune, raw=raw, cases=_cases(raw.get("cases"), grid, swept, where))
 
 
 def _flat(values: Any, where: str) -> dict[str, Any]:
@@ -155,6 +177,50 @@ def _tune(values: Any, where: str) -> Tune | None:
     return Tune(key=str(values["key"]), values=tuple(options), by=by)
 
 
+def _cases(values: Any, grid: dict[str, list[Any]], swept: list[str], where: str) -> tuple[Case, ...]:
+    """`cases`: a list of {when: {grid key: value}, set: {dotted key: value}} or {when: ..., skip: true}."""
+    if values is None:
+        return ()
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"{where}: cases must be a non-empty list of {{when: ..., set: ...}} or {{when: ..., "
+                          "skip: true}")
+    cases = []
+    for i, case in enumerate(values):
+        at = f"{where}: cases[{i}]"
+        if not isinstance(case, Mapping):
+            raise ConfigError(f"{at} must be a mapping with when and set (or skip: true), got {case!r}")
+        unknown = [k for k in case if k not in CASE_KEYS]
+        if unknown:
+            raise ConfigError(f"{at}: unknown key {unknown[0]}; valid keys: {', '.join(CASE_KEYS)}")
+        when = _flat(case.get("when") or {}, f"{at}.when")
+        if not when:
+            raise ConfigError(f"{at} needs `when`: the grid values of the cells it applies to")
+        for key, value in when.items():
+            if key not in grid:
+                raise ConfigError(f"{at}.when: {key} is not a grid key (a case picks cells by their grid values: "
+                                  f"{', '.join(grid)})")
+            if text(value) not in {text(v) for v in grid[key]}:
+                raise ConfigError(f"{at}.when matches no cell: {key}={text(value)} is not in grid.{key} "
+                                  f"{[text(v) for v in grid[key]]}")
+        skip, settings = case.get("skip", False), _flat(case.get("set") or {}, f"{at}.set")
+        if not isinstance(skip, bool) or skip == bool(settings):
+            raise ConfigError(f"{at} needs either `set` (settings for the matching cells) or `skip: true`")
+        for key in settings:
+            if key in RESERVED or key in swept:
+                raise ConfigError(f"{at}.set: {key} is {'swept' if key in swept else 'set by the sweep'}; a case "
+                                  "sets other keys")
+        cases.append(Case(when=when, settings=settings, skip=skip))
+    if not any(not _case_settings(cases, dict(zip(grid, combo)))[0] for combo in itertools.product(*grid.values())):
+        raise ConfigError(f"{where}: cases skip every cell of the grid")
+    return tuple(cases)
+
+
+def _case_settings(cases: Sequence[Case], grid_values: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
+    """(skipped, settings) of one cell: every matching case applies, in the file's order (later ones win)."""
+    matching = [c for c in cases if c.matches(grid_values)]
+    return any(c.skip for c in matching), {k: v for c in matching for k, v in c.settings.items()}
+
+
 def _base_values(spec: SweepSpec) -> dict[str, Any]:
     """The base's raw values: a config file relative to the sweep file's folder when it is there, else as given.
 
@@ -200,6 +266,9 @@ def expand(spec: SweepSpec, *, runs_dir: str | Path, settings: Mapping[str, Any]
     planned, names = [], {}
     for combo in itertools.product(*spec.grid.values()):
         grid_values = dict(zip(spec.grid, combo))
+        skipped, case_settings = _case_settings(spec.cases, grid_values)
+        if skipped:
+            continue
         cell = ",".join(f"{k}={text(v)}" for k, v in grid_values.items())
         for extra, seed in itertools.product(tune_values, spec.seeds):
             values = {**grid_values, **extra}
@@ -210,7 +279,8 @@ def expand(spec: SweepSpec, *, runs_dir: str | Path, settings: Mapping[str, Any]
             names[key] = True
             raw = apply_overrides(base, [])
             group = [] if "track.group" in spec.fixed else [("track.group", spec.name)]  # W&B: one group a sweep
-            for dotted, value in [*group, *spec.fixed.items(), *values.items(), ("train.seed", seed), ("name", key),
+            for dotted, value in [*group, *spec.fixed.items(), *case_settings.items(), *values.items(),
+                                  ("train.seed", seed), ("name", key),
                                   ("runs_dir", str(runs_dir)), *(settings or {}).items()]:
                 set_key(raw, dotted.split("."), value)
             try:

@@ -1,0 +1,200 @@
+"""`reslab analyze landscape`'s outputs: the surface table, smoothness numbers, figures, directions and sentences.
+
+Smoothness is measured two ways, both on the loss as evaluated (no fit): the share of grid points whose second
+difference along an axis is >= 0 (1.0: convex along every cut), and the number of strict local minima inside
+the grid (a point lower than all its 2, or in 2-D 4, neighbours). A chaotic surface has a low share and many
+minima; a smooth bowl has a share near 1 and one minimum.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from reslab import files
+from reslab.analyze.gradflow import model_spec, resolve_targets
+from reslab.analyze.gradflow_output import pairs
+from reslab.analyze.landscape import Direction, LandscapeSettings, Surface, measure
+from reslab.analyze.record import AnalysisRecord, check_output_dir, make_output_dir, write_record
+from reslab.analyze.gradflow import check_seed
+from reslab.plots.landscape import plot_landscape_1d, plot_landscape_2d
+
+REFERENCE = ("Li et al. 2018: filter-normalised loss surfaces of plain and residual nets look alike at depth 20; "
+             "deeper, the plain net's turns chaotic while the residual net's stays smooth and nearly convex")
+SURFACE_FIELDS = ["model", "at", "a", "b", "loss", "acc"]
+STATS_FIELDS = ["model", "at", "model_spec", "pair", "weight_layers", "dims", "points", "span", "loss_origin",
+                "acc_origin", "loss_min", "loss_max", "loss_range", "convex_share", "local_minima", "seconds"]
+LIKE_DEPTH = 20  # weight layers up to which Li et al. found plain and residual surfaces alike
+ALIKE_SHARE = 0.15  # convex shares this close count as alike
+RANGE_FACTOR = 10.0  # loss ranges within this factor count as alike
+FLAT = 0.01  # a surface whose loss varies by less than this fraction of the loss at the origin is a plateau
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def convex_share(loss: np.ndarray) -> float:
+    """Share of second differences >= 0 along each axis of length >= 3 (rows and columns of a 2-D grid)."""
+    diffs = [np.diff(loss, n=2, axis=axis).ravel() for axis in range(loss.ndim) if loss.shape[axis] >= 3]
+    second = np.concatenate(diffs) if diffs else np.array([])
+    second = second[np.isfinite(second)]
+    return float(np.mean(second >= 0)) if len(second) else float("nan")
+
+
+def local_minima(loss: np.ndarray) -> int:
+    """Strict local minima inside the grid: lower than both neighbours along every axis of length >= 3."""
+    grid = loss[:, 0] if loss.shape[1] == 1 else loss
+    inner = grid[(slice(1, -1),) * grid.ndim]
+    lower = np.ones(inner.shape, dtype=bool)
+    for axis in range(grid.ndim):
+        others = tuple(slice(None) if a == axis else slice(1, -1) for a in range(grid.ndim))  # the other axes' interior
+        before = np.take(grid, np.arange(grid.shape[axis] - 2), axis=axis)[others]
+        after = np.take(grid, np.arange(2, grid.shape[axis]), axis=axis)[others]
+        lower &= (inner < before) & (inner < after)
+    return int(lower.sum())
+
+
+def stats_rows(surfaces: Sequence[Surface], settings: LandscapeSettings) -> list[dict[str, Any]]:
+    pair_of = pairs(surfaces)
+    rows = []
+    for s in surfaces:
+        mid = len(s.steps) // 2
+        finite = s.loss[np.isfinite(s.loss)]
+        rows.append({"model": s.target.label, "at": s.target.at, "model_spec": model_spec(s.target.cfg),
+                     "pair": pair_of.get(s.target.label, ""), "weight_layers": s.num_weight_layers,
+                     "dims": settings.dims, "points": len(s.steps), "span": settings.span,
+                     "loss_origin": float(s.loss[mid, mid if settings.dims == 2 else 0]),
+                     "acc_origin": float(s.acc[mid, mid if settings.dims == 2 else 0]),
+                     "loss_min": float(finite.min()) if len(finite) else float("nan"),
+                     "loss_max": float(finite.max()) if len(finite) else float("nan"),
+                     "loss_range": float(np.ptp(finite)) if len(finite) else float("nan"),
+                     "convex_share": convex_share(s.loss), "local_minima": local_minima(s.loss),
+                     "seconds": round(s.seconds, 3)})
+    return rows
+
+
+# ----------------------------------------------------------------------------- words
+
+
+def is_flat(row: Mapping[str, Any]) -> bool:
+    """A loss range under FLAT of the loss at the origin: a plateau, where second differences are rounding noise."""
+    return not row["loss_range"] >= FLAT * row["loss_origin"]
+
+
+def _model_sentence(r: Mapping[str, Any]) -> str:
+    return (f"{r['model']} ({r['weight_layers']} weight layers): loss {r['loss_origin']:.4g} at the trained weights "
+            f"(accuracy {100 * r['acc_origin']:.1f}%), from {r['loss_min']:.4g} to {r['loss_max']:.4g} over the "
+            f"grid; second difference >= 0 at {100 * r['convex_share']:.0f}% of the points; "
+            f"{r['local_minima']} local minim{'um' if r['local_minima'] == 1 else 'a'} inside the grid; "
+            f"{r['seconds']:.1f} s"
+            + (f" (a plateau: flat to within {100 * FLAT:.0f}% of its loss)." if is_flat(r) else "."))
+
+
+def _pair_sentence(plain: Mapping[str, Any], res: Mapping[str, Any]) -> str:
+    """How the pair compares, and whether that is what Li et al. found at this depth."""
+    layers = int(res["weight_layers"])
+    flat = [r for r in (plain, res) if is_flat(r)]
+    if flat:
+        who = " and ".join(f"{r['model']} (accuracy {100 * r['acc_origin']:.1f}% at the trained weights)"
+                           for r in flat)
+        return (f"{plain['model']} vs {res['model']}: the surface of {who} is flat to within {100 * FLAT:.0f}% of its "
+                "loss, a plateau: the net did not learn, so the shape measures do not compare the two; Li et al.'s "
+                "comparison needs both nets trained.")
+    text = (f"{plain['model']} vs {res['model']}: convex share {100 * plain['convex_share']:.0f}% vs "
+            f"{100 * res['convex_share']:.0f}%, local minima {plain['local_minima']} vs {res['local_minima']}, "
+            f"loss range {plain['loss_range']:.3g} vs {res['loss_range']:.3g}. ")
+    better = _smoother(plain, res)
+    for_res = [what for what, who in better.items() if who == "residual"]
+    for_plain = [what for what, who in better.items() if who == "plain"]
+    if not for_res and not for_plain:
+        return text + (f"By all three they look alike at {layers} weight layers: " +
+                       ("as Li et al. found at depth 20 (agrees)." if layers <= LIKE_DEPTH else
+                        "Li et al. found the plain surface chaotic and the residual one smooth at this depth "
+                        "(disagrees at this resolution)."))
+    if for_plain:
+        return text + (f"The plain surface is the smoother by {', '.join(for_plain)}" +
+                       (f" and the residual one by {', '.join(for_res)}" if for_res else "") +
+                       f", at {layers} weight layers: unlike Li et al. (disagrees).")
+    text += f"The residual surface is the smoother by {', '.join(for_res)} at {layers} weight layers"
+    if layers <= LIKE_DEPTH:
+        return text + ": Li et al. found the two alike at depth 20 (disagrees)."
+    if "convexity" not in for_res:
+        return text + (", as Li et al. found deeper than 20 layers (agrees in direction); but the plain cut is as "
+                       "convex as the residual one here, not chaotic as in Li et al.")
+    return text + ", as Li et al. found deeper than 20 layers (agrees)."
+
+
+def _smoother(plain: Mapping[str, Any], res: Mapping[str, Any]) -> dict[str, str]:
+    """Which surface is the smoother by convexity share, local minima and loss range: plain, residual or ''."""
+    share = res["convex_share"] - plain["convex_share"]
+    minima = int(plain["local_minima"]) - int(res["local_minima"])
+    ratio = plain["loss_range"] / res["loss_range"] if res["loss_range"] > 0 else float("inf")
+    return {"convexity": "residual" if share > ALIKE_SHARE else "plain" if share < -ALIKE_SHARE else "",
+            "local minima": "residual" if minima > 1 else "plain" if minima < -1 else "",
+            f"loss range ({ratio:.3g}x)": "residual" if ratio > RANGE_FACTOR else
+            "plain" if ratio < 1 / RANGE_FACTOR else ""}
+
+
+def describe(rows: Sequence[Mapping[str, Any]], settings: LandscapeSettings) -> list[str]:
+    axes = "one random direction" if settings.dims == 1 else "two random directions"
+    grid = "x".join([str(settings.per_axis)] * settings.dims)
+    out = [f"Loss and accuracy along {axes}, filter-normalised (Li et al. 2018; biases and norm layers not moved), "
+           f"{grid} points in [-{settings.span:g}, {settings.span:g}], batch norm in eval mode, on {settings.subset} "
+           "training images (a fixed seeded subset of the training split)."]
+    out += [_model_sentence(r) for r in rows]
+    by = {str(r["model"]): r for r in rows}
+    for title in dict.fromkeys(str(r["pair"]) for r in rows if r["pair"]):
+        plain, res = (by[name] for name in title.split(" vs "))
+        out.append(_pair_sentence(plain, res))
+    return out
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def write_outputs(surfaces: Sequence[Surface], directions: Mapping[str, list[Direction]], settings: LandscapeSettings,
+                  seed: int, out_dir: Path, svg: bool = False) -> tuple[str, list[dict[str, Any]], list[str]]:
+    """landscape.csv, landscape-stats.csv, directions.pt, figures and landscape-summary.txt; returns (summary,
+    stats rows, figure names)."""
+    surface_rows = [{"model": s.target.label, "at": s.target.at, "a": float(a),
+                     "b": float(s.steps[j]) if settings.dims == 2 else 0.0,
+                     "loss": float(s.loss[i, j]), "acc": float(s.acc[i, j])}
+                    for s in surfaces for i, a in enumerate(s.steps) for j in range(s.loss.shape[1])]
+    stats = stats_rows(surfaces, settings)
+    files.write_csv(out_dir / "landscape.csv", surface_rows, SURFACE_FIELDS)
+    files.write_csv(out_dir / "landscape-stats.csv", stats, STATS_FIELDS)
+    saved = {"seed": seed, "dims": settings.dims, "span": settings.span, "steps": surfaces[0].steps.tolist(),
+             "models": dict(directions)}
+    files.atomic_path(out_dir / "directions.pt", lambda tmp: torch.save(saved, tmp))
+    figure = f"landscape-{settings.dims}d.png"
+    (plot_landscape_1d if settings.dims == 1 else plot_landscape_2d)(surface_rows, out_dir / figure, svg)
+    text = "\n".join(describe(stats, settings) + ["", f"Reference: {REFERENCE}."])
+    files.write_text(out_dir / "landscape-summary.txt", text + "\n")
+    return text, stats, [figure]
+
+
+def run_landscape(sources: Sequence[str], settings: LandscapeSettings = LandscapeSettings(), *,
+                  at: str = "last", overrides: Sequence[str] = (), extra: Mapping[str, Any] | None = None,
+                  device: str = "auto", seed: int = 0, out: str | Path | None = None, svg: bool = False,
+                  progress: bool = True) -> tuple[Path, str]:
+    """The whole `reslab analyze landscape` for trained runs; returns (output folder, summary)."""
+    started = time.perf_counter()
+    check_seed(seed)
+    targets = resolve_targets(sources, at=(at,), overrides=overrides, settings=extra)
+    check_output_dir(out)
+    surfaces, directions = measure(targets, settings, seed=seed, device=device, progress=progress)
+    out_dir = make_output_dir(out, "landscape", sources)
+    text, stats, figures = write_outputs(surfaces, directions, settings, seed, out_dir, svg)
+    findings = {f"{r['model']}.{key}": r[key] for r in stats
+                for key in ("loss_origin", "acc_origin", "loss_range", "convex_share", "local_minima")}
+    write_record(out_dir, AnalysisRecord(
+        kind="landscape", title="Loss landscape", sources=tuple(sources), summary="landscape-summary.txt",
+        figures=tuple(figures), tables=("landscape-stats.csv", "landscape.csv"),
+        settings={"at": at, "dims": settings.dims, "points": settings.per_axis, "subset": settings.subset,
+                  "span": settings.span, "seed": seed, "directions": "directions.pt"},
+        findings=findings, reference=REFERENCE, seconds=round(time.perf_counter() - started, 3)))
+    return out_dir, text

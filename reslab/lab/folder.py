@@ -1,0 +1,101 @@
+"""The lab folder: what was asked (lab.json), which stages are done, and where each stage keeps its files.
+
+A stage is done when lab.json says so; its files are then never touched again, so running the lab again
+reuses every finished run and analysis. Sweeps resume their own runs; an analysis is built in a hidden
+folder and renamed into place when complete, so an interrupted one leaves nothing half-written behind.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from reslab import files
+from reslab.errors import ConfigError
+
+LAB_FORMAT = "reslab-lab-1"
+ASKED_KEYS = ("profile", "mnist", "cifar", "data_dir")  # a lab folder holds one lab: these must match to continue
+
+
+@dataclass(frozen=True)
+class LabFolder:
+    path: Path
+
+    record = property(lambda self: self.path / "lab.json")
+    sweep_files = property(lambda self: self.path / "sweep-files")  # the sweep file of each study
+    sweeps = property(lambda self: self.path / "sweeps")  # one sweep folder per study
+    analyses = property(lambda self: self.path / "analyses")  # one analysis folder per instrument
+    report = property(lambda self: self.path / "report")
+
+    def sweep(self, name: str) -> Path:
+        return self.sweeps / name
+
+    def analysis(self, name: str) -> Path:
+        return self.analyses / name
+
+    def read(self) -> dict[str, Any] | None:
+        """lab.json, or None when the folder holds no lab yet."""
+        if not self.record.is_file():
+            return None
+        try:
+            values = json.loads(self.record.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{self.record} cannot be read ({exc}); give the lab a new --out") from None
+        if not isinstance(values, dict) or values.get("format") != LAB_FORMAT:
+            raise ConfigError(f"{self.record} is not a reslab lab record; give the lab a new --out")
+        return values
+
+    def check(self, asked: Mapping[str, Any]) -> dict[str, Any] | None:
+        """lab.json when this folder holds the same lab, None when it is new or empty; anything else is an error.
+
+        Writes nothing."""
+        values = self.read()
+        if values is None:
+            if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+                raise ConfigError(f"--out {self.path} already holds files that are not a reslab lab; give a new or "
+                                  "empty folder")
+            return None
+        differ = [k for k in ASKED_KEYS if values.get(k) != asked[k]]
+        if differ:
+            was = ", ".join(f"{k} {values.get(k)!r} (now {asked[k]!r})" for k in differ)
+            raise ConfigError(f"{self.path} holds a lab made with {was}; give another --out, or the same settings "
+                              "to continue it")
+        values.setdefault("stages", {})
+        return values
+
+    def open(self, asked: Mapping[str, Any]) -> dict[str, Any]:
+        """Start (writing lab.json) or continue the lab in this folder."""
+        values = self.check(asked)
+        if values is None:
+            values = {"format": LAB_FORMAT, **{k: asked[k] for k in ASKED_KEYS}, "started": _now(), "stages": {}}
+            self.path.mkdir(parents=True, exist_ok=True)
+            files.write_json(self.record, values)
+        return values
+
+    def mark_done(self, values: dict[str, Any], stage: str, seconds: float, **extra: Any) -> None:
+        values["stages"][stage] = {"status": "done", "seconds": round(seconds, 2), "finished": _now(), **extra}
+        files.write_json(self.record, values)
+
+    @contextmanager
+    def building(self, final: Path) -> Iterator[Path]:
+        """A fresh hidden folder beside `final`, renamed to `final` when the block ends without an error."""
+        temp = final.parent / f".{final.name}.building"
+        for stale in (temp, final):  # the lab's own leftovers of an interrupted stage
+            if stale.exists():
+                shutil.rmtree(stale)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            yield temp
+            temp.rename(final)
+        finally:
+            if temp.exists():
+                shutil.rmtree(temp, ignore_errors=True)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

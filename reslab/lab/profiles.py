@@ -1,0 +1,127 @@
+"""What `reslab lab` runs: the notebook's experiments and their fair, multi-seed versions, in two sizes.
+
+`quick` fits a 2-core CPU in about 15 minutes by training on seeded subsets for fewer epochs; each such
+shortcut is written down here, beside the setting, and printed in the report. `full` is the notebook's
+settings (and the He et al. 2015 depth study) for a GPU. A profile is data: the stages read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+
+PROFILES = ("quick", "full")
+
+
+@dataclass(frozen=True)
+class Study:
+    """One sweep of the lab: a base preset, fixed settings, a grid and seeds (the sweep file's fields)."""
+
+    name: str  # the sweep's folder name inside the lab folder
+    base: str
+    dataset: str  # "mnist" or "cifar": which of the lab's two datasets
+    settings: Mapping[str, Any]  # dotted key -> value
+    grid: Mapping[str, list[Any]]
+    seeds: int
+
+    def sweep_file(self, dataset_spec: str, data_dir: str | None) -> dict[str, Any]:
+        """The sweep file's contents for this study on the given dataset."""
+        fixed = dict(self.settings) | {"data.dataset": dataset_spec}
+        if data_dir is not None:
+            fixed["data.data_dir"] = data_dir
+        return {"name": self.name, "base": self.base, "set": fixed, "grid": {k: list(v) for k, v in self.grid.items()},
+                "seeds": self.seeds}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    notebook_mlp: Study  # Exercise 1.1
+    notebook_cnn: Study  # Exercise 1.2, the plain CNN
+    notebook_resnet: Study  # Exercise 1.2, the ResNetCNN
+    mlp_depth: Study  # the residual MLP exercise: fair twins over depth on MNIST
+    conv_depth: Study  # fair conv twins over depth on CIFAR-10
+    depth_key_conv: str  # the conv study's depth axis
+    pair_depth_mlp: int  # the MLP depth whose trained pair the instruments explain
+    subset: int  # images the lesion and landscape instruments evaluate on
+    landscape_points: int
+    landscape_2d: bool  # also a 2-D landscape of the conv pair
+    shatter_depths: tuple[int, ...]
+    shatter_seeds: int
+    gradflow_batches: int = 11
+    shortcuts: tuple[str, ...] = field(default_factory=tuple)  # every way this profile departs from the full lab
+    expected_s: Mapping[str, float] = field(default_factory=dict)  # stage -> seconds it took on the development CPU
+
+
+_ONE_THREAD = {"train.threads": 1}  # many small runs: one thread each, the sweep runs them side by side
+_NOTEBOOK_MLP = {"data.val_size": 5000}
+_CIFAR_QUICK = {"data.val_size": 1000, "data.train_size": 3000, "data.test_size": 2000}
+_MLP_DEPTH = {"model.width": 16, "model.layers_per_block": 2, "model.norm": "none", "data.val_size": 5000,
+              "data.batch_size": 128, "optim.name": "adam", "optim.lr": 1e-3}
+_CONV = {"model.name": "convnet", "model.channels": 16, "model.stages": 3, "model.kernel_size": 3,
+         "model.layers_per_block": 2, "model.norm": "batch", "data.batch_size": 128, "optim.name": "adam",
+         "optim.lr": 1e-3}
+
+QUICK = Profile(
+    name="quick",
+    notebook_mlp=Study("ex1-mlp", "seed-mlp", "mnist", _NOTEBOOK_MLP, {"train.epochs": [15]}, seeds=2),
+    notebook_cnn=Study("ex1-cnn", "seed-cnn", "cifar", _CIFAR_QUICK, {"train.epochs": [3]}, seeds=2),
+    notebook_resnet=Study("ex1-resnet", "seed-resnet", "cifar", _CIFAR_QUICK, {"train.epochs": [3]}, seeds=2),
+    mlp_depth=Study("mlp-depth", "plain-mlp8", "mnist",
+                    _MLP_DEPTH | _ONE_THREAD | {"data.train_size": 20000, "train.epochs": 3},
+                    {"model.depth": [2, 4, 8, 16, 32, 64], "model.residual": [False, True]}, seeds=3),
+    conv_depth=Study("conv-depth", "seed-cnn", "cifar",
+                     _CONV | _ONE_THREAD | {"data.val_size": 1000, "data.train_size": 3000, "data.test_size": 2000,
+                                            "train.epochs": 3},
+                     {"model.blocks": [1, 3], "model.residual": [False, True]}, seeds=3),
+    depth_key_conv="model.blocks",
+    pair_depth_mlp=32,
+    subset=1000,
+    landscape_points=21,
+    landscape_2d=False,
+    shatter_depths=(1, 2, 4, 8, 16, 32, 50),
+    shatter_seeds=3,
+    shortcuts=(
+        "Exercise 1.2 trains on a seeded subset of 3,000 CIFAR-10 training images for 3 epochs (the notebook: "
+        "45,000 images, 10 epochs), validates on 1,000 and tests on a fixed subset of 2,000 test images, 2 seeds.",
+        "The MLP depth study trains 3 epochs on a seeded subset of 20,000 MNIST training images.",
+        "The conv-net depth study trains on 3,000 CIFAR-10 images for 3 epochs, at 1 and 3 blocks per stage "
+        "(8 and 20 weight layers), tests on the same 2,000 test images.",
+        "The instruments evaluate on seeded subsets of 1,000 images; the loss landscape is cut in 1-D only.",
+    ),
+)
+
+FULL = Profile(
+    name="full",
+    notebook_mlp=Study("ex1-mlp", "seed-mlp", "mnist", _NOTEBOOK_MLP, {"train.epochs": [15]}, seeds=3),
+    notebook_cnn=Study("ex1-cnn", "seed-cnn", "cifar", {"data.val_size": 5000}, {"train.epochs": [10]}, seeds=3),
+    notebook_resnet=Study("ex1-resnet", "seed-resnet", "cifar", {"data.val_size": 5000}, {"train.epochs": [10]},
+                          seeds=3),
+    mlp_depth=Study("mlp-depth", "plain-mlp8", "mnist", _MLP_DEPTH | {"train.epochs": 10},
+                    {"model.depth": [2, 4, 8, 16, 32, 64], "model.residual": [False, True]}, seeds=5),
+    conv_depth=Study("conv-depth", "plain20", "cifar",
+                     {"data.val_size": 5000, "data.batch_size": 128, "data.augment": True, "train.epochs": 182},
+                     {"model.depth": [20, 32, 44, 56], "model.residual": [False, True]}, seeds=3),
+    depth_key_conv="model.depth",
+    pair_depth_mlp=32,
+    subset=5000,
+    landscape_points=51,
+    landscape_2d=True,
+    shatter_depths=(1, 2, 4, 8, 16, 32, 50, 100),
+    shatter_seeds=10,
+    shortcuts=(),
+)
+
+
+PROFILE_TABLE: dict[str, Profile] = {"quick": QUICK, "full": FULL}  # tests add a tiny one
+
+
+def get_profile(name: str) -> Profile:
+    return PROFILE_TABLE[name]
+
+
+def default_profile(device: torch.device) -> str:
+    """`full` where a GPU trains it in hours; `quick` on a CPU (or Apple's mps), where `full` would take days."""
+    return "full" if device.type == "cuda" else "quick"

@@ -1,0 +1,210 @@
+"""The lab's report: a front page answering the lab's question, then one section per exercise.
+
+Read from the lab folder's files only (sweep CSVs, run folders, analysis folders), so it is rebuilt in
+seconds and any number in it can be traced to a file. Written to report/ beside the stages' folders.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+from reslab import files
+from reslab.lab.conclude import Finding, depth_study, num
+from reslab.lab.explain import gradient_depth, instrument_sections
+from reslab.lab.folder import LabFolder
+from reslab.lab.notebook import exercise_cnns, exercise_mlp, gradient_norms
+from reslab.lab.profiles import Profile, Study, get_profile
+from reslab.lab.stages import Stage
+from reslab.report.sweeps import sweep_blocks
+from reslab.report.document import Block, Figure, Heading, Note, Paragraph, Table, to_html, to_markdown
+from reslab.report.values import strict_json
+
+TITLE = "reslab lab: how depth and residual connections change what a network can learn"
+FIGURES = "figures"
+
+
+class _Doc:
+    """Blocks in order, the findings behind them (for report.json), and figures copied into the report."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.blocks, self.findings = out, [], []
+        (out / FIGURES).mkdir(parents=True, exist_ok=True)
+        self.blocks: list[Block]
+        self.findings: list[dict[str, Any]]
+
+    def finding(self, section: str, f: Finding) -> None:
+        self.blocks += [Paragraph(" ".join(f.sentences)), Table(f.table.header, f.table.rows, f.table.numeric),
+                        Paragraph(f.caption + ".")]
+        self.findings.append({"section": section, "sentences": list(f.sentences), "header": list(f.table.header),
+                              "rows": [list(r) for r in f.table.rows], "thresholds": dict(f.thresholds)})
+
+    def figure(self, source: Path, name: str, caption: str) -> None:
+        if source.is_file():
+            shutil.copyfile(source, self.out / FIGURES / name)
+            self.blocks.append(Figure(f"{FIGURES}/{name}", caption))
+        else:
+            self.blocks.append(Note(f"Figure missing: {source.name} was not written."))
+
+
+def _rows(folder: LabFolder, study: Study, name: str) -> list[dict[str, str]]:
+    return files.read_csv(folder.sweep(study.name) / name, missing_ok=True)
+
+
+def _shortcut(study: Study, notebook_epochs: int) -> str | None:
+    """Why a notebook comparison is not like for like (None when it is)."""
+    why = []
+    if "data.train_size" in study.settings:
+        why.append(f"trained on {study.settings['data.train_size']:,} images")
+    epochs = study.grid.get("train.epochs", [study.settings.get("train.epochs")])[0]
+    if epochs != notebook_epochs:
+        why.append(f"for {epochs} epochs (the notebook: {notebook_epochs})")
+    return " ".join(why) if why else None
+
+
+def _architecture(folder: LabFolder, study: Study) -> dict[str, Any]:
+    """Parameters, forward MFLOP per image, conv layers and channels of a study's model (from its run's config)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from reslab.config import load_source
+    from reslab.config import from_dict
+    from reslab.models import build_model, count_params
+
+    runs = [r for r in _rows(folder, study, "results.csv") if r.get("run_folder")]
+    cfg = from_dict(load_source(str(folder.sweep(study.name) / runs[0]["run_folder"] / "config.yaml")))
+    model = build_model(cfg.model.name, input_shape=(3, 32, 32), num_classes=10, **cfg.model.args)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, 3, 32, 32))
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    widths = sorted({m.out_channels for m in convs})
+    return {"params": count_params(model), "mflops": counter.get_total_flops() / 1e6, "convs": len(convs),
+            "channels": "/".join(str(w) for w in widths)}
+
+
+def _sweep_section(doc: _Doc, folder: LabFolder, study: Study, f: Finding, title: str) -> None:
+    doc.finding(study.name, f)
+    sweep = folder.sweep(study.name)
+    doc.figure(sweep / "test_acc_vs_depth.png", f"{study.name}-test-acc.png", f"{title}: test accuracy against depth")
+    doc.figure(sweep / "train_loss_vs_depth.png", f"{study.name}-train-loss.png",
+               f"{title}: final training loss against depth")
+
+
+def _failures(folder: LabFolder, studies: Sequence[Study]) -> list[Block]:
+    bad = [(s.name, r) for s in studies for r in _rows(folder, s, "results.csv")
+           if r.get("status") not in ("finished", "diverged")]
+    if not bad:
+        return []
+    rows = [[name, r.get("run_folder", ""), r.get("status", "")] for name, r in bad]
+    return [Note(f"{len(bad)} runs did not finish; they are left out of the numbers."),
+            Table(["study", "run", "status"], rows)]
+
+
+def _front(doc: _Doc, profile: Profile, record: dict[str, Any], answer: list[str], sections: list[str],
+           studies: Sequence[Study], folder: LabFolder) -> list[Block]:
+    train_s = sum(num(r.get("train_seconds")) for s in studies for r in _rows(folder, s, "results.csv")
+                  if r.get("train_seconds"))
+    runs = sum(len(_rows(folder, s, "results.csv")) for s in studies)
+    wall = sum(v.get("seconds", 0) for v in record.get("stages", {}).values())
+    env = _environment(folder, studies)
+    blocks: list[Block] = [Heading("The answer"), *(Paragraph(a) for a in answer),
+                           Heading("Set-up", 3),
+                           Paragraph(f"Profile {profile.name}; MNIST: {record['mnist']}; CIFAR-10: {record['cifar']}. "
+                                     + ("Shortcuts taken for time: " + " ".join(profile.shortcuts)
+                                        if profile.shortcuts else "No shortcuts: the notebook's settings.")),
+                           Heading("Contents", 3), Table(["section"], [[s] for s in sections]),
+                           Heading("Compute", 3),
+                           Table(["runs", "training time (s, summed over runs)", "lab wall time (s, all stages)"],
+                                 [[str(runs), f"{train_s:.1f}", f"{wall:.1f}"]], numeric=[True, True, True])]
+    if env:
+        blocks += [Heading("Environment", 3), Table(["item", "value"], env)]
+    return blocks
+
+
+def _environment(folder: LabFolder, studies: Sequence[Study]) -> list[list[str]]:
+    for s in studies:
+        for r in _rows(folder, s, "results.csv"):
+            path = folder.sweep(s.name) / r.get("run_folder", "") / "env.json"
+            try:
+                env = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            keep = ("python", "torch", "device", "device_name", "cpu", "cpu_count", "platform", "threads")
+            return [[k, str(env[k])] for k in keep if k in env]
+    return []
+
+
+def write_lab_report(folder: LabFolder, stages: Sequence[Stage], record: dict[str, Any]) -> Path:
+    """Build report.md, report.html and report.json into the lab's report/ folder; returns report.html."""
+    profile = get_profile(record["profile"])
+    with folder.building(folder.report) as out:
+        doc = _Doc(out)
+        body = _sections(doc, folder, profile)
+        studies = [s.study for s in stages if s.study is not None]
+        answer = [f"{label}: " + " ".join(f.front) for label, f in body["answer"]]
+        front = _front(doc, profile, record, answer, body["titles"], studies, folder)
+        blocks = front + _failures(folder, studies) + doc.blocks
+        files.write_text(out / "report.md", to_markdown(TITLE, blocks))
+        files.write_text(out / "report.html", to_html(TITLE, blocks, out))
+        files.write_text(out / "report.json", json.dumps(strict_json({"profile": profile.name,
+                                                                     "findings": doc.findings}), indent=2) + "\n")
+    return folder.report / "report.html"
+
+
+def _sections(doc: _Doc, folder: LabFolder, profile: Profile) -> dict[str, Any]:
+    """Every section's blocks into `doc`; returns the section titles and the findings the front page quotes."""
+    titles, answer = [], []
+
+    def section(title: str, question: str) -> None:
+        titles.append(title)
+        doc.blocks += [Heading(title), Paragraph("Question: " + question)]
+
+    section("1. Exercise 1.1: the notebook's MLP on MNIST", "does the notebook's MLP reach what the notebook says?")
+    mlp = _rows(folder, profile.notebook_mlp, "results.csv")
+    doc.finding("ex1-mlp", exercise_mlp(mlp, _shortcut(profile.notebook_mlp, 15)))
+    if mlp:
+        doc.figure(folder.sweep(profile.notebook_mlp.name) / mlp[0]["run_folder"] / "curves.png", "ex1-mlp-curves.png",
+                   "Exercise 1.1: training curves of seed 0")
+
+    section("2. Exercise 1.2: the notebook's CNN and ResNetCNN on CIFAR-10",
+            "does the residual CNN learn better, and is the skip what makes the difference?")
+    cnn, res = (_rows(folder, s, "results.csv") for s in (profile.notebook_cnn, profile.notebook_resnet))
+    arch = [_architecture(folder, profile.notebook_cnn), _architecture(folder, profile.notebook_resnet)]
+    cnns = exercise_cnns(cnn, res, arch, _shortcut(profile.notebook_cnn, 10))
+    doc.finding("ex1-cnns", cnns)
+
+    for number, study, key, what, label in ((3, profile.mlp_depth, "model.depth", "MLP", "Depth, MLPs on MNIST"),
+                                            (4, profile.conv_depth, profile.depth_key_conv, "conv net",
+                                             "Depth, conv nets on CIFAR-10")):
+        title = f"{number}. Plain against residual {what}s over depth"
+        section(title, f"how do training loss and test accuracy of fair plain/residual {what} twins change with "
+                       "depth, and is a failure one of optimisation or of overfitting?")
+        word = "depth" if key == "model.depth" else "blocks per stage"
+        f = depth_study(_rows(folder, study, "aggregate.csv"), _rows(folder, study, "paired.csv"), depth_key=key,
+                        classes=10, what=what, depth_word=word)
+        _sweep_section(doc, folder, study, f, title)
+        answer.append((label, f))
+
+    section("5. Exercise 2: gradient flow", "why do the residual nets learn better? What do gradient norms show?")
+    nb = folder.analysis("gradflow-notebook")
+    norms = gradient_norms(files.read_csv(nb / "gradflow-stats.csv", missing_ok=True), profile.gradflow_batches)
+    doc.finding("gradflow-notebook", norms)
+    doc.figure(nb / "gradflow-boxplots.png", "gradflow-notebook.png", "Gradient norms per parameter tensor at init, "
+               "as the notebook plotted them")
+    depth = folder.analysis("gradflow-depth")
+    gd = gradient_depth(files.read_csv(depth / "gradflow-stats.csv", missing_ok=True))
+    doc.finding("gradflow-depth", gd)
+    doc.figure(depth / "gradflow-depth.png", "gradflow-depth.png", "Gradient norm per layer, plain and residual MLPs")
+    answer += [("The notebook's CNN against its ResNetCNN", cnns), ("Gradient flow", gd),
+               ("The notebook's gradient statistics", norms)]
+    titles += instrument_sections(folder, doc, first=6)
+    appendix = "Appendix: every sweep in full"
+    titles.append(appendix)
+    doc.blocks += [Heading(appendix), Paragraph("What each sweep ran (its settings, grid and seeds), the status of every "
+                                                "run, its figures, tables and summary sentences.")]
+    for study in (profile.notebook_mlp, profile.notebook_cnn, profile.notebook_resnet, profile.mlp_depth,
+                  profile.conv_depth):
+        doc.blocks += sweep_blocks(folder.sweep(study.name), doc.out, level=3, svg=False)
+    return {"titles": titles, "answer": answer}

@@ -1,0 +1,162 @@
+"""`reslab lab`: every stage not done yet, with an overall progress line above each, then the report.
+
+Running it again skips finished stages (lab.json), so a second run only rebuilds the report. Ctrl-C stops
+between or inside a stage; the next run continues from there without losing or repeating a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any, Iterator, Mapping, Sequence
+
+from reslab.errors import ConfigError, DataError
+from reslab.lab.folder import LabFolder
+from reslab.lab.profiles import PROFILE_TABLE, default_profile, get_profile
+from reslab.lab.stages import LabContext, LabStopped, Stage, plan, run_study
+
+EXIT_STOPPED = 130
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    return f"{seconds:.0f} s" if seconds < 60 else f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+
+
+def _dataset_spec(spec: str) -> str:
+    """An image-folder path as an absolute path (the sweep files live elsewhere); named datasets as given."""
+    if spec.startswith("imagefolder:"):
+        path = Path(spec.removeprefix("imagefolder:")).expanduser()
+        if path.exists():
+            return f"imagefolder:{path.resolve()}"
+    return spec
+
+
+def check_data(mnist: str, cifar: str, data_dir: str | None) -> None:
+    """Load both datasets once (decoded into the cache) so that missing data fails before any training."""
+    from reslab.data import load_dataset
+
+    for role, spec in (("--mnist", mnist), ("--cifar", cifar)):
+        try:
+            load_dataset(spec, data_dir)
+        except DataError as exc:
+            hint = 'reslab lab --data-dir DIR, or make lab ARGS="--data-dir DIR"' if data_dir is None else f"{role} SPEC"
+            raise DataError(f"{role} {spec}: {exc} (point the lab at the data: {hint})") from None
+
+
+@contextlib.contextmanager
+def _stop_on_signal() -> Iterator[dict[str, bool]]:
+    """Ctrl-C or SIGTERM raise KeyboardInterrupt, and also set a flag: Python swallows an exception raised while a
+    garbage-collection callback runs, so the lab checks the flag after each stage as well."""
+    flag = {"stop": False}
+
+    def handler(signum: int, frame: Any) -> None:
+        flag["stop"] = True
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class _Overall:
+    """The line above each stage: stage i of n, runs done of total, elapsed, estimated remaining."""
+
+    def __init__(self, stages: Sequence[Stage], done: dict, expected: Mapping[str, float], out: IO[str]) -> None:
+        self.stages, self.done, self.expected, self.out = stages, done, expected, out
+        self.start = time.perf_counter()
+        self.total_runs = sum(s.runs for s in stages)
+        self.took: dict[str, float] = {}  # stage -> seconds, for the stages run this time
+
+    def remaining(self) -> str:
+        """The expected time of the stages left, scaled by how this machine compares on the stages run so far."""
+        left = [s.name for s in self.stages if s.name not in self.done and s.name not in self.took]
+        if not left or any(name not in self.expected for name in left):
+            return ""
+        ran = [name for name in self.took if name in self.expected]
+        speed = (sum(self.took[n] for n in ran) / max(sum(self.expected[n] for n in ran), 1e-9)) if ran else 1.0
+        return f", about {_duration(speed * sum(self.expected[n] for n in left))} left"
+
+    def runs_done(self) -> int:
+        return sum(s.runs for s in self.stages if s.name in self.done)
+
+    def begin(self, index: int, stage: Stage) -> None:
+        what = f", {stage.runs} runs" if stage.runs else ""
+        elapsed = time.perf_counter() - self.start
+        print(f"lab [{index}/{len(self.stages)}] {stage.name}: {stage.title}{what} | runs {self.runs_done()} of "
+              f"{self.total_runs} done | {_duration(elapsed)} elapsed{self.remaining()}", file=self.out, flush=True)
+
+    def end(self, index: int, stage: Stage, seconds: float, failed: int = 0) -> None:
+        self.took[stage.name] = seconds
+        note = f", {failed} runs failed (listed in the report)" if failed else ""
+        print(f"lab [{index}/{len(self.stages)}] {stage.name} done in {_duration(seconds)}{note}", file=self.out,
+              flush=True)
+
+
+def run_lab(*, profile: str | None = None, mnist: str = "mnist", cifar: str = "cifar10", data_dir: str | None = None,
+            out: str | Path = "lab", jobs: int | None = None, backend: str = "local", device: str = "auto",
+            stream: IO[str] | None = None) -> tuple[Path, int]:
+    """Run what is left of the lab and write its report; returns (report.html path, exit code)."""
+    from reslab.lab.report import write_lab_report
+    from reslab.runtime import select_device
+
+    stream = stream or sys.stderr
+    dev = select_device(device)
+    if profile is None:
+        profile = default_profile(dev)
+        print(f"lab: profile {profile} (picked for device {dev}; --profile quick|full to choose)", file=stream)
+    if profile not in PROFILE_TABLE:
+        raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(PROFILE_TABLE)}")
+    mnist, cifar = _dataset_spec(mnist), _dataset_spec(cifar)
+    folder = LabFolder(Path(out))
+    asked = {"profile": profile, "mnist": mnist, "cifar": cifar, "data_dir": data_dir}
+    stages = plan(get_profile(profile))
+    record = folder.check(asked)  # a foreign folder or another lab's fails before anything else
+    if record is None or any(s.name not in record["stages"] for s in stages):
+        check_data(mnist, cifar, data_dir)
+    record = folder.open(asked)
+    ctx = LabContext(folder, get_profile(profile), mnist, cifar, data_dir, jobs, backend, device, stream)
+    overall = _Overall(stages, record["stages"], ctx.profile.expected_s, stream)
+    failed_runs = 0
+    try:
+        with _stop_on_signal() as stop:
+            failed_runs = _run_stages(stages, record, ctx, overall, stop)
+    except (KeyboardInterrupt, LabStopped) as exc:
+        why = f" ({exc})" if isinstance(exc, LabStopped) else ""
+        print(f"lab: stopped{why}; run the same command again to continue where it stopped", file=stream)
+        return folder.path, EXIT_STOPPED
+    html = write_lab_report(folder, stages, record)
+    print(f"lab: report written in {_duration(time.perf_counter() - overall.start)}: {html}", file=stream)
+    return html, 1 if failed_runs else 0
+
+
+def _run_stages(stages: Sequence[Stage], record: dict[str, Any], ctx: LabContext, overall: _Overall,
+                stop: dict[str, bool]) -> int:
+    """Every stage not done yet, in order; returns how many runs failed."""
+    failed_runs = 0
+    for i, stage in enumerate(stages, start=1):
+        if stage.name in record["stages"]:
+            continue
+        overall.begin(i, stage)
+        started = time.perf_counter()
+        failed = 0
+        if stage.study is not None:
+            failed = run_study(ctx, stage.study)
+        else:
+            assert stage.analyse is not None
+            with ctx.folder.building(ctx.folder.analysis(stage.name)) as temp:
+                stage.analyse(ctx, temp)
+        seconds = time.perf_counter() - started
+        failed_runs += failed
+        if not failed:  # a stage with failed runs is tried again next time (the sweep reruns only those)
+            ctx.folder.mark_done(record, stage.name, seconds)
+        overall.end(i, stage, seconds, failed)
+        if stop["stop"]:  # a Ctrl-C that Python swallowed: the stage is done, the lab stops here
+            raise LabStopped("stopped after the stage " + stage.name)
+    return failed_runs

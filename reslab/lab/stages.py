@@ -1,0 +1,199 @@
+"""The lab's stages in order: the sweeps that train every model, then the analyses that explain them.
+
+A sweep stage writes its study as a sweep file and runs it with `reslab.sweep.run_sweep` (which skips
+finished runs and resumes interrupted ones). An analysis stage calls one instrument on the trained pairs
+the sweeps left, into a folder of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Callable, Sequence
+
+import yaml
+
+from reslab import files
+from reslab.errors import ReslabError
+from reslab.lab.profiles import Profile, Study
+
+
+class LabStopped(ReslabError):
+    """Ctrl-C (or a stopped sweep): the lab can continue where it stopped."""
+
+
+@dataclass(frozen=True)
+class LabContext:
+    """What every stage needs: the lab folder, the profile, the two datasets, and how to run."""
+
+    folder: Any  # LabFolder
+    profile: Profile
+    mnist: str  # dataset spec
+    cifar: str
+    data_dir: str | None
+    jobs: int | None
+    backend: str
+    device: str
+    out: IO[str]  # progress
+
+    def dataset(self, which: str) -> str:
+        return self.mnist if which == "mnist" else self.cifar
+
+    def settings(self, which: str) -> dict[str, Any]:
+        """--set style settings that point a preset at the lab's dataset."""
+        values = {"data.dataset": self.dataset(which)}
+        if self.data_dir is not None:
+            values["data.data_dir"] = self.data_dir
+        return values
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    title: str
+    study: Study | None = None  # a sweep stage
+    analyse: Callable[[LabContext, Path], None] | None = None  # an analysis stage: (context, empty output folder)
+
+    @property
+    def runs(self) -> int:
+        """How many training runs the stage holds (0 for an analysis)."""
+        if self.study is None:
+            return 0
+        count = self.study.seeds
+        for values in self.study.grid.values():
+            count *= len(values)
+        return count
+
+
+def run_study(ctx: LabContext, study: Study) -> int:
+    """Write the study's sweep file and run it; returns the number of runs that did not finish."""
+    from reslab.sweep import run_sweep
+    from reslab.sweep.runner import EXIT_INTERRUPTED
+
+    ctx.folder.sweep_files.mkdir(parents=True, exist_ok=True)
+    path = ctx.folder.sweep_files / f"{study.name}.yaml"
+    text = yaml.safe_dump(study.sweep_file(ctx.dataset(study.dataset), ctx.data_dir), sort_keys=False)
+    if not path.is_file() or path.read_text() != text:
+        files.write_text(path, text)
+    folder, code = run_sweep(path, jobs=ctx.jobs, backend=ctx.backend, runs_dir=ctx.folder.sweeps, out=ctx.out)
+    if code == EXIT_INTERRUPTED:
+        raise LabStopped(f"stopped in the sweep {study.name}")
+    rows = files.read_csv(folder / "results.csv", missing_ok=True)
+    return sum(r.get("status") not in ("finished", "diverged") for r in rows)
+
+
+def sweep_rows(ctx: LabContext, study: Study) -> list[dict[str, str]]:
+    """results.csv of a finished study (a row per run, with its run folder relative to the sweep folder)."""
+    return files.read_csv(ctx.folder.sweep(study.name) / "results.csv", missing_ok=True)
+
+
+def pair(ctx: LabContext, study: Study, depth_key: str, depth: str | None = None, seed: str = "0") -> list[str]:
+    """The plain and the residual run folder at `depth` (default: the deepest) for one seed, as paths."""
+    rows = [r for r in sweep_rows(ctx, study) if r.get("seed") == seed and r.get("status") == "finished"]
+    if depth is None:
+        depths = sorted({int(r[depth_key]) for r in rows if r.get(depth_key, "").isdigit()})
+        depth = str(depths[-1]) if depths else None
+    found = {r.get("model.residual"): r for r in rows if r.get(depth_key) == depth}
+    if set(found) < {"false", "true"}:
+        raise LabStopped(f"the {study.name} study has no finished plain/residual pair at {depth_key}={depth}, seed "
+                         f"{seed}; run the lab again to retrain it")
+    return [str(ctx.folder.sweep(study.name) / found[s]["run_folder"]) for s in ("false", "true")]
+
+
+def depth_runs(ctx: LabContext, study: Study, depth_key: str, seed: str = "0") -> list[str]:
+    """Every finished run of one seed, plain and residual, shallow to deep."""
+    rows = [r for r in sweep_rows(ctx, study) if r.get("seed") == seed and r.get("status") == "finished"]
+    rows.sort(key=lambda r: (int(r.get(depth_key) or 0), r.get("model.residual") == "true"))
+    return [str(ctx.folder.sweep(study.name) / r["run_folder"]) for r in rows]
+
+
+# ----------------------------------------------------------------------------- the analyses
+
+
+def gradflow_notebook(ctx: LabContext, out: Path) -> None:
+    """The notebook's Exercise 2 as it ran: its CNN (kernel 4, as its cell built it) and ResNetCNN at init."""
+    from reslab.analyze.gradflow_output import run_gradflow
+
+    val_size = ctx.profile.notebook_cnn.settings.get("data.val_size", 5000)  # batches come from the training split
+    run_gradflow(["seed-cnn", "seed-resnet"], at=["init"], settings=ctx.settings("cifar") | {"data.val_size": val_size},
+                 notebook_kernel=True,
+                 batches=ctx.profile.gradflow_batches, device=ctx.device, out=out, progress=False)
+
+
+def gradflow_depth(ctx: LabContext, out: Path) -> None:
+    """Gradient flow of the fair MLP twins at every depth, at init and after training (seed 0)."""
+    from reslab.analyze.gradflow_output import run_gradflow
+
+    runs = depth_runs(ctx, ctx.profile.mlp_depth, "model.depth")
+    run_gradflow(runs, at=["init", "last"], batches=ctx.profile.gradflow_batches, device=ctx.device, out=out,
+                 progress=False)
+
+
+def mlp_pair(ctx: LabContext) -> list[str]:
+    """The trained MLP twins the instruments explain (the profile's depth, seed 0)."""
+    return pair(ctx, ctx.profile.mlp_depth, "model.depth", str(ctx.profile.pair_depth_mlp))
+
+
+def conv_pair(ctx: LabContext) -> list[str]:
+    """The deepest trained conv twins (seed 0)."""
+    return pair(ctx, ctx.profile.conv_depth, ctx.profile.depth_key_conv)
+
+
+def shatter_mlp(ctx: LabContext, out: Path) -> None:
+    """Balduzzi et al.'s 1-D grid over depth, and the MLP twins along lines between test images (init, trained)."""
+    from reslab.analyze.shatter import GridSettings
+    from reslab.analyze.shatter_output import run_shatter
+
+    grid = GridSettings(depths=ctx.profile.shatter_depths, seeds=ctx.profile.shatter_seeds)
+    run_shatter(mlp_pair(ctx), grid=grid, at=("init", "last"), device=ctx.device, out=out, progress=False)
+
+
+def shatter_conv(ctx: LabContext, out: Path) -> None:
+    from reslab.analyze.shatter_output import run_shatter
+
+    run_shatter(conv_pair(ctx), grid=None, at=("init", "last"), device=ctx.device, out=out, progress=False)
+
+
+def _landscape(ctx: LabContext, out: Path, runs: list[str], dims: int) -> None:
+    """Li et al.'s filter-normalised cut through trained twins, along directions of the same seed."""
+    from reslab.analyze.landscape import LandscapeSettings
+    from reslab.analyze.landscape_output import run_landscape
+
+    points = ctx.profile.landscape_points if dims == 1 else None
+    run_landscape(runs, LandscapeSettings(dims=dims, points=points, subset=ctx.profile.subset), device=ctx.device,
+                  out=out, progress=False)
+
+
+def landscape_mlp(ctx: LabContext, out: Path) -> None:
+    _landscape(ctx, out, mlp_pair(ctx), 1)
+
+
+def landscape_conv(ctx: LabContext, out: Path) -> None:
+    _landscape(ctx, out, conv_pair(ctx), 1)
+
+
+def landscape_conv_2d(ctx: LabContext, out: Path) -> None:
+    _landscape(ctx, out, conv_pair(ctx), 2)
+
+
+def plan(profile: Profile) -> list[Stage]:
+    """Every stage, in the order it runs."""
+    return [
+        Stage("ex1-mlp", "Exercise 1.1: the notebook's MLP on MNIST", study=profile.notebook_mlp),
+        Stage("ex1-cnn", "Exercise 1.2: the notebook's CNN on CIFAR-10", study=profile.notebook_cnn),
+        Stage("ex1-resnet", "Exercise 1.2: the notebook's ResNetCNN on CIFAR-10", study=profile.notebook_resnet),
+        Stage("mlp-depth", "Plain vs residual MLPs over depth on MNIST", study=profile.mlp_depth),
+        Stage("conv-depth", "Plain vs residual conv nets over depth on CIFAR-10", study=profile.conv_depth),
+        Stage("gradflow-notebook", "Exercise 2: the notebook's gradient norms", analyse=gradflow_notebook),
+        Stage("gradflow-depth", "Gradient flow over depth", analyse=gradflow_depth),
+        Stage("shatter-mlp", "Shattered gradients: the paper's grid and the MLP twins", analyse=shatter_mlp),
+        Stage("shatter-conv", "Shattered gradients: the conv twins", analyse=shatter_conv),
+        Stage("landscape-mlp", "Loss landscape of the MLP twins", analyse=landscape_mlp),
+        Stage("landscape-conv", "Loss landscape of the conv twins", analyse=landscape_conv),
+        *([Stage("landscape-conv-2d", "2-D loss landscape of the conv twins", analyse=landscape_conv_2d)]
+          if profile.landscape_2d else []),
+    ]
+
+
+def stage_names(stages: Sequence[Stage]) -> list[str]:
+    return [s.name for s in stages]
