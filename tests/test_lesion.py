@@ -137,3 +137,16 @@ def test_bad_input_is_one_line_and_writes_nothing(data_dir: Path, tmp_path: Path
     fails_one_line(capsys, ["analyze", "lesion", str(twins[1]), "--subset", "0", *common], "--subset must be in 1..200")
     fails_one_line(capsys, ["analyze", "lesion", str(twins[1]), "--draws", "0", *common], "--draws must be >= 1")
     assert not out.exists()
+
+
+def test_the_runs_test_images_by_default_and_the_intact_error_is_the_runs(data_dir: Path, tmp_path: Path) -> None:
+    result = train(tiny_cfg(data_dir, tmp_path / "runs", "model.depth=3", "model.width=16", "train.epochs=1",
+                            "train.threads=1", "gradflow.every=0", "data.test_size=50", preset="res-mlp32"),
+                   progress=False)
+    out = tmp_path / "out"
+    assert main(["analyze", "lesion", str(result.run_dir), "--at", "last", "--data-dir", str(data_dir), "--set",
+                 "data.val_size=100", "--out", str(out), "--quiet", "--device", "cpu", "--draws", "2"]) == 0
+    stats, = files.read_csv(out / "lesion-stats.csv")
+    assert int(stats["images"]) == 50
+    assert float(stats["base_error"]) == pytest.approx(1 - result.summary["test_acc"], abs=1e-9)
+    assert "the test images the runs were tested on" in (out / "lesion-summary.txt").read_text()

@@ -26,6 +26,7 @@ from reslab.analyze.gradflow import Batches, Target, build, check_seed, in_forma
 from reslab.data import DeviceLoader, ImageData
 from reslab.errors import ConfigError, DataError
 from reslab.evaluate import check_model_takes, evaluate
+from reslab.loaders import test_subset
 from reslab.models.blocks import Block
 from reslab.runtime import select_device
 
@@ -152,15 +153,16 @@ def plan(blocks: Sequence[BlockInfo], *, draws: int, seed: int) -> list[Lesion]:
     return lesions
 
 
-def eval_batches(data: ImageData, *, subset: int | None, seed: int, batch_size: int,
-                 device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The test set, or `subset` test images drawn with `seed` (sorted, so the order is the test set's)."""
+def eval_batches(data: ImageData, *, subset: int | None, seed: int, batch_size: int, device: torch.device,
+                 test_size: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`subset` test images drawn with `seed` (sorted, so the order is the test set's), else the test images the
+    runs were tested on (all, or data.test_size of them, as the trainer picks them)."""
     n = len(data.test_y)
     if subset is not None and not 1 <= subset <= n:
         raise ConfigError(f"--subset must be in 1..{n} (the test set of {data.name}), got {subset}")
     if n == 0:
         raise DataError(f"{data.name} has no test images to evaluate lesions on")
-    idx = torch.arange(n) if subset is None else \
+    idx = test_subset(n, test_size) if subset is None else \
         torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:subset].sort().values
     return list(DeviceLoader(data.test_x[idx], data.test_y[idx], batch_size=batch_size, mean=data.mean,
                              std=data.std, device=device))
@@ -197,12 +199,17 @@ def analyse(targets: Sequence[Target], *, subset: int | None = None, draws: int 
     check_seed(seed)
     dev = select_device(device)
     data, _, _ = shared_data(targets)
+    test_sizes = {t.cfg.data.test_size for t in targets}
+    if subset is None and len(test_sizes) > 1:
+        sizes = ", ".join(sorted(map(str, test_sizes)))
+        raise ConfigError(f"the runs were tested on different numbers of test images (data.test_size {sizes}); "
+                          "pass --subset N to evaluate them on the same ones")
     batches = eval_batches(data, subset=subset, seed=seed, batch_size=targets[0].cfg.data.eval_batch_size,
-                           device=dev)
+                           device=dev, test_size=targets[0].cfg.data.test_size)
     images = sum(len(y) for _, y in batches)
     if progress:
-        what = "all" if subset is None else f"a seeded subset (seed {seed}) of"
-        print(f"lesion: {what} {images} test images of {data.name}, device {dev}", file=sys.stderr)
+        what = f"a seeded subset (seed {seed}) of {images}" if subset is not None else f"the runs' {images}"
+        print(f"lesion: {what} test images of {data.name}, device {dev}", file=sys.stderr)
     models = []
     for target in targets:  # every model is checked before the first is measured
         model, channels_last = build(target, data, dev)

@@ -156,7 +156,9 @@ def _verdict(s: Mapping[str, Any], blocks: Sequence[Mapping[str, Any]], means: M
 
 def summary_text(results: Sequence[LesionResult], t: Mapping[str, list[dict[str, Any]]], subset: int | None) -> str:
     r0 = results[0]
-    where = "the whole test set" if subset is None else "a fixed seeded subset of the test set"
+    where = "a fixed seeded subset (--subset) of the test set" if subset is not None else \
+        "the test images the runs were tested on (data.test_size of them)" if r0.target.cfg.data.test_size else \
+        "the whole test set"
     lines = [f"{r.target.label:<{max(len(x.target.label) for x in results)}}  {r.target.at:<4}  "
              f"{model_spec(r.target.cfg)}" for r in results]
     lines += ["", f"Test error on {where} ({r0.images} images), in eval mode. A deleted block is replaced by its "

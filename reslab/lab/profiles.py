@@ -51,6 +51,7 @@ class Profile:
     shatter_depths: tuple[int, ...]
     shatter_seeds: int
     gradflow_batches: int = 11
+    lesion_draws: int = 10  # random draws per k of blocks deleted or pairs swapped
     shortcuts: tuple[str, ...] = field(default_factory=tuple)  # every way this profile departs from the full lab
     expected_s: Mapping[str, float] = field(default_factory=dict)  # stage -> seconds it took on the development CPU
 
@@ -83,13 +84,15 @@ QUICK = Profile(
     landscape_2d=False,
     shatter_depths=(1, 2, 4, 8, 16, 32, 50),
     shatter_seeds=3,
+    lesion_draws=5,
     shortcuts=(
         "Exercise 1.2 trains on a seeded subset of 3,000 CIFAR-10 training images for 3 epochs (the notebook: "
         "45,000 images, 10 epochs), validates on 1,000 and tests on a fixed subset of 2,000 test images, 2 seeds.",
         "The MLP depth study trains 3 epochs on a seeded subset of 20,000 MNIST training images.",
         "The conv-net depth study trains on 3,000 CIFAR-10 images for 3 epochs, at 1 and 3 blocks per stage "
         "(8 and 20 weight layers), tests on the same 2,000 test images.",
-        "The instruments evaluate on seeded subsets of 1,000 images; the loss landscape is cut in 1-D only.",
+        "The instruments evaluate on seeded subsets of 1,000 images; the loss landscape is cut in 1-D only; the "
+        "lesion draws 5 sets of blocks per k (the full lab: 10).",
     ),
 )
 

@@ -154,6 +154,37 @@ def shatter_conv(ctx: LabContext, out: Path) -> None:
     run_shatter(conv_pair(ctx), grid=None, at=("init", "last"), device=ctx.device, out=out, progress=False)
 
 
+def _lesion(ctx: LabContext, out: Path, runs: list[str]) -> None:
+    """Veit et al.'s lesion of trained twins: each block deleted, k random blocks, k swapped pairs."""
+    from reslab.analyze.lesion_output import run_lesion
+
+    run_lesion(runs, at="last", subset=ctx.profile.subset, draws=ctx.profile.lesion_draws, device=ctx.device,
+               out=out, progress=False)
+
+
+def lesion_mlp(ctx: LabContext, out: Path) -> None:
+    _lesion(ctx, out, mlp_pair(ctx))
+
+
+def lesion_conv(ctx: LabContext, out: Path) -> None:
+    _lesion(ctx, out, conv_pair(ctx))
+
+
+def _init(ctx: LabContext, out: Path, runs: list[str]) -> None:
+    """The residual twin's depth in every block form at initialisation: plain, batch norm, plain sum, ReZero, Fixup."""
+    from reslab.analyze.init_output import run_init
+
+    run_init(runs[1:], batches=ctx.profile.gradflow_batches, device=ctx.device, out=out, progress=False)
+
+
+def init_mlp(ctx: LabContext, out: Path) -> None:
+    _init(ctx, out, mlp_pair(ctx))
+
+
+def init_conv(ctx: LabContext, out: Path) -> None:
+    _init(ctx, out, conv_pair(ctx))
+
+
 def _landscape(ctx: LabContext, out: Path, runs: list[str], dims: int) -> None:
     """Li et al.'s filter-normalised cut through trained twins, along directions of the same seed."""
     from reslab.analyze.landscape import LandscapeSettings
@@ -186,12 +217,16 @@ def plan(profile: Profile) -> list[Stage]:
         Stage("conv-depth", "Plain vs residual conv nets over depth on CIFAR-10", study=profile.conv_depth),
         Stage("gradflow-notebook", "Exercise 2: the notebook's gradient norms", analyse=gradflow_notebook),
         Stage("gradflow-depth", "Gradient flow over depth", analyse=gradflow_depth),
+        Stage("lesion-mlp", "Lesion: deleting and swapping blocks of the MLP twins", analyse=lesion_mlp),
+        Stage("lesion-conv", "Lesion: deleting and swapping blocks of the conv twins", analyse=lesion_conv),
         Stage("shatter-mlp", "Shattered gradients: the paper's grid and the MLP twins", analyse=shatter_mlp),
         Stage("shatter-conv", "Shattered gradients: the conv twins", analyse=shatter_conv),
         Stage("landscape-mlp", "Loss landscape of the MLP twins", analyse=landscape_mlp),
         Stage("landscape-conv", "Loss landscape of the conv twins", analyse=landscape_conv),
         *([Stage("landscape-conv-2d", "2-D loss landscape of the conv twins", analyse=landscape_conv_2d)]
           if profile.landscape_2d else []),
+        Stage("init-mlp", "Block forms at initialisation, at the MLP twins' depth", analyse=init_mlp),
+        Stage("init-conv", "Block forms at initialisation, at the conv twins' depth", analyse=init_conv),
     ]
 
 
