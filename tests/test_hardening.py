@@ -280,7 +280,8 @@ def test_sigkill_at_random_moments_then_resume_gives_the_reference_run(data_dir:
     import time
 
     sets = ["data.val_size=100", "data.batch_size=32", "train.deterministic=true", "optim.lr=3e-3",
-            "gradflow.every=3", "train.log_every=4", "train.epochs=6"]
+            "gradflow.every=3", "train.log_every=4", "train.epochs=6",
+            "train.threads=1"]  # one thread in both processes: a thread count another test left behind cannot differ
     reference = train(tiny_cfg(data_dir, tmp_path / "ref", *sets), progress=False)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     first = [sys.executable, "-m", "reslab", "train", "seed-mlp", "--runs-dir", str(tmp_path / "k"), "--quiet",

@@ -32,10 +32,12 @@ def cell(depth: int, residual: bool, acc: float, loss: float, half: float = 0.01
             "final_train_loss_mean": loss}
 
 
-def pair(depth: int, diff: float, half: float, wins: float, loss_diff: float) -> dict[str, Any]:
+def pair(depth: int, diff: float, half: float, wins: float, loss_diff: float, loss_half: float = 0.02
+         ) -> dict[str, Any]:
     return {"model.depth": str(depth), "n": "3", "test_acc_diff_mean": diff, "test_acc_diff_ci_low": diff - half,
             "test_acc_diff_ci_high": diff + half, "test_acc_residual_wins": wins,
-            "final_train_loss_diff_mean": loss_diff}
+            "final_train_loss_diff_mean": loss_diff, "final_train_loss_diff_ci_low": loss_diff - loss_half,
+            "final_train_loss_diff_ci_high": loss_diff + loss_half}
 
 
 RESIDUAL_WINS = ([cell(2, False, 0.93, 0.25), cell(2, True, 0.94, 0.22), cell(32, False, 0.1135, 2.3015),
@@ -82,6 +84,9 @@ def test_overfitting_is_told_apart_from_optimisation() -> None:
     f = study((aggregate, [pair(8, 0.10, 0.02, 1.0, 0.25)]))
     check_sourced(f)
     assert "one of generalisation (overfitting), not of optimisation" in " ".join(f.sentences)
+    unclear = study((aggregate, [pair(8, 0.10, 0.02, 1.0, 0.25, loss_half=0.5)]))
+    check_sourced(unclear)
+    assert "do not tell optimisation from overfitting" in " ".join(unclear.sentences)
 
 
 def runs(key_values: list[dict[str, float]]) -> list[dict[str, Any]]:

@@ -85,6 +85,11 @@ QUICK = Profile(
     shatter_depths=(1, 2, 4, 8, 16, 32, 50),
     shatter_seeds=3,
     lesion_draws=5,
+    # seconds per stage of `reslab lab --profile quick` on the idle 2-core development CPU (lab.json of that run):
+    # the progress line's estimate of the time left scales these by this machine's pace
+    expected_s={"ex1-mlp": 9, "ex1-cnn": 14, "ex1-resnet": 142, "mlp-depth": 58, "conv-depth": 115,
+                "gradflow-notebook": 14, "gradflow-depth": 17, "lesion-mlp": 2, "lesion-conv": 67, "shatter-mlp": 3,
+                "shatter-conv": 3, "landscape-mlp": 1, "landscape-conv": 15, "init-mlp": 1, "init-conv": 6},
     shortcuts=(
         "Exercise 1.2 trains on a seeded subset of 3,000 CIFAR-10 training images for 3 epochs (the notebook: "
         "45,000 images, 10 epochs), validates on 1,000 and tests on a fixed subset of 2,000 test images, 2 seeds.",

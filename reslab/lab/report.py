@@ -181,7 +181,7 @@ def _sections(doc: _Doc, folder: LabFolder, profile: Profile) -> dict[str, Any]:
         title = f"{number}. Plain against residual {what}s over depth"
         section(title, f"how do training loss and test accuracy of fair plain/residual {what} twins change with "
                        "depth, and is a failure one of optimisation or of overfitting?")
-        word = "depth" if key == "model.depth" else "blocks per stage"
+        word = "depth" if key == "model.depth" else "block count"
         f = depth_study(_rows(folder, study, "aggregate.csv"), _rows(folder, study, "paired.csv"), depth_key=key,
                         classes=10, what=what, depth_word=word)
         _sweep_section(doc, folder, study, f, title)
