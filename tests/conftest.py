@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from browser import find_chromium
 from fakedata import write_mnist
 from reslab.protocols import Observer
 
@@ -50,3 +51,13 @@ def fails_one_line(capsys: pytest.CaptureFixture, argv: list[str], message: str)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and message in lines[0], err
     assert "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Headless Chromium for the browser checks of reports; skipped with the reason where it is missing."""
+    path = find_chromium()
+    if path is None:
+        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium package)")
+    pytest.importorskip("websocket", reason="websocket-client is not installed (pip install -e '.[test]')")
+    return path

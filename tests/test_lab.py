@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from browser import check_page, find_chromium
+from browser import check_page
 from fakedata import write_colour_folder, write_mnist
 from reslab.cli import main
 from reslab.lab import profiles
@@ -142,15 +142,6 @@ def test_an_unknown_profile_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert "unknown profile 'huge'; valid: quick, full" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    path = find_chromium()
-    if path is None:
-        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium package)")
-    pytest.importorskip("websocket", reason="websocket-client is not installed (pip install -e '.[test]')")
-    return path
-
-
 @pytest.mark.slow
 def test_the_lab_report_in_a_browser(finished_lab: dict[str, Any], chromium: str, tmp_path: Path) -> None:
     html = finished_lab["out"] / "report" / "report.html"
@@ -179,7 +170,6 @@ def test_ctrl_c_at_any_moment_then_rerun_loses_and_repeats_no_run(finished_lab: 
     import signal
     import subprocess
     import sys
-    import time
 
     script = tmp_path / "run_lab.py"
     script.write_text(RUNNER.format(tests=str(Path(__file__).parent)))

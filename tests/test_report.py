@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from browser import check_page, find_chromium
+from browser import check_page
 from fakedata import write_mnist
 from reslab import files
 from reslab.cli import main
@@ -123,15 +123,6 @@ def test_unfinished_runs_are_marked(report: dict[str, Any]) -> None:
     assert "> **In progress: 1 of 2 epochs done when this report was built; the numbers below are partial.**" in md
     assert "> **3 of 5 runs did not finish:" in md
     assert "| 1 of 2 |" in md and "partial (interrupted)" in md
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    path = find_chromium()
-    if path is None:
-        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium package)")
-    pytest.importorskip("websocket", reason="websocket-client is not installed (pip install -e '.[test]')")
-    return path
 
 
 def test_report_in_a_browser(report: dict[str, Any], chromium: str, tmp_path: Path) -> None:
