@@ -71,7 +71,7 @@ QUICK = Profile(
     notebook_cnn=Study("ex1-cnn", "seed-cnn", "cifar", _CIFAR_QUICK, {"train.epochs": [3]}, seeds=2),
     notebook_resnet=Study("ex1-resnet", "seed-resnet", "cifar", _CIFAR_QUICK, {"train.epochs": [3]}, seeds=2),
     mlp_depth=Study("mlp-depth", "plain-mlp8", "mnist",
-                    _MLP_DEPTH | _ONE_THREAD | {"data.train_size": 20000, "train.epochs": 3},
+                    _MLP_DEPTH | _ONE_THREAD | {"train.epochs": 3},
                     {"model.depth": [2, 4, 8, 16, 32, 64], "model.residual": [False, True]}, seeds=3),
     conv_depth=Study("conv-depth", "seed-cnn", "cifar",
                      _CONV | _ONE_THREAD | {"data.val_size": 1000, "data.train_size": 3000, "data.test_size": 2000,
@@ -87,13 +87,13 @@ QUICK = Profile(
     lesion_draws=5,
     # seconds per stage of `reslab lab --profile quick` on the idle 2-core development CPU (lab.json of that run):
     # the progress line's estimate of the time left scales these by this machine's pace
-    expected_s={"ex1-mlp": 9, "ex1-cnn": 14, "ex1-resnet": 142, "mlp-depth": 58, "conv-depth": 115,
-                "gradflow-notebook": 14, "gradflow-depth": 17, "lesion-mlp": 2, "lesion-conv": 67, "shatter-mlp": 3,
-                "shatter-conv": 3, "landscape-mlp": 1, "landscape-conv": 15, "init-mlp": 1, "init-conv": 6},
+    expected_s={"ex1-mlp": 9, "ex1-cnn": 8, "ex1-resnet": 120, "mlp-depth": 118, "conv-depth": 116,
+                "gradflow-notebook": 14, "gradflow-depth": 16, "lesion-mlp": 2, "lesion-conv": 53, "shatter-mlp": 3,
+                "shatter-conv": 2, "landscape-mlp": 1, "landscape-conv": 14, "init-mlp": 1, "init-conv": 6},
     shortcuts=(
         "Exercise 1.2 trains on a seeded subset of 3,000 CIFAR-10 training images for 3 epochs (the notebook: "
         "45,000 images, 10 epochs), validates on 1,000 and tests on a fixed subset of 2,000 test images, 2 seeds.",
-        "The MLP depth study trains 3 epochs on a seeded subset of 20,000 MNIST training images.",
+        "The MLP depth study trains 3 epochs (as sweeps/mlp-depth-mnist.yaml; the full profile: 10 epochs, 5 seeds).",
         "The conv-net depth study trains on 3,000 CIFAR-10 images for 3 epochs, at 1 and 3 blocks per stage "
         "(8 and 20 weight layers), tests on the same 2,000 test images.",
         "The instruments evaluate on seeded subsets of 1,000 images; the loss landscape is cut in 1-D only; the "
