@@ -10,16 +10,22 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol, Sequence
+from typing import Any, Callable, ContextManager, Protocol, Sequence
 
 from reslab.errors import ConfigError
 from reslab.sweep.folder import SweepFolder
 
-if TYPE_CHECKING:
-    from reslab.sweep.local import Task
-
 BACKENDS = ("local", "ray", "slurm")
 OnDone = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run to train: its key, its config (plain values, picklable) and the folder to resume, if any."""
+
+    key: str
+    cfg: dict[str, Any]
+    resume: str | None = None
 
 
 @dataclass(frozen=True)

@@ -26,18 +26,11 @@ from reslab.errors import ReslabError, describe, first_line
 from reslab.protocols import Observer
 from reslab.train import Interrupted, train
 
+from reslab.sweep.backends import Task  # noqa: F401  (the backends import it from here too)
+
 if TYPE_CHECKING:
     from reslab.sweep.backends import BackendOptions, OnDone
     from reslab.sweep.folder import SweepFolder
-
-
-@dataclass(frozen=True)
-class Task:
-    """One run to train: its key, its config (plain values, picklable) and the folder to resume, if any."""
-
-    key: str
-    cfg: dict[str, Any]
-    resume: str | None = None
 
 
 class _FolderOf(Observer):

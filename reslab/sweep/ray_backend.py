@@ -114,7 +114,9 @@ class RayRunner:
     def run(self, tasks: Sequence[Task], on_done: OnDone, folder: SweepFolder) -> bool:
         import ray
 
-        remote = ray.remote(run_task_with_threads)
+        # max_calls=1: a fresh worker process per run. A run cancelled by Ctrl-C can stop its worker inside a lazy
+        # import (torch._dynamo), and a reused worker then failed the next run with a half-initialised module
+        remote = ray.remote(max_calls=1)(run_task_with_threads)
         queue = [absolute_paths(task) for task in tasks]
         queue.reverse()  # pop() from the end keeps the sweep's order
         pending: dict[Any, Task] = {}
