@@ -38,6 +38,10 @@ class LabFolder:
     def analysis(self, name: str) -> Path:
         return self.analyses / name
 
+    def sweep_csv(self, name: str, file: str) -> list[dict[str, str]]:
+        """One CSV of a study's sweep folder (results, aggregate or paired); empty when the sweep has not written it."""
+        return files.read_csv(self.sweep(name) / file, missing_ok=True)
+
     def read(self) -> dict[str, Any] | None:
         """lab.json, or None when the folder holds no lab yet."""
         if not self.record.is_file():

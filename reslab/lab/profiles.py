@@ -12,9 +12,6 @@ from typing import Any, Mapping
 
 import torch
 
-PROFILES = ("quick", "full")
-
-
 @dataclass(frozen=True)
 class Study:
     """One sweep of the lab: a base preset, fixed settings, a grid and seeds (the sweep file's fields)."""

@@ -30,10 +30,10 @@ class _Doc:
     """Blocks in order, the findings behind them (for report.json), and figures copied into the report."""
 
     def __init__(self, out: Path) -> None:
-        self.out, self.blocks, self.findings = out, [], []
+        self.out = out
+        self.blocks: list[Block] = []
+        self.findings: list[dict[str, Any]] = []
         (out / FIGURES).mkdir(parents=True, exist_ok=True)
-        self.blocks: list[Block]
-        self.findings: list[dict[str, Any]]
 
     def finding(self, section: str, f: Finding) -> None:
         self.blocks += [Paragraph(" ".join(f.sentences)), Table(f.table.header, f.table.rows, f.table.numeric),
@@ -50,7 +50,7 @@ class _Doc:
 
 
 def _rows(folder: LabFolder, study: Study, name: str) -> list[dict[str, str]]:
-    return files.read_csv(folder.sweep(study.name) / name, missing_ok=True)
+    return folder.sweep_csv(study.name, name)
 
 
 def _shortcut(study: Study, notebook_epochs: int) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Sequence
+from typing import IO, Any, Callable
 
 import yaml
 
@@ -75,21 +75,22 @@ def run_study(ctx: LabContext, study: Study) -> int:
     text = yaml.safe_dump(study.sweep_file(ctx.dataset(study.dataset), ctx.data_dir), sort_keys=False)
     if not path.is_file() or path.read_text() != text:
         files.write_text(path, text)
-    folder, code = run_sweep(path, jobs=ctx.jobs, backend=ctx.backend, runs_dir=ctx.folder.sweeps, out=ctx.out)
+    _, code = run_sweep(path, jobs=ctx.jobs, backend=ctx.backend, runs_dir=ctx.folder.sweeps, out=ctx.out)
     if code == EXIT_INTERRUPTED:
         raise LabStopped(f"stopped in the sweep {study.name}")
-    rows = files.read_csv(folder / "results.csv", missing_ok=True)
+    rows = ctx.folder.sweep_csv(study.name, "results.csv")
     return sum(r.get("status") not in ("finished", "diverged") for r in rows)
 
 
-def sweep_rows(ctx: LabContext, study: Study) -> list[dict[str, str]]:
-    """results.csv of a finished study (a row per run, with its run folder relative to the sweep folder)."""
-    return files.read_csv(ctx.folder.sweep(study.name) / "results.csv", missing_ok=True)
+def finished_runs(ctx: LabContext, study: Study, seed: str) -> list[dict[str, str]]:
+    """results.csv rows of one seed's finished runs (their run folders are relative to the sweep folder)."""
+    return [r for r in ctx.folder.sweep_csv(study.name, "results.csv")
+            if r.get("seed") == seed and r.get("status") == "finished"]
 
 
 def pair(ctx: LabContext, study: Study, depth_key: str, depth: str | None = None, seed: str = "0") -> list[str]:
     """The plain and the residual run folder at `depth` (default: the deepest) for one seed, as paths."""
-    rows = [r for r in sweep_rows(ctx, study) if r.get("seed") == seed and r.get("status") == "finished"]
+    rows = finished_runs(ctx, study, seed)
     if depth is None:
         depths = sorted({int(r[depth_key]) for r in rows if r.get(depth_key, "").isdigit()})
         depth = str(depths[-1]) if depths else None
@@ -102,7 +103,7 @@ def pair(ctx: LabContext, study: Study, depth_key: str, depth: str | None = None
 
 def depth_runs(ctx: LabContext, study: Study, depth_key: str, seed: str = "0") -> list[str]:
     """Every finished run of one seed, plain and residual, shallow to deep."""
-    rows = [r for r in sweep_rows(ctx, study) if r.get("seed") == seed and r.get("status") == "finished"]
+    rows = finished_runs(ctx, study, seed)
     rows.sort(key=lambda r: (int(r.get(depth_key) or 0), r.get("model.residual") == "true"))
     return [str(ctx.folder.sweep(study.name) / r["run_folder"]) for r in rows]
 
@@ -228,7 +229,3 @@ def plan(profile: Profile) -> list[Stage]:
         Stage("init-mlp", "Block forms at initialisation, at the MLP twins' depth", analyse=init_mlp),
         Stage("init-conv", "Block forms at initialisation, at the conv twins' depth", analyse=init_conv),
     ]
-
-
-def stage_names(stages: Sequence[Stage]) -> list[str]:
-    return [s.name for s in stages]
