@@ -11,6 +11,7 @@ code path, and a single process computes exactly what it did before this module 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol
@@ -228,7 +229,9 @@ def join(cfg: RunConfig, pick_device: Callable[[str], torch.device]) -> Iterator
     try:
         yield ranks
         ranks.finish()
+        dist.barrier()  # no rank leaves while another still writes: an early exit can abort torch's gloo teardown
     finally:
         if owned:
+            gc.collect()  # DDP's reducer holds the group: free it here, not in the interpreter's finalisation
             with contextlib.suppress(Exception):  # the error that brought us here matters more
                 dist.destroy_process_group()

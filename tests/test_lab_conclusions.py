@@ -124,3 +124,14 @@ def test_gradient_flow_over_depth_quotes_its_table() -> None:
     check_sourced(f)
     text = " ".join(f.sentences)
     assert "3e-06 times" in text and "vanishes toward the input" in text and "similar size" in text
+    assert "plain MLP's gradient vanishes toward the input at initialisation from depth 32 on" in text
+    assert "residual MLP's gradient does not vanish at initialisation at any depth measured (its lowest ratio: 0.8" in text
+    dead = gradient_depth([{**row, "first_to_last": 0.0} if row["skip"] == "no" and row["depth"] == 32 else row
+                           for row in stats])
+    check_sourced(dead)
+    assert "no gradient at all at depth 32, exactly 0 times" in dead.sentences[0]
+    patchy = gradient_depth([{**row, "first_to_last": 0.05} if row["skip"] == "yes" and row["depth"] == 2 else row
+                             for row in stats])
+    check_sourced(patchy)
+    assert "residual MLP's gradient vanishes at initialisation at depth 2 but not at every depth above" in " ".join(
+        patchy.sentences)

@@ -27,6 +27,7 @@ LAYERS: list[list[str]] = [
     ["runs", "runtime", "optim", "evaluate", "state", "protocols", "loaders", "distributed"],
     ["tracking", "tracking_wandb", "gradflow"],  # observers and the sinks and instruments behind them
     ["observers"],  # the one place that assembles the default observers
+    ["session"],  # one run's setup, checked before training
     ["train"],
     ["analyze", "sweep"],
     ["report"],

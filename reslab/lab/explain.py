@@ -43,10 +43,38 @@ def gradient_depth(stats: Rows) -> Finding:
     lo, hi = depths[0], depths[-1]
     plain = [cell.get((d, "no", "init"), math.nan) for d in (lo, hi)]
     res = [cell.get((d, "yes", "init"), math.nan) for d in (lo, hi)]
-    sentences = [f"At initialisation, the plain MLP's first layer gets {_r(plain[1])} times the gradient of its last at "
-                 f"depth {hi} ({_r(plain[0])} at depth {lo}): its gradient {_flow(plain[1])}; the residual twin's ratio "
+    sentences = [f"At initialisation, the plain MLP's first layer gets {_times(plain[1], hi)} ({_r(plain[0])} times "
+                 f"at depth {lo}): its gradient {_flow(plain[1])}; the residual twin's ratio "
                  f"is {_r(res[1])} at depth {hi} ({_r(res[0])} at depth {lo}): its gradient {_flow(res[1])} "
                  f"(thresholds: below {_r(VANISH)} vanishes, above {_r(EXPLODE)} explodes)."]
+    sentences += [_onset(name, [(d, cell.get((d, skip, "init"), math.nan)) for d in depths])
+                  for name, skip in (("plain MLP", "no"), ("residual MLP", "yes"))]
+    return Finding(tuple(sentences), table, caption, thresholds)
+
+
+def _times(ratio: float, depth: str) -> str:
+    """'0.042 times the gradient of its last at depth 8'; an exact 0 said as such (nothing reaches the first layer)."""
+    if ratio == 0:
+        return f"no gradient at all at depth {depth}, exactly 0 times its last layer's"
+    return f"{_r(ratio)} times the gradient of its last at depth {depth}"
+
+
+def _onset(name: str, ratios: list[tuple[str, float]]) -> str:
+    """From which depth on the gradient vanishes at initialisation, or that it never does over the depths measured."""
+    measured = [(d, r) for d, r in ratios if not math.isnan(r)]
+    if not measured:
+        return f"The {name}'s gradient flow at initialisation was not measured."
+    first = next((i for i, (_, r) in enumerate(measured) if r < VANISH), None)
+    if first is not None and all(r < VANISH for _, r in measured[first:]):
+        d, r = measured[first]
+        return (f"The {name}'s gradient vanishes toward the input at initialisation from depth {d} on "
+                f"(ratio {_r(r)} there, below {_r(VANISH)}).")
+    if first is not None:
+        low = [d for d, r in measured if r < VANISH]
+        return f"The {name}'s gradient vanishes at initialisation at depth {', '.join(low)} but not at every depth above."
+    d, r = min(measured, key=lambda dr: dr[1])
+    return (f"The {name}'s gradient does not vanish at initialisation at any depth measured (its lowest ratio: "
+            f"{_r(r)}, at depth {d}).")
     return Finding(tuple(sentences), table, caption, thresholds)
 
 

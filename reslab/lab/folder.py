@@ -64,7 +64,7 @@ class LabFolder:
                 raise ConfigError(f"--out {self.path} already holds files that are not a reslab lab; give a new or "
                                   "empty folder")
             return None
-        differ = [k for k in ASKED_KEYS if values.get(k) != asked[k]]
+        differ = [k for k in ASKED_KEYS if _same_form(k, values.get(k)) != _same_form(k, asked[k])]
         if differ:
             was = ", ".join(f"{k} {values.get(k)!r} (now {asked[k]!r})" for k in differ)
             raise ConfigError(f"{self.path} holds a lab made with {was}; give another --out, or the same settings "
@@ -103,3 +103,14 @@ class LabFolder:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def absolute(path: str | Path) -> str:
+    """A folder as an absolute path, ~ expanded: the lab's sweep files are read from elsewhere, and
+    `--data-dir ../data` and `--data-dir /home/me/data` name the same data."""
+    return str(Path(path).expanduser().resolve())
+
+
+def _same_form(key: str, value: Any) -> Any:
+    """What an asked value is compared as: the data folder resolved (a lab.json of an older reslab kept it as typed)."""
+    return absolute(value) if key == "data_dir" and isinstance(value, str) else value

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator, Mapping, Sequence
 
 from reslab.errors import ConfigError, DataError
-from reslab.lab.folder import LabFolder
+from reslab.lab.folder import LabFolder, absolute
 from reslab.lab.profiles import PROFILE_TABLE, default_profile, get_profile
 from reslab.lab.stages import LabContext, LabStopped, Stage, plan, run_study
 
@@ -31,7 +31,7 @@ def _dataset_spec(spec: str) -> str:
     if spec.startswith("imagefolder:"):
         path = Path(spec.removeprefix("imagefolder:")).expanduser()
         if path.exists():
-            return f"imagefolder:{path.resolve()}"
+            return f"imagefolder:{absolute(path)}"
     return spec
 
 
@@ -114,6 +114,7 @@ def run_lab(*, profile: str | None = None, mnist: str = "mnist", cifar: str = "c
     if profile not in PROFILE_TABLE:
         raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(PROFILE_TABLE)}")
     mnist, cifar = _dataset_spec(mnist), _dataset_spec(cifar)
+    data_dir = None if data_dir is None else absolute(data_dir)
     folder = LabFolder(Path(out))
     asked = {"profile": profile, "mnist": mnist, "cifar": cifar, "data_dir": data_dir}
     stages = plan(get_profile(profile))
