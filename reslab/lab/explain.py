@@ -75,7 +75,6 @@ def _onset(name: str, ratios: list[tuple[str, float]]) -> str:
     d, r = min(measured, key=lambda dr: dr[1])
     return (f"The {name}'s gradient does not vanish at initialisation at any depth measured (its lowest ratio: "
             f"{_r(r)}, at depth {d}).")
-    return Finding(tuple(sentences), table, caption, thresholds)
 
 
 INSTRUMENTS = (("Lesion: deleting and reordering blocks", ("lesion-mlp", "lesion-conv")),

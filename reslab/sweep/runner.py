@@ -17,7 +17,7 @@ from reslab.config import load_source, to_dict
 from reslab.runs import RunFolder
 from reslab.sweep import backends
 from reslab.sweep.aggregate import write_all
-from reslab.sweep.backends import BACKENDS, BackendOptions
+from reslab.sweep.backends import BackendOptions
 from reslab.sweep.folder import RunState, SweepFolder
 from reslab.sweep.spec import PlannedRun, SweepSpec, base_config, expand, load_sweep, text
 from reslab.sweep.summary import edge_warnings
