@@ -24,6 +24,7 @@ import torch
 
 from reslab import files
 from reslab.errors import CheckpointError, first_line
+from reslab.status import RunStatus
 
 CHECKPOINT_FORMAT = "reslab-checkpoint-1"
 METRICS_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "samples_per_s"]
@@ -42,7 +43,7 @@ class RunFolder:
     metrics = property(lambda self: self.path / "metrics.csv")  # a row per epoch (METRICS_FIELDS)
     steps = property(lambda self: self.path / "steps.csv")  # the training loss every log_every steps
     summary = property(lambda self: self.path / "summary.json")  # a finished run's results
-    status = property(lambda self: self.path / "status.json")  # running, interrupted, failed or finished
+    status = property(lambda self: self.path / "status.json")  # a RunStatus, the writer's pid and host
     report = property(lambda self: self.path / "classification_report.txt")
     curves = property(lambda self: self.path / "curves.png")
     gradflow = property(lambda self: self.path / "gradflow.csv")  # gradient flow during training
@@ -83,7 +84,7 @@ class RunFolder:
 
     lock_file = property(lambda self: self.path / ".lock")  # held while a process writes the folder
 
-    def write_status(self, status: str, epoch: int, **extra: Any) -> None:
+    def write_status(self, status: RunStatus, epoch: int, **extra: Any) -> None:
         """status.json, with the writer's pid and host so that readers can tell a live run from a dead one."""
         files.write_json(self.status, {"status": status, "epoch": epoch, **extra, "pid": os.getpid(),
                                        "host": platform.node()})

@@ -29,6 +29,7 @@ from reslab.protocols import Observer
 from reslab.runs import RunFolder, capture_env, load_checkpoint
 from reslab.runtime import autocast_for, build_for, setup_torch
 from reslab.state import Running, TrainState, check_resumable, restore
+from reslab.status import RunStatus
 
 
 @dataclass
@@ -72,11 +73,11 @@ def start_session(cfg: RunConfig, ranks: Ranks, observers: Sequence[Observer], r
         if main:
             held.enter_context(folder.locked())
         status = folder.read_json(folder.status)
-        if status.get("status") == "diverged":
+        if status.get("status") == RunStatus.DIVERGED:
             raise ConfigError(f"{resume} diverged at step {status.get('step')}; there is nothing to resume "
                               "(start a new run, e.g. with a smaller optim.lr)")
         ckpt = load_checkpoint(folder.last)
-        check_resumable(ckpt, cfg, str(resume), finished=status.get("status") == "finished")  # written last
+        check_resumable(ckpt, cfg, str(resume), finished=status.get("status") == RunStatus.FINISHED)  # written last
     with ranks.main_first():  # a download or cache fill happens once; rank 0 writes nothing before all have read
         data = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
                             image_size=cfg.data.image_size)
@@ -95,7 +96,7 @@ def start_session(cfg: RunConfig, ranks: Ranks, observers: Sequence[Observer], r
             files.write_json(folder.env, {**capture_env(device), **ranks.describe()})
         files.remove_stale_temps(folder.path)  # what a killed process left half-written
         files.write_text(folder.config, dump_yaml(cfg))  # on resume: the epochs may have grown
-        folder.write_status("running", state.epoch)
+        folder.write_status(RunStatus.RUNNING, state.epoch)
     step_model = ranks.wrap(model)
     s = Session(cfg=cfg, data=data, model=model, step_model=torch.compile(step_model) if cfg.train.compile
                 else step_model, opt=opt, amp=autocast_for(device, cfg.train.amp), device=device, folder=folder,
@@ -113,7 +114,7 @@ def start_session(cfg: RunConfig, ranks: Ranks, observers: Sequence[Observer], r
     try:
         start_all(observers, folder.path, model, cfg, state.step)
     except BaseException:
-        s.write_status("failed", state.epoch)
+        s.write_status(RunStatus.FAILED, state.epoch)
         raise
     model.train()
     return s, state

@@ -14,6 +14,7 @@ from torch import nn
 
 from reslab.config import RunConfig, changed_keys, from_dict, to_dict
 from reslab.errors import CheckpointError, ConfigError, Diverged, first_line
+from reslab.status import RunStatus
 
 
 @dataclass
@@ -133,7 +134,7 @@ def run_summary(state: TrainState, cfg: RunConfig, dataset: str, classes: Sequen
 
     last = state.history[-1] if state.history else {}
     summary: dict[str, Any] = {
-        "status": "finished" if diverged is None else "diverged", "model": cfg.model.name,
+        "status": RunStatus.FINISHED if diverged is None else RunStatus.DIVERGED, "model": cfg.model.name,
         "dataset": dataset, "params": params, "epochs": len(state.history), "steps": state.step,
         "final_train_loss": last.get("train_loss"), "final_train_acc": last.get("train_acc"),
         "final_val_acc": last.get("val_acc"), "best_val_acc": state.best_val_acc, "best_epoch": state.best_epoch,

@@ -31,6 +31,7 @@ from reslab.protocols import Observer
 from reslab.runtime import select_device, stop_on_signal, sync
 from reslab.session import Session, start_session
 from reslab.state import Running, TrainState, checkpoint, run_summary
+from reslab.status import RunStatus
 
 
 class Interrupted(Exception):
@@ -69,7 +70,7 @@ def train(cfg: RunConfig, observers: Sequence[Observer] = (), *, resume: str | P
                     if not _run_epoch(s, state, ranks.agreed(flag)):  # a stop on any rank stops all at one step
                         flag.saving = True
                         _save_last(s, state)
-                        s.write_status("interrupted", state.epoch)
+                        s.write_status(RunStatus.INTERRUPTED, state.epoch)
                         raise Interrupted(s.folder.path)
             summary = _finish(s, state)
             for obs in s.observers:
@@ -79,11 +80,11 @@ def train(cfg: RunConfig, observers: Sequence[Observer] = (), *, resume: str | P
         except Interrupted:
             raise
         except KeyboardInterrupt:  # a second signal: stop at once, the last checkpoint stands
-            s.write_status("interrupted", state.epoch)
+            s.write_status(RunStatus.INTERRUPTED, state.epoch)
             raise
         except BaseException:
             with contextlib.suppress(OSError):  # the disk may be what failed: the error itself matters more
-                s.write_status("failed", state.epoch)
+                s.write_status(RunStatus.FAILED, state.epoch)
             raise
         finally:
             for obs in s.observers:
