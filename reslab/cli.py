@@ -5,14 +5,29 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from reslab.cli_studies import add_lab_parser, add_sweep_parser, cmd_lab, cmd_sweep
 from reslab.errors import CheckpointError, ConfigError, ReslabError, first_line
 
+if TYPE_CHECKING:
+    from reslab.lab.run import LabResult
+    from reslab.sweep.result import SweepResult
+
+# the only exit codes of reslab: the layers below return typed results, and these functions map them
+EXIT_FAILED = 1  # a sweep or the lab ran to its end, but a run failed (listed)
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 EXIT_DIVERGED = 3  # the run was recorded; its loss turned NaN or infinite
+EXIT_INTERRUPTED = 130  # a stop signal: run the same command again to continue
+
+
+def sweep_exit_code(result: SweepResult) -> int:
+    """0, EXIT_FAILED when a run of this invocation failed, EXIT_INTERRUPTED when a stop signal ended it."""
+    return EXIT_INTERRUPTED if not result.completed else EXIT_FAILED if result.failed else 0
+
+
+def lab_exit_code(result: LabResult) -> int:
+    return EXIT_INTERRUPTED if not result.completed else EXIT_FAILED if result.failed_runs else 0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -162,10 +177,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
             print(f"reslab: {exc}", file=sys.stderr)
             print(exc.run_dir)
         return EXIT_INTERRUPTED
+    from reslab.status import RunStatus
+
     s = result.summary
+    diverged = RunStatus.parse(s["status"]) is RunStatus.DIVERGED
     if not main:
-        return EXIT_DIVERGED if s["status"] == "diverged" else 0
-    if s["status"] == "diverged":
+        return EXIT_DIVERGED if diverged else 0
+    if diverged:
         print(f"reslab: {cfg.name} diverged at step {s['diverged_step']} (training loss {s['diverged_loss']}); "
               f"recorded in {result.run_dir}", file=sys.stderr)
         print(result.run_dir)
@@ -219,7 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         return {"train": _cmd_train, "list": _cmd_list, "gradflow": _cmd_gradflow,
-                "report": _cmd_report, "sweep": cmd_sweep, "lab": cmd_lab, "analyze": lambda a: a.handler(a)}[args.command](args)
+                "report": _cmd_report, "sweep": lambda a: sweep_exit_code(cmd_sweep(a)),
+                "lab": lambda a: lab_exit_code(cmd_lab(a)), "analyze": lambda a: a.handler(a)}[args.command](args)
     except ReslabError as exc:
         print(f"reslab: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,11 +1,16 @@
 """The command lines of the studies that run many trainings: `reslab sweep` and `reslab lab` (their flags and the
-calls into reslab.sweep and reslab.lab). `reslab.cli` owns the parser, the error handling and the exit codes.
+calls into reslab.sweep and reslab.lab, which return typed results). `reslab.cli` owns the parser, the error
+handling and the exit codes.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reslab.lab.run import LabResult
+    from reslab.sweep.result import SweepResult
 
 
 def add_sweep_parser(sub: Any) -> None:
@@ -64,23 +69,23 @@ def add_lab_parser(sub: Any) -> None:
     lab.add_argument("--device", default="auto", metavar="D", help="auto, cpu, cuda, cuda:N or mps")
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from reslab.sweep import BackendOptions, run_sweep
+def cmd_sweep(args: argparse.Namespace) -> SweepResult:
+    from reslab.sweep import BackendOptions, sweep_file
 
     given = dict(jobs=args.jobs, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
                  ray_address=args.ray_address, slurm_partition=args.slurm_partition, slurm_time=args.slurm_time,
                  slurm_cluster=args.slurm_cluster, slurm_args=tuple(args.slurm_arg) if args.slurm_arg else None)
     options = BackendOptions(**{name: value for name, value in given.items() if value is not None})
-    folder, code = run_sweep(args.file, backend=args.backend, runs_dir=args.runs_dir, data_dir=args.data_dir,
-                             dry=args.dry_run, options=options)
-    print(folder)
-    return code
+    result = sweep_file(args.file, backend=args.backend, runs_dir=args.runs_dir, data_dir=args.data_dir,
+                        dry=args.dry_run, options=options)
+    print(result.folder)
+    return result
 
 
-def cmd_lab(args: argparse.Namespace) -> int:
+def cmd_lab(args: argparse.Namespace) -> LabResult:
     from reslab.lab import run_lab
 
-    html, code = run_lab(profile=args.profile, mnist=args.mnist, cifar=args.cifar, data_dir=args.data_dir,
-                         out=args.out, jobs=args.jobs, backend=args.backend, device=args.device)
-    print(html)
-    return code
+    result = run_lab(profile=args.profile, mnist=args.mnist, cifar=args.cifar, data_dir=args.data_dir,
+                     out=args.out, jobs=args.jobs, backend=args.backend, device=args.device)
+    print(result.path)
+    return result

@@ -119,32 +119,43 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class StopFlag:
-    """Set by SIGINT/SIGTERM/SIGHUP; the loop checks it between steps, so a stop never lands mid-update."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else []))
 
-    def __init__(self) -> None:
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM/SIGHUP. The one stop mechanism of the trainer, the sweep and the lab.
+
+    `requested` says a stop was asked for; a loop checks it between steps, so a stop never lands mid-update. An
+    exception raised in a signal handler can be swallowed (Python drops one raised while a garbage-collection
+    callback runs), so a caller that relies on the raise also checks the flag at its next safe point."""
+
+    def __init__(self, at_once: bool = False) -> None:
         self.requested = False
         self.saving = False  # while the stop's checkpoint is written, further signals wait for it
+        self.at_once = at_once  # raise KeyboardInterrupt at the first signal, not the second
+
+    def handle(self, signum: int, frame: Any) -> None:
+        first = not self.requested
+        self.requested = True
+        if not self.saving and (self.at_once or not first):
+            raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
-def stop_on_signal() -> Iterator[StopFlag]:
-    """The first signal sets the flag; a second one raises KeyboardInterrupt at once, unless the stop's own
-    checkpoint is being written (then it is ignored: that write is the quickest way out). Handlers are
-    restored on exit.
+def stop_on_signal(*, at_once: bool = False) -> Iterator[StopFlag]:
+    """Route the stop signals to a fresh StopFlag while the block runs; the previous handlers are restored on exit.
+
+    Without `at_once` (the trainer) the first signal only sets the flag and a second one raises KeyboardInterrupt,
+    unless the stop's own checkpoint is being written (then it is ignored: that write is the quickest way out).
+    With `at_once` (a sweep waiting on its runs, the lab) every signal raises at once, and sets the flag too.
+    Outside the main thread nothing is installed: signals stay with the caller.
     """
-    flag = StopFlag()
-
-    def handler(signum: int, frame: Any) -> None:
-        if flag.requested and not flag.saving:
-            raise KeyboardInterrupt
-        flag.requested = True
-
+    flag = StopFlag(at_once)
     previous = {}
     try:
-        for sig in (signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])):
-            previous[sig] = signal.signal(sig, handler)
-    except ValueError:  # not the main thread: signals stay with the caller
+        for sig in STOP_SIGNALS:
+            previous[sig] = signal.signal(sig, flag.handle)
+    except ValueError:  # not the main thread
         pass
     try:
         yield flag

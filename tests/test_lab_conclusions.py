@@ -9,6 +9,8 @@ from typing import Any
 from reslab.lab.conclude import Finding, depth_study
 from reslab.lab.explain import gradient_depth
 from reslab.lab.notebook import exercise_cnns, exercise_mlp, gradient_norms
+from reslab.status import RunStatus
+from reslab.sweep import CellRow, PairRow, RunRow
 
 NUMBER = re.compile(r"[+-]?\d(?:[\d,]*\d)?(?:\.\d+)?(?:e[+-]?\d+)?(?: pp|%|x)?")
 
@@ -26,18 +28,19 @@ def check_sourced(f: Finding) -> None:
     assert not missing, (missing, f.sentences)
 
 
-def cell(depth: int, residual: bool, acc: float, loss: float, half: float = 0.01) -> dict[str, Any]:
-    return {"model.depth": str(depth), "model.residual": "true" if residual else "false", "n": "3",
-            "test_acc_mean": acc, "test_acc_ci_low": acc - half, "test_acc_ci_high": acc + half,
-            "final_train_loss_mean": loss}
+def cell(depth: int, residual: bool, acc: float, loss: float, half: float = 0.01) -> CellRow:
+    return CellRow(values={"model.depth": depth, "model.residual": residual}, n=3, n_diverged=0,
+                   stats={"test_acc_mean": acc, "test_acc_ci_low": acc - half, "test_acc_ci_high": acc + half,
+                          "final_train_loss_mean": loss})
 
 
 def pair(depth: int, diff: float, half: float, wins: float, loss_diff: float, loss_half: float = 0.02
-         ) -> dict[str, Any]:
-    return {"model.depth": str(depth), "n": "3", "test_acc_diff_mean": diff, "test_acc_diff_ci_low": diff - half,
-            "test_acc_diff_ci_high": diff + half, "test_acc_residual_wins": wins,
-            "final_train_loss_diff_mean": loss_diff, "final_train_loss_diff_ci_low": loss_diff - loss_half,
-            "final_train_loss_diff_ci_high": loss_diff + loss_half}
+         ) -> PairRow:
+    return PairRow(values={"model.depth": depth}, n=3, seeds=(0, 1, 2),
+                   stats={"test_acc_diff_mean": diff, "test_acc_diff_ci_low": diff - half,
+                          "test_acc_diff_ci_high": diff + half, "test_acc_residual_wins": wins,
+                          "final_train_loss_diff_mean": loss_diff, "final_train_loss_diff_ci_low": loss_diff - loss_half,
+                          "final_train_loss_diff_ci_high": loss_diff + loss_half})
 
 
 RESIDUAL_WINS = ([cell(2, False, 0.93, 0.25), cell(2, True, 0.94, 0.22), cell(32, False, 0.1135, 2.3015),
@@ -73,7 +76,7 @@ def test_a_sweep_where_plain_wins_says_so() -> None:
 
 
 def test_a_changed_number_changes_the_sentence() -> None:
-    rows = [dict(r) for r in RESIDUAL_WINS[0]]
+    rows = list(RESIDUAL_WINS[0])
     rows[2] = cell(32, False, 0.1211, 2.2999)
     text = " ".join(study((rows, RESIDUAL_WINS[1])).sentences)
     assert "12.1%" in text and "2.300" in text and "11.3%" not in text
@@ -89,8 +92,9 @@ def test_overfitting_is_told_apart_from_optimisation() -> None:
     assert "do not tell optimisation from overfitting" in " ".join(unclear.sentences)
 
 
-def runs(key_values: list[dict[str, float]]) -> list[dict[str, Any]]:
-    return [{"status": "finished", **{k: str(v) for k, v in kv.items()}} for kv in key_values]
+def runs(key_values: list[dict[str, float]]) -> list[RunRow]:
+    return [RunRow(key=f"seed={i}", values={}, seed=i, status=RunStatus.FINISHED, metrics=dict(kv))
+            for i, kv in enumerate(key_values)]
 
 
 def test_notebook_sections_quote_their_tables() -> None:

@@ -103,3 +103,64 @@ def test_the_rule_catches_an_upward_import(tmp_path: Path, monkeypatch: pytest.M
     assert any("reslab.train" in name for _, name in _imports(probe))
     with pytest.raises(AssertionError):
         test_imports_go_down(probe)
+
+
+# ----------------------------------------------------------------------------- the upper layers pass typed values
+
+# what the lab may take from the sweep package: the typed API (run a spec, read a folder, typed rows), and the
+# statistics (pure functions); never the runner's internals, the CSV files or an exit code
+LAB_FROM_SWEEP = {"run_sweep", "sweep_spec", "SweepSpec", "SweepResult", "SweepFolder", "RunRow", "CellRow", "PairRow",
+                  "RESIDUAL"}
+SWEEP_FILES = ("results.csv", "aggregate.csv", "paired.csv", "index.json", "sweep.yaml")
+STATUS_WORDS = ("finished", "diverged", "failed", "interrupted", "running")
+
+
+def _sweep_imports(path: Path) -> list[str]:
+    """What a module imports from reslab.sweep: 'name' for the package's API, 'module' for a submodule."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("reslab.sweep"):
+            found += [alias.name if node.module == "reslab.sweep" else node.module for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.startswith("reslab.sweep")]
+    return found
+
+
+def test_the_lab_talks_to_sweeps_through_typed_results() -> None:
+    for path in sorted((PACKAGE / "lab").glob("*.py")):
+        bad = [name for name in _sweep_imports(path) if name not in LAB_FROM_SWEEP and name != "reslab.sweep.stats"]
+        assert bad == [], f"{path.name} imports {bad} from reslab.sweep"
+
+
+def test_the_rule_catches_the_lab_reaching_into_the_runner(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text("from reslab.sweep.runner import run_sweep\nfrom reslab.sweep import SweepFolder, backends\n")
+    assert _sweep_imports(probe) == ["reslab.sweep.runner", "SweepFolder", "backends"]
+
+
+def _literals(path: Path) -> list[str]:
+    return [node.value for node in ast.walk(ast.parse(path.read_text(), str(path)))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+
+
+def test_only_the_sweep_folder_names_its_files() -> None:
+    """results.csv and the rest are spelled (as a string that is the name or ends a path) in sweep/folder.py alone;
+    everyone else asks SweepFolder. Docstrings and help may mention them."""
+    spelled = {str(p.relative_to(PACKAGE)): sorted({name for s in _literals(p) for name in SWEEP_FILES
+                                                    if s.strip() == name or s.strip().endswith("/" + name)})
+               for p in _modules()}
+    assert {p: names for p, names in spelled.items() if names} == {"sweep/folder.py": sorted(SWEEP_FILES)}
+
+
+def test_exit_codes_and_status_words_live_in_one_place_each() -> None:
+    """Exit codes only in the CLI; a run's status as a RunStatus member, never a string, in sweep/, lab/ and the
+    CLI (report/ and analyze/ read files of older reslabs and are held to it by their own tests)."""
+    for path in _modules():
+        rel = str(path.relative_to(PACKAGE))
+        if rel != "cli.py":
+            assert "EXIT_" not in path.read_text(), rel
+        if rel.startswith(("sweep/", "lab/", "cli")):
+            words = [s for s in _literals(path) if s in STATUS_WORDS]
+            allowed = {"sweep/runner.py": ["failed"],  # the label of a moved-aside folder (.failed-1)
+                       "lab/folder.py": ["finished"]}.get(rel, [])  # lab.json: when a stage finished
+            assert words == allowed, (rel, words)

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from reslab.report.document import Table
+from reslab.sweep import RESIDUAL, CellRow, PairRow
 
-Rows = Sequence[Mapping[str, Any]]
+Rows = Sequence[Mapping[str, Any]]  # rows of an analysis' CSV (gradflow-stats.csv), as strings
 CHANCE_MARGIN = 0.05  # "at chance": test accuracy below 1/classes + this
 
 
@@ -33,7 +34,7 @@ class Finding:
 
 
 def num(value: Any) -> float:
-    """A CSV cell as a float (nan when empty or not a number)."""
+    """A cell or a typed value as a float (nan when empty, None or not a number)."""
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -65,31 +66,40 @@ def _words(items: Sequence[str]) -> str:
 # ----------------------------------------------------------------------------- depth studies
 
 
-def depth_study(aggregate: Rows, paired: Rows, *, depth_key: str, classes: int, what: str,
+def _stat(row: CellRow | PairRow | None, name: str) -> float:
+    """A statistic of a typed row as a float; nan when the row or the value is missing."""
+    return num(row.stat(name)) if row is not None else math.nan
+
+
+def depth_study(aggregate: Sequence[CellRow], paired: Sequence[PairRow], *, depth_key: str, classes: int, what: str,
                 depth_word: str = "depth") -> Finding:
-    """Plain against residual over depth: trainability, the paired gap, and optimisation against overfitting."""
+    """Plain against residual over depth: trainability, the paired gap, and optimisation against overfitting.
+
+    Cells are keyed by (depth as printed, residual: bool)."""
     chance = 1 / classes
-    cell = {(str(r[depth_key]), str(r["model.residual"]).lower()): r for r in aggregate}
+    cell = {(str(r.values.get(depth_key)), r.values.get(RESIDUAL)): r for r in aggregate
+            if isinstance(r.values.get(RESIDUAL), bool)}
     depths = sorted({d for d, _ in cell}, key=num)
-    pairs = {str(r[depth_key]): r for r in paired}
+    pairs = {str(r.values.get(depth_key)): r for r in paired}
     header = [depth_word, "n", "plain test acc", "plain 95% CI", "residual test acc", "residual 95% CI",
               "plain train loss", "residual train loss", "residual - plain", "95% CI of the difference",
               "residual better (seeds)", "train loss residual - plain", "its 95% CI"]
     rows = []
     for d in depths:
-        p, r, pr = cell.get((d, "false"), {}), cell.get((d, "true"), {}), pairs.get(d, {})
-        rows.append([d, str(pr.get("n") or p.get("n") or r.get("n") or ""),
-                     pct(num(p.get("test_acc_mean"))), ci(num(p.get("test_acc_ci_low")), num(p.get("test_acc_ci_high"))),
-                     pct(num(r.get("test_acc_mean"))), ci(num(r.get("test_acc_ci_low")), num(r.get("test_acc_ci_high"))),
-                     loss(num(p.get("final_train_loss_mean"))), loss(num(r.get("final_train_loss_mean"))),
-                     pp(num(pr.get("test_acc_diff_mean"))),
-                     ci(num(pr.get("test_acc_diff_ci_low")), num(pr.get("test_acc_diff_ci_high")), pp),
-                     _wins(pr), loss(num(pr.get("final_train_loss_diff_mean"))),
-                     ci(num(pr.get("final_train_loss_diff_ci_low")), num(pr.get("final_train_loss_diff_ci_high")), loss)])
+        p, r, pr = cell.get((d, False)), cell.get((d, True)), pairs.get(d)
+        n = next((x.n for x in (pr, p, r) if x is not None and x.n is not None), None)
+        rows.append([d, "" if n is None else str(n),
+                     pct(_stat(p, "test_acc_mean")), ci(_stat(p, "test_acc_ci_low"), _stat(p, "test_acc_ci_high")),
+                     pct(_stat(r, "test_acc_mean")), ci(_stat(r, "test_acc_ci_low"), _stat(r, "test_acc_ci_high")),
+                     loss(_stat(p, "final_train_loss_mean")), loss(_stat(r, "final_train_loss_mean")),
+                     pp(_stat(pr, "test_acc_diff_mean")),
+                     ci(_stat(pr, "test_acc_diff_ci_low"), _stat(pr, "test_acc_diff_ci_high"), pp),
+                     _wins(pr), loss(_stat(pr, "final_train_loss_diff_mean")),
+                     ci(_stat(pr, "final_train_loss_diff_ci_low"), _stat(pr, "final_train_loss_diff_ci_high"), loss)])
     table = Table(header, rows, numeric=[True] * len(header))
     thresholds = {"chance": pct(chance + CHANCE_MARGIN), "ln(classes)": f"{math.log(classes):.2f}",
                   "classes": str(classes), "no difference": "0"}
-    trains = _trainability(cell, depths, chance, what, depth_word, classes, "false")
+    trains = _trainability(cell, depths, chance, what, depth_word, classes, False)
     spread = _residual_range(cell, depths, what, depth_word)
     optimisation = _optimisation(cell, pairs, depths, what, depth_word)
     sentences = [trains, spread, *_gaps(pairs, depths, depth_word), *optimisation]
@@ -99,17 +109,17 @@ def depth_study(aggregate: Rows, paired: Rows, *, depth_key: str, classes: int, 
                    headline=tuple(s for s in (trains, spread, *optimisation[:1]) if s))
 
 
-def _wins(pr: Mapping[str, Any]) -> str:
-    share, n = num(pr.get("test_acc_residual_wins")), num(pr.get("n"))
+def _wins(pr: PairRow | None) -> str:
+    share, n = _stat(pr, "test_acc_residual_wins"), num(pr.n if pr is not None else None)
     return "" if math.isnan(share) or math.isnan(n) else f"{round(share * n):d} of {int(n)}"
 
 
 def _trainability(cell: Mapping, depths: Sequence[str], chance: float, what: str, depth_word: str, classes: int,
-                  side: str) -> str:
-    at_chance = [d for d in depths if num(cell.get((d, side), {}).get("test_acc_mean")) < chance + CHANCE_MARGIN]
-    name = f"{'plain' if side == 'false' else 'residual'} {what}"
+                  side: bool) -> str:
+    at_chance = [d for d in depths if _stat(cell.get((d, side)), "test_acc_mean") < chance + CHANCE_MARGIN]
+    name = f"{'residual' if side else 'plain'} {what}"
     if not at_chance:
-        accs = {d: num(cell.get((d, side), {}).get("test_acc_mean")) for d in depths}
+        accs = {d: _stat(cell.get((d, side)), "test_acc_mean") for d in depths}
         worst = min(accs, key=lambda d: accs[d])
         return (f"The {name} trains at every {depth_word} measured (none is at chance, below "
                 f"{pct(chance + CHANCE_MARGIN)}): its lowest test accuracy is {pct(accs[worst])} at {depth_word} "
@@ -119,14 +129,14 @@ def _trainability(cell: Mapping, depths: Sequence[str], chance: float, what: str
     tail = all(d in at_chance for d in depths[depths.index(first):])
     where = f"From {depth_word} {first} on" if tail else f"At {depth_word} {_words(at_chance)}"
     return (f"{where}, the {name} is at chance (test accuracy below {pct(chance + CHANCE_MARGIN)}): at {depth_word} "
-            f"{first} it reaches {pct(num(c['test_acc_mean']))} (95% CI "
-            f"{ci(num(c['test_acc_ci_low']), num(c['test_acc_ci_high']))}, n={c['n']}) and its training loss stays "
-            f"at {loss(num(c['final_train_loss_mean']))} (chance level: ln {classes} = {math.log(classes):.2f}): "
+            f"{first} it reaches {pct(_stat(c, 'test_acc_mean'))} (95% CI "
+            f"{ci(_stat(c, 'test_acc_ci_low'), _stat(c, 'test_acc_ci_high'))}, n={c.n}) and its training loss stays "
+            f"at {loss(_stat(c, 'final_train_loss_mean'))} (chance level: ln {classes} = {math.log(classes):.2f}): "
             "it does not train.")
 
 
 def _residual_range(cell: Mapping, depths: Sequence[str], what: str, depth_word: str) -> str:
-    accs = {d: num(cell.get((d, "true"), {}).get("test_acc_mean")) for d in depths}
+    accs = {d: _stat(cell.get((d, True)), "test_acc_mean") for d in depths}
     accs = {d: a for d, a in accs.items() if not math.isnan(a)}
     if not accs:
         return ""
@@ -135,13 +145,13 @@ def _residual_range(cell: Mapping, depths: Sequence[str], what: str, depth_word:
             f"({depth_word} {hi}) test accuracy over every {depth_word} measured.")
 
 
-def _gaps(pairs: Mapping[str, Mapping[str, Any]], depths: Sequence[str], depth_word: str) -> list[str]:
+def _gaps(pairs: Mapping[str, PairRow], depths: Sequence[str], depth_word: str) -> list[str]:
     better, worse, unclear = [], [], []
     for d in depths:
         pr = pairs.get(d)
         if pr is None:
             continue
-        lo, hi = num(pr.get("test_acc_diff_ci_low")), num(pr.get("test_acc_diff_ci_high"))
+        lo, hi = _stat(pr, "test_acc_diff_ci_low"), _stat(pr, "test_acc_diff_ci_high")
         (better if lo > 0 else worse if hi < 0 else unclear).append(d)
     parts = []
     if better:
@@ -154,25 +164,24 @@ def _gaps(pairs: Mapping[str, Mapping[str, Any]], depths: Sequence[str], depth_w
         return []
     out = ["In test accuracy, " + "; ".join(parts) + " (paired 95% t interval of residual - plain excludes 0, or "
            "not)."]
-    scored = [d for d in depths if d in pairs and not math.isnan(num(pairs[d].get("test_acc_diff_mean")))]
+    scored = [d for d in depths if d in pairs and not math.isnan(_stat(pairs[d], "test_acc_diff_mean"))]
     if scored:
-        big = max(scored, key=lambda d: abs(num(pairs[d]["test_acc_diff_mean"])))
+        big = max(scored, key=lambda d: abs(_stat(pairs[d], "test_acc_diff_mean")))
         pr = pairs[big]
-        out.append(f"The largest gap is at {depth_word} {big}: residual - plain = {pp(num(pr['test_acc_diff_mean']))} "
-                   f"(95% CI {ci(num(pr['test_acc_diff_ci_low']), num(pr['test_acc_diff_ci_high']), pp)}; residual "
+        out.append(f"The largest gap is at {depth_word} {big}: residual - plain = {pp(_stat(pr, 'test_acc_diff_mean'))} "
+                   f"(95% CI {ci(_stat(pr, 'test_acc_diff_ci_low'), _stat(pr, 'test_acc_diff_ci_high'), pp)}; residual "
                    f"better in {_wins(pr)} seeds).")
     return out
 
 
 def _optimisation(cell: Mapping, pairs: Mapping, depths: Sequence[str], what: str, depth_word: str) -> list[str]:
     """Where residual wins in test accuracy: is the plain net's training loss also worse (optimisation) or not?"""
-    losing = [d for d in depths if d in pairs and num(pairs[d].get("test_acc_diff_ci_low")) > 0]
+    losing = [d for d in depths if d in pairs and _stat(pairs[d], "test_acc_diff_ci_low") > 0]
     if not losing:
         return []
     d = losing[-1]  # the deepest depth where the plain net loses
-    pl, rl = num(cell.get((d, "false"), {}).get("final_train_loss_mean")), \
-        num(cell.get((d, "true"), {}).get("final_train_loss_mean"))
-    lo, hi = num(pairs[d].get("final_train_loss_diff_ci_low")), num(pairs[d].get("final_train_loss_diff_ci_high"))
+    pl, rl = _stat(cell.get((d, False)), "final_train_loss_mean"), _stat(cell.get((d, True)), "final_train_loss_mean")
+    lo, hi = _stat(pairs[d], "final_train_loss_diff_ci_low"), _stat(pairs[d], "final_train_loss_diff_ci_high")
     where = f"at {depth_word} {d}: {loss(pl)} against {loss(rl)}, paired difference CI {ci(lo, hi, loss)}"
     if hi < 0:
         return [f"Where the plain {what} loses, its training loss is higher too ({where}): it fails to optimise; it "

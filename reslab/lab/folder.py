@@ -17,6 +17,7 @@ from typing import Any, Iterator, Mapping
 
 from reslab import files
 from reslab.errors import ConfigError
+from reslab.sweep import SweepFolder
 
 LAB_FORMAT = "reslab-lab-1"
 ASKED_KEYS = ("profile", "mnist", "cifar", "data_dir")  # a lab folder holds one lab: these must match to continue
@@ -27,7 +28,6 @@ class LabFolder:
     path: Path
 
     record = property(lambda self: self.path / "lab.json")
-    sweep_files = property(lambda self: self.path / "sweep-files")  # the sweep file of each study
     sweeps = property(lambda self: self.path / "sweeps")  # one sweep folder per study
     analyses = property(lambda self: self.path / "analyses")  # one analysis folder per instrument
     report = property(lambda self: self.path / "report")
@@ -38,9 +38,9 @@ class LabFolder:
     def analysis(self, name: str) -> Path:
         return self.analyses / name
 
-    def sweep_csv(self, name: str, file: str) -> list[dict[str, str]]:
-        """One CSV of a study's sweep folder (results, aggregate or paired); empty when the sweep has not written it."""
-        return files.read_csv(self.sweep(name) / file, missing_ok=True)
+    def sweep_folder(self, name: str) -> SweepFolder:
+        """A study's sweep folder, whose typed readers (`run_rows`, `cell_rows`, `pair_rows`) the lab's stages and report use."""
+        return SweepFolder(self.sweep(name))
 
     def read(self) -> dict[str, Any] | None:
         """lab.json, or None when the folder holds no lab yet."""

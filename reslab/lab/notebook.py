@@ -11,6 +11,8 @@ from typing import Any, Mapping, Sequence
 
 from reslab.lab.conclude import Finding, Rows, ci, loss, num, pct, pp
 from reslab.report.document import Table
+from reslab.status import RunStatus
+from reslab.sweep import RunRow
 from reslab.sweep.stats import t_interval, welch_interval
 
 # what the notebook reports (its text, not its code): Exercise 1.1, 1.2 and 2
@@ -21,8 +23,12 @@ NOTEBOOK = {"mlp": {"val_acc": 0.92, "train_loss": 0.25, "epochs": 15},
 AGREE = {"acc": 0.01, "loss": 0.05}  # "agrees": within this of the notebook's value
 
 
-def _stats(rows: Rows, key: str) -> tuple[float, float, float, int]:
-    xs = [num(r.get(key)) for r in rows if r.get("status") == "finished"]
+def _finished(rows: Sequence[RunRow], metric: str) -> list[float]:
+    return [num(r.metric(metric)) for r in rows if r.status is RunStatus.FINISHED]
+
+
+def _stats(rows: Sequence[RunRow], key: str) -> tuple[float, float, float, int]:
+    xs = _finished(rows, key)
     xs = [x for x in xs if not math.isnan(x)]
     mean, _, lo, hi = t_interval(xs)
     return mean, lo, hi, len(xs)
@@ -35,7 +41,7 @@ def _verdict(measured: float, quoted: float, tolerance: float, fmt) -> str:
     return f"differs by {fmt(abs(diff))} ({'higher' if diff > 0 else 'lower'})"
 
 
-def exercise_mlp(rows: Rows, comparable: str | None) -> Finding:
+def exercise_mlp(rows: Sequence[RunRow], comparable: str | None) -> Finding:
     """Exercise 1.1: the notebook's MLP, its validation accuracy and training loss beside the notebook's."""
     q = NOTEBOOK["mlp"]
     val, loss_, test = _stats(rows, "final_val_acc"), _stats(rows, "final_train_loss"), _stats(rows, "test_acc")
@@ -59,15 +65,14 @@ def exercise_mlp(rows: Rows, comparable: str | None) -> Finding:
                     "set-up": comparable or ""})
 
 
-def exercise_cnns(cnn: Rows, resnet: Rows, arch: Sequence[Mapping[str, Any]], comparable: str | None) -> Finding:
+def exercise_cnns(cnn: Sequence[RunRow], resnet: Sequence[RunRow], arch: Sequence[Mapping[str, Any]], comparable: str | None) -> Finding:
     """Exercise 1.2: the CNN against the ResNetCNN, and how much more than the skip tells them apart.
 
     `arch`: two rows (cnn, resnet) of architecture facts (params, flops, conv layers, channels, resolution)."""
     c_test, r_test = _stats(cnn, "test_acc"), _stats(resnet, "test_acc")
     c_val, r_val = _stats(cnn, "final_val_acc"), _stats(resnet, "final_val_acc")
     c_loss, r_loss = _stats(cnn, "final_train_loss"), _stats(resnet, "final_train_loss")
-    diff = welch_interval([num(r["test_acc"]) for r in cnn if r.get("status") == "finished"],
-                          [num(r["test_acc"]) for r in resnet if r.get("status") == "finished"])
+    diff = welch_interval(_finished(cnn, "test_acc"), _finished(resnet, "test_acc"))
     a_c, a_r = arch
     header = ["model", "parameters", "MFLOP per image (forward)", "conv layers", "channels", "test acc", "95% CI",
               "final val acc", "final train loss", "n", "notebook val acc", "notebook train loss"]

@@ -8,28 +8,35 @@ settings (and the He et al. 2015 depth study) for a GPU. A profile is data: the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+import yaml
+
+from reslab.sweep import SweepFolder, SweepSpec, sweep_spec
+
 
 @dataclass(frozen=True)
 class Study:
-    """One sweep of the lab: a base preset, fixed settings, a grid and seeds (the sweep file's fields)."""
+    """One sweep of the lab, before the lab's datasets are known: `spec` builds its SweepSpec."""
 
     name: str  # the sweep's folder name inside the lab folder
     base: str
     dataset: str  # "mnist" or "cifar": which of the lab's two datasets
-    settings: Mapping[str, Any]  # dotted key -> value
+    settings: Mapping[str, Any]  # dotted key -> value, on every run (a sweep's `set`)
     grid: Mapping[str, list[Any]]
     seeds: int
 
-    def sweep_file(self, dataset_spec: str, data_dir: str | None) -> dict[str, Any]:
-        """The sweep file's contents for this study on the given dataset."""
-        fixed = dict(self.settings) | {"data.dataset": dataset_spec}
+    def spec(self, dataset_spec: str, data_dir: str | None, sweeps: Path) -> SweepSpec:
+        """The study as a checked sweep on the given dataset, kept in `sweeps`/<name> (no sweep file in between)."""
+        settings = dict(self.settings) | {"data.dataset": dataset_spec}
         if data_dir is not None:
-            fixed["data.data_dir"] = data_dir
-        return {"name": self.name, "base": self.base, "set": fixed, "grid": {k: list(v) for k, v in self.grid.items()},
-                "seeds": self.seeds}
+            settings["data.data_dir"] = data_dir
+        raw = {"name": self.name, "base": self.base, "set": settings, "grid": {k: list(v) for k, v in self.grid.items()},
+               "seeds": self.seeds}
+        raw = yaml.safe_load(yaml.safe_dump(raw, sort_keys=False))  # as the sweep folder's copy reads back
+        return sweep_spec(raw, SweepFolder(Path(sweeps) / self.name).sweep_file)
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from reslab import files
-from reslab.lab.conclude import Finding, depth_study, num
+from reslab.lab.conclude import Finding, depth_study
 from reslab.lab.explain import gradient_depth, instrument_sections
 from reslab.lab.folder import LabFolder
 from reslab.lab.notebook import exercise_cnns, exercise_mlp, gradient_norms
 from reslab.lab.profiles import Profile, Study, get_profile
 from reslab.lab.stages import Stage
+from reslab.runs import RunFolder
+from reslab.sweep import RunRow
 from reslab.report.sweeps import sweep_blocks
 from reslab.report.document import Block, Figure, Heading, Note, Paragraph, Table, to_html, to_markdown
 from reslab.report.values import strict_json
@@ -49,8 +51,9 @@ class _Doc:
             self.blocks.append(Note(f"Figure missing: {source.name} was not written."))
 
 
-def _rows(folder: LabFolder, study: Study, name: str) -> list[dict[str, str]]:
-    return folder.sweep_csv(study.name, name)
+def _runs(folder: LabFolder, study: Study) -> list[RunRow]:
+    """A study's runs, typed, as its sweep folder lists them (empty before the sweep ran)."""
+    return folder.sweep_folder(study.name).run_rows()
 
 
 def _shortcut(study: Study, notebook_epochs: int) -> str | None:
@@ -73,8 +76,8 @@ def _architecture(folder: LabFolder, study: Study) -> dict[str, Any]:
     from reslab.config import from_dict
     from reslab.models import build_model, count_params
 
-    runs = [r for r in _rows(folder, study, "results.csv") if r.get("run_folder")]
-    cfg = from_dict(load_source(str(folder.sweep(study.name) / runs[0]["run_folder"] / "config.yaml")))
+    runs = [r.run_folder for r in _runs(folder, study) if r.run_folder is not None]
+    cfg = from_dict(load_source(str(RunFolder(runs[0]).config)))
     model = build_model(cfg.model.name, input_shape=(3, 32, 32), num_classes=10, **cfg.model.args)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.zeros(1, 3, 32, 32))
@@ -93,20 +96,19 @@ def _sweep_section(doc: _Doc, folder: LabFolder, study: Study, f: Finding, title
 
 
 def _failures(folder: LabFolder, studies: Sequence[Study]) -> list[Block]:
-    bad = [(s.name, r) for s in studies for r in _rows(folder, s, "results.csv")
-           if r.get("status") not in ("finished", "diverged")]
+    bad = [(s.name, r) for s in studies for r in _runs(folder, s) if not r.completed]
     if not bad:
         return []
-    rows = [[name, r.get("run_folder", ""), r.get("status", "")] for name, r in bad]
+    rows = [[name, folder.sweep_folder(name).relative(r.run_folder) if r.run_folder else "",
+             str(r.status) if r.status else "missing"] for name, r in bad]
     return [Note(f"{len(bad)} runs did not finish; they are left out of the numbers."),
             Table(["study", "run", "status"], rows)]
 
 
 def _front(doc: _Doc, profile: Profile, record: dict[str, Any], answer: list[str], sections: list[str],
            studies: Sequence[Study], folder: LabFolder) -> list[Block]:
-    train_s = sum(num(r.get("train_seconds")) for s in studies for r in _rows(folder, s, "results.csv")
-                  if r.get("train_seconds"))
-    runs = sum(len(_rows(folder, s, "results.csv")) for s in studies)
+    train_s = sum(r.metric("train_seconds") or 0.0 for s in studies for r in _runs(folder, s))
+    runs = sum(len(_runs(folder, s)) for s in studies)
     wall = sum(v.get("seconds", 0) for v in record.get("stages", {}).values())
     env = _environment(folder, studies)
     blocks: list[Block] = [Heading("The answer"), *(Paragraph(a) for a in answer),
@@ -125,8 +127,10 @@ def _front(doc: _Doc, profile: Profile, record: dict[str, Any], answer: list[str
 
 def _environment(folder: LabFolder, studies: Sequence[Study]) -> list[list[str]]:
     for s in studies:
-        for r in _rows(folder, s, "results.csv"):
-            path = folder.sweep(s.name) / r.get("run_folder", "") / "env.json"
+        for r in _runs(folder, s):
+            if r.run_folder is None:
+                continue
+            path = RunFolder(r.run_folder).env
             try:
                 env = json.loads(path.read_text())
             except (OSError, ValueError):
@@ -162,15 +166,15 @@ def _sections(doc: _Doc, folder: LabFolder, profile: Profile) -> dict[str, Any]:
         doc.blocks += [Heading(title), Paragraph("Question: " + question)]
 
     section("1. Exercise 1.1: the notebook's MLP on MNIST", "does the notebook's MLP reach what the notebook says?")
-    mlp = _rows(folder, profile.notebook_mlp, "results.csv")
+    mlp = _runs(folder, profile.notebook_mlp)
     doc.finding("ex1-mlp", exercise_mlp(mlp, _shortcut(profile.notebook_mlp, 15)))
-    if mlp:
-        doc.figure(folder.sweep(profile.notebook_mlp.name) / mlp[0]["run_folder"] / "curves.png", "ex1-mlp-curves.png",
+    if mlp and mlp[0].run_folder is not None:
+        doc.figure(RunFolder(mlp[0].run_folder).curves, "ex1-mlp-curves.png",
                    "Exercise 1.1: training curves of seed 0")
 
     section("2. Exercise 1.2: the notebook's CNN and ResNetCNN on CIFAR-10",
             "does the residual CNN learn better, and is the skip what makes the difference?")
-    cnn, res = (_rows(folder, s, "results.csv") for s in (profile.notebook_cnn, profile.notebook_resnet))
+    cnn, res = (_runs(folder, s) for s in (profile.notebook_cnn, profile.notebook_resnet))
     arch = [_architecture(folder, profile.notebook_cnn), _architecture(folder, profile.notebook_resnet)]
     cnns = exercise_cnns(cnn, res, arch, _shortcut(profile.notebook_cnn, 10))
     doc.finding("ex1-cnns", cnns)
@@ -182,8 +186,8 @@ def _sections(doc: _Doc, folder: LabFolder, profile: Profile) -> dict[str, Any]:
         section(title, f"how do training loss and test accuracy of fair plain/residual {what} twins change with "
                        "depth, and is a failure one of optimisation or of overfitting?")
         word = "depth" if key == "model.depth" else "block count"
-        f = depth_study(_rows(folder, study, "aggregate.csv"), _rows(folder, study, "paired.csv"), depth_key=key,
-                        classes=10, what=what, depth_word=word)
+        sweep = folder.sweep_folder(study.name)
+        f = depth_study(sweep.cell_rows(), sweep.pair_rows(), depth_key=key, classes=10, what=what, depth_word=word)
         _sweep_section(doc, folder, study, f, title)
         answer.append((label, f))
 

@@ -6,19 +6,32 @@ between or inside a stage; the next run continues from there without losing or r
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator, Mapping, Sequence
+from typing import IO, Any, Mapping, Sequence
 
 from reslab.errors import ConfigError, DataError
 from reslab.lab.folder import LabFolder, absolute
 from reslab.lab.profiles import PROFILE_TABLE, default_profile, get_profile
 from reslab.lab.stages import LabContext, LabStopped, Stage, plan, run_study
+from reslab.runtime import StopFlag, stop_on_signal
 
-EXIT_STOPPED = 130
+
+@dataclass(frozen=True)
+class LabResult:
+    """What `run_lab` did: `completed` is False when a stop signal ended it (run it again to continue)."""
+
+    folder: Path
+    completed: bool
+    report: Path | None = None  # report.html, when the lab ran to its end
+    failed_runs: int = 0  # runs that did not finish (listed in the report; their stages run again next time)
+
+    @property
+    def path(self) -> Path:
+        """What the command prints last: report.html, or the lab folder when it stopped."""
+        return self.report or self.folder
 
 
 def _duration(seconds: float) -> str:
@@ -45,24 +58,6 @@ def check_data(mnist: str, cifar: str, data_dir: str | None) -> None:
         except DataError as exc:
             hint = 'reslab lab --data-dir DIR, or make lab ARGS="--data-dir DIR"' if data_dir is None else f"{role} SPEC"
             raise DataError(f"{role} {spec}: {exc} (point the lab at the data: {hint})") from None
-
-
-@contextlib.contextmanager
-def _stop_on_signal() -> Iterator[dict[str, bool]]:
-    """Ctrl-C or SIGTERM raise KeyboardInterrupt, and also set a flag: Python swallows an exception raised while a
-    garbage-collection callback runs, so the lab checks the flag after each stage as well."""
-    flag = {"stop": False}
-
-    def handler(signum: int, frame: Any) -> None:
-        flag["stop"] = True
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield flag
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 class _Overall:
@@ -101,8 +96,8 @@ class _Overall:
 
 def run_lab(*, profile: str | None = None, mnist: str = "mnist", cifar: str = "cifar10", data_dir: str | None = None,
             out: str | Path = "lab", jobs: int | None = None, backend: str = "local", device: str = "auto",
-            stream: IO[str] | None = None) -> tuple[Path, int]:
-    """Run what is left of the lab and write its report; returns (report.html path, exit code)."""
+            stream: IO[str] | None = None) -> LabResult:
+    """Run what is left of the lab and write its report."""
     from reslab.lab.report import write_lab_report
     from reslab.runtime import select_device
 
@@ -126,19 +121,19 @@ def run_lab(*, profile: str | None = None, mnist: str = "mnist", cifar: str = "c
     overall = _Overall(stages, record["stages"], ctx.profile.expected_s, stream)
     failed_runs = 0
     try:
-        with _stop_on_signal() as stop:
+        with stop_on_signal(at_once=True) as stop:  # Ctrl-C or SIGTERM raise, and set the flag
             failed_runs = _run_stages(stages, record, ctx, overall, stop)
     except (KeyboardInterrupt, LabStopped) as exc:
         why = f" ({exc})" if isinstance(exc, LabStopped) else ""
         print(f"lab: stopped{why}; run the same command again to continue where it stopped", file=stream)
-        return folder.path, EXIT_STOPPED
+        return LabResult(folder.path, completed=False, failed_runs=failed_runs)
     html = write_lab_report(folder, stages, record)
     print(f"lab: report written in {_duration(time.perf_counter() - overall.start)}: {html}", file=stream)
-    return html, 1 if failed_runs else 0
+    return LabResult(folder.path, completed=True, report=html, failed_runs=failed_runs)
 
 
 def _run_stages(stages: Sequence[Stage], record: dict[str, Any], ctx: LabContext, overall: _Overall,
-                stop: dict[str, bool]) -> int:
+                stop: StopFlag) -> int:
     """Every stage not done yet, in order; returns how many runs failed."""
     failed_runs = 0
     for i, stage in enumerate(stages, start=1):
@@ -158,6 +153,6 @@ def _run_stages(stages: Sequence[Stage], record: dict[str, Any], ctx: LabContext
         if not failed:  # a stage with failed runs is tried again next time (the sweep reruns only those)
             ctx.folder.mark_done(record, stage.name, seconds)
         overall.end(i, stage, seconds, failed)
-        if stop["stop"]:  # a Ctrl-C that Python swallowed: the stage is done, the lab stops here
+        if stop.requested:  # a Ctrl-C that Python swallowed: the stage is done, the lab stops here
             raise LabStopped("stopped after the stage " + stage.name)
     return failed_runs

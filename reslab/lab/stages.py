@@ -1,7 +1,7 @@
 """The lab's stages in order: the sweeps that train every model, then the analyses that explain them.
 
-A sweep stage writes its study as a sweep file and runs it with `reslab.sweep.run_sweep` (which skips
-finished runs and resumes interrupted ones). An analysis stage calls one instrument on the trained pairs
+A sweep stage builds its study as a SweepSpec and runs it with `reslab.sweep.run_sweep` (which skips
+finished runs and resumes interrupted ones) and reads back its typed result. An analysis stage calls one instrument on the trained pairs
 the sweeps left, into a folder of its own.
 """
 
@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable
 
-import yaml
-
-from reslab import files
 from reslab.errors import ReslabError
 from reslab.lab.profiles import Profile, Study
+from reslab.status import RunStatus
+from reslab.sweep import RESIDUAL, RunRow
 
 
 class LabStopped(ReslabError):
@@ -66,46 +65,41 @@ class Stage:
 
 
 def run_study(ctx: LabContext, study: Study) -> int:
-    """Write the study's sweep file and run it; returns the number of runs that did not finish."""
+    """Run the study's sweep; returns the number of runs that did not finish (LabStopped when a signal stopped it)."""
     from reslab.sweep import run_sweep
-    from reslab.sweep.runner import EXIT_INTERRUPTED
 
-    ctx.folder.sweep_files.mkdir(parents=True, exist_ok=True)
-    path = ctx.folder.sweep_files / f"{study.name}.yaml"
-    text = yaml.safe_dump(study.sweep_file(ctx.dataset(study.dataset), ctx.data_dir), sort_keys=False)
-    if not path.is_file() or path.read_text() != text:
-        files.write_text(path, text)
-    _, code = run_sweep(path, jobs=ctx.jobs, backend=ctx.backend, runs_dir=ctx.folder.sweeps, out=ctx.out)
-    if code == EXIT_INTERRUPTED:
+    spec = study.spec(ctx.dataset(study.dataset), ctx.data_dir, ctx.folder.sweeps)
+    result = run_sweep(spec, jobs=ctx.jobs, backend=ctx.backend, runs_dir=ctx.folder.sweeps, out=ctx.out)
+    if not result.completed:
         raise LabStopped(f"stopped in the sweep {study.name}")
-    rows = ctx.folder.sweep_csv(study.name, "results.csv")
-    return sum(r.get("status") not in ("finished", "diverged") for r in rows)
+    return sum(not run.completed for run in result.runs)
 
 
-def finished_runs(ctx: LabContext, study: Study, seed: str) -> list[dict[str, str]]:
-    """results.csv rows of one seed's finished runs (their run folders are relative to the sweep folder)."""
-    return [r for r in ctx.folder.sweep_csv(study.name, "results.csv")
-            if r.get("seed") == seed and r.get("status") == "finished"]
+def finished_runs(ctx: LabContext, study: Study, seed: int | str = 0) -> list[RunRow]:
+    """The finished runs of one seed (with their run folders), as the study's sweep folder lists them."""
+    return [r for r in ctx.folder.sweep_folder(study.name).run_rows()
+            if r.seed == int(seed) and r.status is RunStatus.FINISHED and r.run_folder is not None]
 
 
-def pair(ctx: LabContext, study: Study, depth_key: str, depth: str | None = None, seed: str = "0") -> list[str]:
+def pair(ctx: LabContext, study: Study, depth_key: str, depth: int | str | None = None, seed: int | str = 0
+         ) -> list[str]:
     """The plain and the residual run folder at `depth` (default: the deepest) for one seed, as paths."""
     rows = finished_runs(ctx, study, seed)
     if depth is None:
-        depths = sorted({int(r[depth_key]) for r in rows if r.get(depth_key, "").isdigit()})
-        depth = str(depths[-1]) if depths else None
-    found = {r.get("model.residual"): r for r in rows if r.get(depth_key) == depth}
-    if set(found) < {"false", "true"}:
+        depths = sorted({d for r in rows if isinstance(d := r.values.get(depth_key), int) and not isinstance(d, bool)})
+        depth = depths[-1] if depths else None
+    found = {r.values.get(RESIDUAL): r for r in rows if depth is not None and r.values.get(depth_key) == int(depth)}
+    if not {False, True} <= set(found):
         raise LabStopped(f"the {study.name} study has no finished plain/residual pair at {depth_key}={depth}, seed "
                          f"{seed}; run the lab again to retrain it")
-    return [str(ctx.folder.sweep(study.name) / found[s]["run_folder"]) for s in ("false", "true")]
+    return [str(found[side].run_folder) for side in (False, True)]
 
 
-def depth_runs(ctx: LabContext, study: Study, depth_key: str, seed: str = "0") -> list[str]:
+def depth_runs(ctx: LabContext, study: Study, depth_key: str, seed: int | str = 0) -> list[str]:
     """Every finished run of one seed, plain and residual, shallow to deep."""
     rows = finished_runs(ctx, study, seed)
-    rows.sort(key=lambda r: (int(r.get(depth_key) or 0), r.get("model.residual") == "true"))
-    return [str(ctx.folder.sweep(study.name) / r["run_folder"]) for r in rows]
+    rows.sort(key=lambda r: (r.values.get(depth_key) or 0, r.values.get(RESIDUAL) is True))
+    return [str(r.run_folder) for r in rows]
 
 
 # ----------------------------------------------------------------------------- the analyses

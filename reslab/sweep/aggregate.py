@@ -12,7 +12,9 @@ from typing import Any, Mapping, Sequence
 
 from reslab import files
 from reslab.runs import RunFolder
-from reslab.sweep.folder import DONE, SweepFolder
+from reslab.status import RunStatus
+from reslab.sweep.folder import SweepFolder
+from reslab.sweep.result import RunRow, number
 from reslab.sweep.spec import RESIDUAL, PlannedRun, SweepSpec, text
 from reslab.sweep.stats import t_interval
 from reslab.sweep.summary import figure_series, summary_text
@@ -20,6 +22,12 @@ from reslab.sweep.summary import figure_series, summary_text
 METRICS = ("test_acc", "best_val_acc", "final_train_loss", "final_train_acc")  # aggregated per cell
 PAIRED = ("test_acc", "final_train_loss")  # residual - plain, per seed
 LOWER_IS_BETTER = ("final_train_loss",)
+MISSING = "missing"  # results.csv's status of a run that has no run folder yet
+
+
+def _completed(status: object) -> bool:
+    parsed = RunStatus.parse(status)
+    return parsed is not None and parsed.completed
 
 
 def collect(folder: SweepFolder, planned: Sequence[PlannedRun]) -> list[dict[str, Any]]:
@@ -28,17 +36,25 @@ def collect(folder: SweepFolder, planned: Sequence[PlannedRun]) -> list[dict[str
     rows = []
     for run in planned:
         path = folder.run_folder(run.key, index)
-        row: dict[str, Any] = {**{k: text(v) for k, v in run.values.items()}, "seed": run.seed, "status": "missing"}
+        row: dict[str, Any] = {**{k: text(v) for k, v in run.values.items()}, "seed": run.seed, "status": MISSING}
         row.update(_key=run.key, _cell=run.cell, _values=run.values)
         if path is not None:
             rf = RunFolder(path)
             summary = rf.read_json(rf.summary) if rf.summary.is_file() else {}
             status = rf.read_json(rf.status).get("status")
-            row["status"] = summary.get("status") if summary.get("status") in DONE else (status or "missing")
+            row["status"] = summary["status"] if _completed(summary.get("status")) else (status or MISSING)
             row.update({k: v for k, v in summary.items() if k != "status" and not isinstance(v, (list, dict))})
             row["run_folder"] = folder.relative(path)
         rows.append(row)
     return rows
+
+
+def typed_run(row: dict[str, Any], folder: SweepFolder) -> RunRow:
+    """A row of `collect` as a typed RunRow (what a stopped sweep reports, before results.csv is rewritten)."""
+    skip = {*row["_values"], "seed", "status", "run_folder"}
+    return RunRow(key=row["_key"], values=dict(row["_values"]), seed=row["seed"], status=RunStatus.parse(row["status"]),
+                  metrics={k: number(v) for k, v in row.items() if not k.startswith("_") and k not in skip},
+                  run_folder=folder.path / row["run_folder"] if row.get("run_folder") else None)
 
 
 def choose_tuned(rows: Sequence[dict[str, Any]], spec: SweepSpec) -> dict[str, Any]:
@@ -47,7 +63,7 @@ def choose_tuned(rows: Sequence[dict[str, Any]], spec: SweepSpec) -> dict[str, A
         return {}
     scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        if row["status"] == "finished" and row.get(spec.tune.by) is not None:
+        if row["status"] == RunStatus.FINISHED and row.get(spec.tune.by) is not None:
             scores[row["_cell"]][text(row["_values"][spec.tune.key])].append(float(row[spec.tune.by]))
     chosen = {}
     for cell, by_value in scores.items():
@@ -70,11 +86,11 @@ def cells(rows: Sequence[dict[str, Any]], spec: SweepSpec, chosen: dict[str, Any
         by_cell[row["_cell"]].append(row)
     out = []
     for cell, members in by_cell.items():
-        done = [r for r in members if r["status"] == "finished"]
+        done = [r for r in members if r["status"] == RunStatus.FINISHED]
         agg: dict[str, Any] = {k: members[0][k] for k in spec.grid}
         if spec.tune:
             agg[spec.tune.key] = text(chosen[cell])
-        agg.update(n=len(done), n_diverged=sum(r["status"] == "diverged" for r in members), _cell=cell,
+        agg.update(n=len(done), n_diverged=sum(r["status"] == RunStatus.DIVERGED for r in members), _cell=cell,
                    _values=members[0]["_values"])
         for metric in METRICS:
             values = [float(r[metric]) for r in done if r.get(metric) is not None]
@@ -92,7 +108,7 @@ def pairs(rows: Sequence[dict[str, Any]], spec: SweepSpec, chosen: dict[str, Any
     others = [k for k in spec.grid if k != RESIDUAL]
     groups: dict[str, dict[bool, dict[int, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
     for row in _kept(rows, spec, chosen):
-        if row["status"] == "finished" and isinstance(row["_values"][RESIDUAL], bool):
+        if row["status"] == RunStatus.FINISHED and isinstance(row["_values"][RESIDUAL], bool):
             group = ",".join(f"{k}={text(row['_values'][k])}" for k in others)
             groups[group][row["_values"][RESIDUAL]][row["seed"]] = row
     out = []

@@ -10,30 +10,43 @@ from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
+
+import yaml
 
 from reslab import files
 from reslab.config import changed_keys, from_dict, load_source
 from reslab.errors import CheckpointError, ConfigError, first_line
 from reslab.runs import RunFolder
-from reslab.sweep.spec import PlannedRun, SweepSpec
+from reslab.status import RunStatus
+from reslab.sweep.result import CellRow, PairRow, RunRow, cell_row, pair_row, run_row
+from reslab.sweep.spec import RESIDUAL, PlannedRun, SweepSpec, folder_name, text
 
 # keys a run may differ in from its folder's config.yaml: where things are, not what is computed
 MAY_DIFFER = ("runs_dir", "data.data_dir", "train.device", "track.")
-DONE = ("finished", "diverged")  # a diverged run is a result, not a failure
 _STAMP = r"-\d{8}-\d{6}-[0-9a-f]{4}"  # what RunFolder.create appends to a run's name
+
+
+class RunAction(StrEnum):
+    """What a planned run needs next (the word `reslab sweep --dry-run` prints)."""
+
+    DONE = "done"
+    NEW = "new"
+    RESUME = "resume"  # from last.pt
+    RERUN = "rerun"  # a failed attempt, moved aside first
+    RESTART = "restart"  # stopped before any checkpoint, moved aside first
 
 
 @dataclass(frozen=True)
 class RunState:
-    """What a planned run needs: `done`, `new`, `resume` (from last.pt), `rerun` (a failed attempt, moved
-    aside first) or `restart` (stopped before any checkpoint, moved aside first)."""
+    """Where a planned run stands: what it needs, its current run folder and what its status.json says."""
 
-    action: str
+    action: RunAction
     folder: Path | None  # its current run folder, if any
-    status: str | None = None  # what its status.json says
+    status: RunStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -78,8 +91,10 @@ class SweepFolder:
         """The folder and its copy of the sweep file (after `check`)."""
         try:
             self.runs.mkdir(parents=True, exist_ok=True)
-            if not self.sweep_file.is_file():
-                files.write_text(self.sweep_file, spec.path.read_text())
+            if not self.sweep_file.is_file():  # the file as written (comments kept), else the values given
+                written = spec.path.is_file() and spec.path.resolve() != self.sweep_file.resolve()
+                files.write_text(self.sweep_file, spec.path.read_text() if written
+                                 else yaml.safe_dump(dict(spec.raw), sort_keys=False))
         except OSError as exc:
             raise ConfigError(f"cannot write the sweep folder {self.path}: {exc.strerror or exc}") from None
 
@@ -108,16 +123,16 @@ class SweepFolder:
         """Where `run` stands: its folder from the index, else the one the trainer made for it (found by name)."""
         folder = self.run_folder(run.key, index)
         if folder is None:
-            return RunState("new", None)
+            return RunState(RunAction.NEW, None)
         rf = RunFolder(folder)
-        status = rf.read_json(rf.status).get("status")
-        if status in DONE and rf.summary.is_file():
-            action = "done"
-        elif status == "failed":
-            action = "rerun"
+        status = RunStatus.parse(rf.read_json(rf.status).get("status"))
+        if status is not None and status.completed and rf.summary.is_file():
+            action = RunAction.DONE
+        elif status is RunStatus.FAILED:
+            action = RunAction.RERUN
         else:  # interrupted, or `running` left by a killed process (this sweep holds the folder lock)
-            action = "resume" if rf.last.is_file() else "restart"
-        if action in ("done", "resume"):
+            action = RunAction.RESUME if rf.last.is_file() else RunAction.RESTART
+        if action in (RunAction.DONE, RunAction.RESUME):
             _check_same_config(rf, run)
         return RunState(action, folder, status)
 
@@ -137,10 +152,45 @@ class SweepFolder:
 
         def rank(p: Path) -> tuple[int, str]:
             rf = RunFolder(p)
-            done = rf.read_json(rf.status).get("status") in DONE and rf.summary.is_file()
+            status = RunStatus.parse(rf.read_json(rf.status).get("status"))
+            done = status is not None and status.completed and rf.summary.is_file()
             return (2 if done else 1 if rf.last.is_file() else 0), p.name
 
         return max(found, key=rank) if found else None
+
+    def run_rows(self) -> list[RunRow]:
+        """results.csv as typed rows (empty before the sweep wrote it); a damaged cell reads as None."""
+        lookup = self._spellings()
+        rows = []
+        for row in files.read_csv(self.results, missing_ok=True):
+            run = run_row(row, lookup, self.path, "")
+            name = run.run_folder.name if run.run_folder is not None else ""
+            key = re.sub(_STAMP + "$", "", name) if re.search(_STAMP + "$", name) else \
+                folder_name(run.values, run.seed if run.seed is not None else -1)
+            rows.append(replace(run, key=key))
+        return rows
+
+    def cell_rows(self) -> list[CellRow]:
+        """aggregate.csv as typed rows: a row per cell of the grid."""
+        lookup = self._spellings()
+        return [cell_row(row, lookup) for row in files.read_csv(self.aggregate, missing_ok=True)]
+
+    def pair_rows(self) -> list[PairRow]:
+        """paired.csv as typed rows: residual - plain per group of twin cells."""
+        lookup = {k: v for k, v in self._spellings().items() if k != RESIDUAL}
+        return [pair_row(row, lookup) for row in files.read_csv(self.paired, missing_ok=True)]
+
+    def _spellings(self) -> dict[str, dict[str, Any]]:
+        """Swept key -> {its values as the CSV files spell them: the value}, from the folder's copy of the sweep."""
+        try:
+            raw = load_source(str(self.sweep_file)) if self.sweep_file.is_file() else {}
+        except ConfigError:
+            raw = {}
+        grid, tune = raw.get("grid"), raw.get("tune")
+        swept: dict[str, Any] = dict(grid) if isinstance(grid, Mapping) else {}
+        if isinstance(tune, Mapping) and isinstance(tune.get("key"), str):
+            swept[tune["key"]] = tune.get("values")
+        return {str(k): {text(v): v for v in vs} for k, vs in swept.items() if isinstance(vs, list)}
 
     def move_aside(self, folder: Path, label: str) -> Path:
         """Rename a run folder to <name>.<label>-<n> (the first free n): kept for the user, out of the way."""

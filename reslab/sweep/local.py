@@ -24,6 +24,8 @@ import torch
 from reslab.config import from_dict
 from reslab.errors import ReslabError, describe, first_line
 from reslab.protocols import Observer
+from reslab.runtime import stop_on_signal
+from reslab.status import RunStatus
 from reslab.train import Interrupted, train
 
 from reslab.sweep.backends import Task  # noqa: F401  (the backends import it from here too)
@@ -54,13 +56,13 @@ def run_task(task: Task, progress: bool = False) -> dict[str, Any]:
         out.update(status=s["status"], run_dir=str(result.run_dir), test_acc=s.get("test_acc"),
                    final_train_loss=s.get("final_train_loss"), train_seconds=s.get("train_seconds"))
     except Interrupted as exc:
-        out.update(status="interrupted", run_dir=str(exc.run_dir))
+        out.update(status=RunStatus.INTERRUPTED, run_dir=str(exc.run_dir))
     except KeyboardInterrupt:
-        out.update(status="interrupted")
+        out.update(status=RunStatus.INTERRUPTED)
     except ReslabError as exc:
-        out.update(status="failed", error=first_line(exc, type(exc).__name__))
+        out.update(status=RunStatus.FAILED, error=first_line(exc, type(exc).__name__))
     except Exception as exc:  # a bug or a crash in one run: recorded with its traceback, the sweep goes on
-        out.update(status="failed", error=describe(exc), traceback=traceback.format_exc())
+        out.update(status=RunStatus.FAILED, error=describe(exc), traceback=traceback.format_exc())
     if seen.run_dir is not None:
         out["run_dir"] = str(seen.run_dir)
     out["seconds"] = time.perf_counter() - start
@@ -76,7 +78,7 @@ def run_task_with_threads(task: Task, threads: int) -> dict[str, Any]:
 def died(task: Task, exc: BaseException) -> dict[str, Any]:
     """The outcome of a run whose worker died (killed, out of memory) before it could say: its state is in its
     folder, if it made one."""
-    return {"key": task.key, "status": "failed", "run_dir": task.resume, "error": f"worker died: {describe(exc)}",
+    return {"key": task.key, "status": RunStatus.FAILED, "run_dir": task.resume, "error": f"worker died: {describe(exc)}",
             "traceback": None, "seconds": None}
 
 
@@ -114,21 +116,6 @@ def default_jobs() -> int:
     return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
 
 
-@contextlib.contextmanager
-def stop_raises() -> Iterator[None]:
-    """SIGTERM (and SIGHUP) in the parent stop the sweep like Ctrl-C does; the handlers are restored after."""
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    sigs = [signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
-    previous = {sig: signal.signal(sig, handler) for sig in sigs}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def run_local(tasks: Sequence[Task], jobs: int, on_done: Callable[[dict[str, Any]], None]) -> bool:
     """Run `tasks`, `jobs` at a time, calling `on_done(outcome)` in this process as each ends.
 
@@ -136,12 +123,15 @@ def run_local(tasks: Sequence[Task], jobs: int, on_done: Callable[[dict[str, Any
     `interrupted`, and runs not yet started are left for the next invocation.
     """
     if jobs <= 1:
-        with stop_raises():
-            for task in tasks:
-                outcome = run_task(task, progress=True)
-                on_done(outcome)
-                if outcome["status"] == "interrupted":
-                    return False
+        try:
+            with stop_on_signal(at_once=True):  # train() takes the signals over while a run trains
+                for task in tasks:
+                    outcome = run_task(task, progress=True)
+                    on_done(outcome)
+                    if outcome["status"] is RunStatus.INTERRUPTED:
+                        return False
+        except KeyboardInterrupt:  # between two runs: the next invocation starts the rest
+            return False
         return True
     import multiprocessing
 
@@ -157,7 +147,7 @@ def run_local(tasks: Sequence[Task], jobs: int, on_done: Callable[[dict[str, Any
     pending: dict[Future, Task] = {}
     stopped = False
     try:
-        with stop_raises():
+        with stop_on_signal(at_once=True):
             pending = {pool.submit(_pool_task, task): task for task in tasks}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 from reslab.errors import ConfigError, first_line
+from reslab.runtime import stop_on_signal
 from reslab.sweep.backends import BackendOptions, OnDone, absolute_paths, require, threads_of
 from reslab.sweep.folder import SweepFolder
-from reslab.sweep.local import Task, died, run_task_with_threads, stop_raises
+from reslab.sweep.local import Task, died, run_task_with_threads
 
 LOCAL_OBJECT_STORE = 128 * 2**20  # bytes: a local Ray holds only configs and outcomes (runs load their own data)
 REACH_TIMEOUT_S = 5.0  # an unreachable address fails in this long (ray.init itself waits minutes, then exits)
@@ -132,7 +133,7 @@ class RayRunner:
                 pending[ref] = task
 
         try:
-            with stop_raises():
+            with stop_on_signal(at_once=True):
                 submit()
                 while pending:
                     done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)

@@ -20,9 +20,10 @@ from typing import Any, ContextManager, Sequence
 import yaml
 
 from reslab.errors import ConfigError, first_line
+from reslab.runtime import stop_on_signal
 from reslab.sweep.backends import BackendOptions, OnDone, absolute_paths, require, threads_of
 from reslab.sweep.folder import SweepFolder
-from reslab.sweep.local import Task, died, run_task_with_threads, stop_raises
+from reslab.sweep.local import Task, died, run_task_with_threads
 
 CLUSTERS = ("slurm", "local")  # submitit's executors that run an array here or on Slurm
 POLL_S = 1.0  # how often finished tasks are looked for (on Slurm, submitit asks sacct at most once a minute)
@@ -97,7 +98,7 @@ class SlurmRunner:
             raise ConfigError(f"Slurm refused the job array: {first_line(exc, type(exc).__name__)}") from None
         pending = dict(zip(jobs, tasks))
         try:
-            with stop_raises():
+            with stop_on_signal(at_once=True):
                 while pending:
                     for job in [j for j in pending if j.done()]:
                         on_done(_outcome(job, pending.pop(job)))
