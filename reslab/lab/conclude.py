@@ -168,7 +168,8 @@ def _gaps(pairs: Mapping[str, PairRow], depths: Sequence[str], depth_word: str) 
     if scored:
         big = max(scored, key=lambda d: abs(_stat(pairs[d], "test_acc_diff_mean")))
         pr = pairs[big]
-        out.append(f"The largest gap is at {depth_word} {big}: residual - plain = {pp(_stat(pr, 'test_acc_diff_mean'))} "
+        out.append(f"The largest gap is at {depth_word} {big}: "
+                   f"residual - plain = {pp(_stat(pr, 'test_acc_diff_mean'))} "
                    f"(95% CI {ci(_stat(pr, 'test_acc_diff_ci_low'), _stat(pr, 'test_acc_diff_ci_high'), pp)}; residual "
                    f"better in {_wins(pr)} seeds).")
     return out

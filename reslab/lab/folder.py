@@ -39,7 +39,7 @@ class LabFolder:
         return self.analyses / name
 
     def sweep_folder(self, name: str) -> SweepFolder:
-        """A study's sweep folder, whose typed readers (`run_rows`, `cell_rows`, `pair_rows`) the lab's stages and report use."""
+        """A study's sweep folder: its typed readers (`run_rows`, `cell_rows`, `pair_rows`) serve the stages and report."""
         return SweepFolder(self.sweep(name))
 
     def read(self) -> dict[str, Any] | None:

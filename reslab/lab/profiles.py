@@ -33,8 +33,8 @@ class Study:
         settings = dict(self.settings) | {"data.dataset": dataset_spec}
         if data_dir is not None:
             settings["data.data_dir"] = data_dir
-        raw = {"name": self.name, "base": self.base, "set": settings, "grid": {k: list(v) for k, v in self.grid.items()},
-               "seeds": self.seeds}
+        raw = {"name": self.name, "base": self.base, "set": settings,
+               "grid": {k: list(v) for k, v in self.grid.items()}, "seeds": self.seeds}
         raw = yaml.safe_load(yaml.safe_dump(raw, sort_keys=False))  # as the sweep folder's copy reads back
         return sweep_spec(raw, SweepFolder(Path(sweeps) / self.name).sweep_file)
 

@@ -1,8 +1,8 @@
 """The lab's stages in order: the sweeps that train every model, then the analyses that explain them.
 
-A sweep stage builds its study as a SweepSpec and runs it with `reslab.sweep.run_sweep` (which skips
-finished runs and resumes interrupted ones) and reads back its typed result. An analysis stage calls one instrument on the trained pairs
-the sweeps left, into a folder of its own.
+A sweep stage builds its study as a SweepSpec and runs it with `reslab.sweep.run_sweep` (which skips finished runs
+and resumes interrupted ones), and reads back its typed result. An analysis stage calls one instrument on the
+trained pairs the sweeps left, into a folder of its own.
 """
 
 from __future__ import annotations

@@ -14,5 +14,5 @@ from reslab.sweep.result import CellRow, Failure, PairRow, RunRow, SweepResult
 from reslab.sweep.runner import run_sweep, sweep_file
 from reslab.sweep.spec import RESIDUAL, PlannedRun, SweepSpec, load_sweep, sweep_spec
 
-__all__ = ["BACKENDS", "RESIDUAL", "BackendOptions", "CellRow", "Failure", "PairRow", "PlannedRun", "RunRow", "SweepFolder",
-           "SweepResult", "SweepSpec", "expand", "load_sweep", "run_sweep", "sweep_file", "sweep_spec"]
+__all__ = ["BACKENDS", "RESIDUAL", "BackendOptions", "CellRow", "Failure", "PairRow", "PlannedRun", "RunRow",
+           "SweepFolder", "SweepResult", "SweepSpec", "expand", "load_sweep", "run_sweep", "sweep_file", "sweep_spec"]

@@ -78,7 +78,8 @@ def run_task_with_threads(task: Task, threads: int) -> dict[str, Any]:
 def died(task: Task, exc: BaseException) -> dict[str, Any]:
     """The outcome of a run whose worker died (killed, out of memory) before it could say: its state is in its
     folder, if it made one."""
-    return {"key": task.key, "status": RunStatus.FAILED, "run_dir": task.resume, "error": f"worker died: {describe(exc)}",
+    return {"key": task.key, "status": RunStatus.FAILED, "run_dir": task.resume,
+            "error": f"worker died: {describe(exc)}",
             "traceback": None, "seconds": None}
 
 

@@ -26,7 +26,7 @@ class RunRow:
     values: Mapping[str, Any]  # swept key -> value, typed (model.residual: bool, model.depth: int)
     seed: int | None
     status: RunStatus | None  # None: no run folder yet, or a status no reslab writes
-    metrics: Mapping[str, float | None] = field(default_factory=dict)  # summary numbers: test_acc, final_train_loss, ...
+    metrics: Mapping[str, float | None] = field(default_factory=dict)  # summary numbers: test_acc, train_seconds...
     run_folder: Path | None = None  # absolute
     chosen: bool | None = None  # with `tune`: whether its tuned value is the one its cell chose
 
