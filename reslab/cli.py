@@ -178,8 +178,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
-    try:
+    try:  # building the parser imports the instruments (torch): a Ctrl-C then is an interrupt too
+        args = _build_parser().parse_args(argv)
         return {"train": _cmd_train, "list": _cmd_list, "gradflow": lambda a: a.handler(a),
                 "report": _cmd_report, "sweep": cmd_sweep, "lab": cmd_lab, "analyze": lambda a: a.handler(a)}[args.command](args)
     except ReslabError as exc:

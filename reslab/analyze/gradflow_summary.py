@@ -18,6 +18,8 @@ from reslab.analyze.writer import Analysis, Figure, Table
 from reslab.gradflow import LAYER_FIELDS, csv_number
 from reslab.plots import Rows, plot_depth, plot_param_boxplots, plot_training_heatmap
 
+STATS_CSV, BOXPLOTS_PNG, DEPTH_PNG = "gradflow-stats.csv", "gradflow-boxplots.png", "gradflow-depth.png"  # the lab
+# report reads these three
 PARAM_FIELDS = ["model", "at", "batch", "param", "grad_norm"]
 STATS_FIELDS = ["model", "at", "model_spec", "family", "depth", "skip", "pair", "batches", "param_tensors", "mean",
                 "std", "median", "min", "max", "layers", "first_layer", "last_layer", "first_grad", "last_grad",
@@ -159,8 +161,8 @@ def summarise(measured: GradflowMeasurement, options: GradflowOptions, common: C
     layer_rows = [row for r in results for b, rec in enumerate(r.records)
                   for row in rec.layer_rows(model=r.target.label, at=r.target.at, batch=b + 1)]
     stats = stats_rows(results)
-    figures = [Figure("gradflow-boxplots.png", partial(plot_param_boxplots, param_rows)),
-               Figure("gradflow-depth.png", lambda path, svg: plot_depth(
+    figures = [Figure(BOXPLOTS_PNG, partial(plot_param_boxplots, param_rows)),
+               Figure(DEPTH_PNG, lambda path, svg: plot_depth(
                    layer_rows, stats, path, metric="grad_norm", svg=svg, ylabel="gradient L2 norm of the layer's "
                    "weight", title="Gradient norm by depth (mean over batches, band: min to max)")),
                Figure("gradflow-output-std.png", lambda path, svg: plot_depth(
@@ -171,7 +173,7 @@ def summarise(measured: GradflowMeasurement, options: GradflowOptions, common: C
     findings = {f"{row['model']}.{key}": row[key] for row in stats for key in ("mean", "std", "first_to_last", "loss")}
     return Analysis(
         text=summary_text(results, stats),
-        tables=(Table("gradflow-stats.csv", stats, STATS_FIELDS),
+        tables=(Table(STATS_CSV, stats, STATS_FIELDS),
                 Table("gradflow-layers.csv", layer_rows, ["model", "at", "batch", *LAYER_FIELDS]),
                 Table("gradflow-params.csv", param_rows, PARAM_FIELDS)),
         figures=tuple(sorted(figures, key=lambda f: f.name)),  # as listed before: by name

@@ -35,7 +35,7 @@ class Figure:
 
 @dataclass(frozen=True)
 class Artifact:
-    """Any other file (directions.pt): its name and `write(path)`, called on a temporary path (atomic)."""
+    """Any other file (a landscape's directions): its name and `write(path)`, called on a temporary path (atomic)."""
 
     name: str
     write: Callable[[Path], None]
