@@ -62,7 +62,9 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
     sub.add_parser("list", help="list presets and models", description="List presets and registered models.")
-    _add_gradflow_parser(sub)
+    from reslab.cli_analyze import add_gradflow
+
+    add_gradflow(sub)  # built when main runs, so an instrument registered before appears
     _add_analyze_parser(sub)
     _add_report_parser(sub)
     add_sweep_parser(sub)
@@ -79,8 +81,7 @@ def _add_analyze_parser(sub: Any) -> None:
                                    "figures, a summary and analysis.json. The last line printed on stdout is that "
                                    "folder.")
     group = a.add_subparsers(dest="instrument", required=True, parser_class=_Parser)
-    _add_gradflow_parser(group)  # `reslab analyze gradflow` is `reslab gradflow`
-    add_instruments(group)
+    add_instruments(group)  # every registered instrument; `reslab analyze gradflow` is `reslab gradflow`
 
 
 def _add_report_parser(sub: Any) -> None:
@@ -96,32 +97,6 @@ def _add_report_parser(sub: Any) -> None:
     r.add_argument("--out", metavar="DIR", help="report folder: new, empty, or an earlier report "
                                                 "(default: a new reports/report-<date>-<time>-<id>)")
     r.add_argument("--svg", action="store_true", help="also write every figure as SVG")
-
-
-def _add_gradflow_parser(sub: Any) -> None:
-    g = sub.add_parser("gradflow", help="gradient flow of models at init or at a run's checkpoints",
-                       description="Measure per-parameter and per-layer gradient norms (and layer output stds) of "
-                                   "every model on the same batches; write CSVs, figures and a statistics table "
-                                   "into a new folder. The last line printed on stdout is that folder.")
-    g.add_argument("models", nargs="+", metavar="MODEL_OR_RUN", help="a preset, a .yaml config file or a run folder")
-    g.add_argument("--at", action="append", choices=["init", "best", "last", "every"], default=None,
-                   help="init: fresh weights from the config's seed (default); best/last: the run's checkpoint; "
-                        "every: all checkpoints present (repeat to combine)")
-    g.add_argument("--batches", type=int, default=11, metavar="N", help="batches to measure (default 11, as the "
-                                                                        "notebook)")
-    g.add_argument("--dataset", metavar="SPEC",
-                   help="one dataset for all models (mnist, cifar10, imagefolder:PATH, ...)")
-    g.add_argument("--data-dir", metavar="D", help="dataset root (default: $RESLAB_DATA, else ./data)")
-    g.add_argument("--device", metavar="D", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    g.add_argument("--seed", type=int, default=0, metavar="S", help="which batches are drawn (default 0)")
-    g.add_argument("--notebook-kernel", action="store_true",
-                   help="build seed-cnn with kernel size 4, as the notebook's Exercise 2 cell did (the preset has 3)")
-    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key of "
-                                                                                  "every model, e.g. model.size=4")
-    g.add_argument("--out", metavar="DIR", help="output folder, new or empty (default: gradflow/gradflow-<id>)")
-    g.add_argument("--svg", action="store_true", help="also write every figure as SVG (beside its PNG)")
-    g.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    g.set_defaults(handler=_cmd_gradflow)
 
 
 # flag -> dotted config key, for the flags that are shorthands for --set
@@ -211,19 +186,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_gradflow(args: argparse.Namespace) -> int:
-    from reslab.analyze.gradflow_output import run_gradflow
-
-    settings = {key: value for key, value in (("data.dataset", args.dataset), ("data.data_dir", args.data_dir))
-                if value is not None}
-    out_dir, text = run_gradflow(args.models, at=args.at or ["init"], overrides=args.set, settings=settings,
-                                 notebook_kernel=args.notebook_kernel, batches=args.batches, device=args.device,
-                                 seed=args.seed, out=args.out, svg=args.svg, progress=not args.quiet)
-    print(text)
-    print(out_dir)
-    return 0
-
-
 def _cmd_report(args: argparse.Namespace) -> int:
     from reslab.report.build import HTML, MARKDOWN, build_report
 
@@ -234,9 +196,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
-    try:
-        return {"train": _cmd_train, "list": _cmd_list, "gradflow": _cmd_gradflow,
+    try:  # building the parser imports the instruments (torch): a Ctrl-C then is an interrupt too
+        args = _build_parser().parse_args(argv)
+        return {"train": _cmd_train, "list": _cmd_list, "gradflow": lambda a: a.handler(a),
                 "report": _cmd_report, "sweep": lambda a: sweep_exit_code(cmd_sweep(a)),
                 "lab": lambda a: lab_exit_code(cmd_lab(a)), "analyze": lambda a: a.handler(a)}[args.command](args)
     except ReslabError as exc:

@@ -13,8 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from reslab import files, plots
-from reslab.analyze.gradflow import ModelResult, measure, resolve_targets
-from reslab.analyze.gradflow_output import describe, write_outputs
+from reslab.analyze.gradflow import GradflowMeasurement, GradflowOptions, ModelResult, measure
+from reslab.analyze.targets import resolve_targets
+from reslab.analyze.gradflow_summary import describe, summarise
+from reslab.analyze.registry import Common
+from reslab.analyze.writer import AnalysisWriter
 from reslab.cli import main
 from reslab.config import dump_yaml, resolve
 from reslab.gradflow import GradientProbe, weight_layers
@@ -143,6 +146,13 @@ def _synthetic_results(sources: list[str], overrides: list[str], shape: tuple[in
         model = _model(target.cfg.model.name, shape, **dict(target.cfg.model.args))
         results.append(ModelResult(target, sum(p.numel() for p in model.parameters()), tuple(measure(model, batches))))
     return results
+
+
+def write_outputs(results: list[ModelResult], out_dir: Path, svg: bool = False) -> str:
+    """The instrument's summary of `results`, written through the analysis writer; returns the summary text."""
+    analysis = summarise(GradflowMeasurement(tuple(results), {}), GradflowOptions(), Common())
+    AnalysisWriter(out_dir, "gradflow", svg=svg).write(analysis)
+    return analysis.text
 
 
 def test_analysis_on_synthetic_batches_without_data_files(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from conftest import tiny_cfg, fails_one_line
 from reslab import files
 from reslab.analyze.init import BlockStats, measure
-from reslab.analyze.init_output import growth
+from reslab.analyze.init_summary import growth
 from reslab.cli import main
 from reslab.models import build_model
 from reslab.train import train

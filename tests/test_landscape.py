@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from reslab import files
 from reslab.analyze.landscape import filter_normalised_direction
-from reslab.analyze.landscape_output import convex_share, local_minima
+from reslab.analyze.landscape_summary import convex_share, local_minima
 from reslab.cli import main
 from reslab.config import load_source
 from reslab.data import load_dataset, split_indices

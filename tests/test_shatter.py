@@ -13,7 +13,7 @@ import torch
 from reslab import files
 from reslab.analyze.shatter import (GridResult, GridSettings, autocorrelation, calibrate_batch_norm, grid_gradient,
                                     grid_net, lagged_correlation, line_gradients)
-from reslab.analyze.shatter_output import grid_sentences, lag1_rows
+from reslab.analyze.shatter_summary import grid_sentences, lag1_rows
 from reslab.cli import main
 from reslab.models import build_model
 from conftest import fails_one_line

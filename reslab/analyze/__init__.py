@@ -1,2 +1,3 @@
-"""Analyses of models and runs (layer 5): each reads configs, checkpoints and run folders, measures, and writes
-its own output folder. `gradflow` measures gradient flow, `gradflow_output` turns it into tables, figures and words."""
+"""Analyses of models and runs (layer 5): each instrument is a measure module (`gradflow`, `lesion`, `shatter`,
+`landscape`, `init`), a pure summary module (`<name>_summary`) and a registration (`registry`, `instruments`);
+`run_instrument` resolves, measures, and writes its folder through `writer`."""

@@ -5,7 +5,7 @@ on the same batches, with no gradient. Per block it records the std of the block
 (what is added: alpha * body(x)) and of its shortcut, averaged over the batches. Given one model, the
 instrument compares the block forms at its depth (plain, residual with batch norm, residual with a plain
 sum and no norm, SkipInit/ReZero, Fixup); given several, it measures them as they are (or `forms` of each).
-The numbers and words made of the records are `reslab.analyze.init_output`.
+The numbers and words made of the records are `reslab.analyze.init_summary`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from reslab.analyze.gradflow import Batches, Target, build, in_format, resolve_targets, shared_batches
+from reslab.analyze.registry import Common
+from reslab.analyze.targets import Batches, Target, build, in_format, resolve_targets, shared_batches
 from reslab.evaluate import check_model_takes
 from reslab.errors import ConfigError
 from reslab.models.blocks import Block
@@ -147,3 +148,21 @@ def analyse(pairs: Sequence[tuple[Target, str]], *, batches: int = 4, device: st
         if progress:
             print(f"init: {target.label} measured", file=sys.stderr)
     return results
+
+
+# ----------------------------------------------------------------------------- the instrument's call
+
+
+@dataclass(frozen=True)
+class InitOptions:
+    forms: str | None = None  # --forms as given: comma-separated FORMS, 'given', or None (the default)
+    batches: int = 4
+
+
+def prepare(sources: Sequence[str], options: InitOptions, common: Common) -> list[tuple[Target, str]]:
+    return init_targets(sources, forms=parse_forms(options.forms, sources), overrides=common.overrides,
+                        settings=common.settings)
+
+
+def measure_targets(pairs: Sequence[tuple[Target, str]], options: InitOptions, common: Common) -> list[InitResult]:
+    return analyse(pairs, batches=options.batches, device=common.device, seed=common.seed, progress=common.progress)

@@ -5,7 +5,7 @@ so twins with the same parameter names (a plain/residual pair) are cut along dir
 filter-normalised: each filter (slice along dim 0: a conv's output channel, a Linear's output row) is rescaled
 to the norm of the matching filter of the trained weights; biases and norm-layer parameters (1-D tensors) get
 zero. The nets are evaluated in eval mode (batch norm uses its running statistics) on a fixed seeded subset of
-the training split. The rows, words and files are `reslab.analyze.landscape_output`.
+the training split. The rows, words and files are `reslab.analyze.landscape_summary`.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from reslab.analyze.gradflow import Target, build, draw_batches, shared_data
+from reslab.analyze.registry import Common
+from reslab.analyze.targets import Target, build, check_seed, draw_batches, resolve_targets, shared_data
 from reslab.analyze.shatter import seed_for
 from reslab.data import ImageData
 from reslab.errors import ConfigError, DataError
@@ -150,3 +151,29 @@ def measure(targets: Sequence[Target], settings: LandscapeSettings, *, seed: int
         if progress:
             print(f"landscape: {target.label} cut in {surfaces[-1].seconds:.1f} s", file=sys.stderr)
     return surfaces, directions
+
+
+# ----------------------------------------------------------------------------- the instrument's call
+
+
+@dataclass(frozen=True)
+class LandscapeOptions:
+    cut: LandscapeSettings = LandscapeSettings()
+    at: str = "last"  # the checkpoint to cut: best | last
+
+
+@dataclass(frozen=True)
+class LandscapeMeasurement:
+    surfaces: tuple[Surface, ...]
+    directions: Mapping[str, list[Direction]]  # model label -> its directions (on the CPU)
+
+
+def prepare(sources: Sequence[str], options: LandscapeOptions, common: Common) -> list[Target]:
+    check_seed(common.seed)
+    return resolve_targets(sources, at=(options.at,), overrides=common.overrides, settings=common.settings)
+
+
+def measure_targets(targets: Sequence[Target], options: LandscapeOptions, common: Common) -> LandscapeMeasurement:
+    surfaces, directions = measure(targets, options.cut, seed=common.seed, device=common.device,
+                                   progress=common.progress)
+    return LandscapeMeasurement(tuple(surfaces), directions)

@@ -6,7 +6,7 @@ post-act's ReLU), and so does a block of the plain twin, whose shortcut map (ide
 and zero-pad at a downsampling block) always fits the shapes, so every block of either twin can be deleted.
 Blocks are swapped only in pairs of the same shape (same layer type and widths, neither downsampling).
 The blocks deleted or swapped are drawn from `seed`, the number of blocks and k only, so twins of one depth
-lose the same blocks. The numbers and words made of the errors are `reslab.analyze.lesion_output`.
+lose the same blocks. The numbers and words made of the errors are `reslab.analyze.lesion_summary`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from typing import Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from reslab.analyze.gradflow import Batches, Target, build, check_seed, in_format, shared_data
+from reslab.analyze.registry import Common
+from reslab.analyze.targets import Batches, Target, build, check_seed, in_format, resolve_targets, shared_data
 from reslab.data import DeviceLoader, ImageData
 from reslab.errors import ConfigError, DataError
 from reslab.evaluate import check_model_takes, evaluate
@@ -235,3 +236,22 @@ def errors_by(result: LesionResult, experiment: str) -> Mapping[int, list[float]
         if lesion.experiment == experiment:
             out.setdefault(lesion.k, []).append(error)
     return out
+
+
+# ----------------------------------------------------------------------------- the instrument's call
+
+
+@dataclass(frozen=True)
+class LesionOptions:
+    at: str = "best"  # the checkpoint: best | last
+    subset: int | None = None  # test images drawn with the seed (None: those the runs were tested on)
+    draws: int = 10  # random draws per k
+
+
+def prepare(sources: Sequence[str], options: LesionOptions, common: Common) -> list[Target]:
+    return resolve_targets(sources, at=(options.at,), overrides=common.overrides, settings=common.settings)
+
+
+def measure_targets(targets: Sequence[Target], options: LesionOptions, common: Common) -> list[LesionResult]:
+    return analyse(targets, subset=options.subset, draws=options.draws, device=common.device, seed=common.seed,
+                   progress=common.progress)

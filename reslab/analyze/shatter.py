@@ -6,7 +6,7 @@ at every grid point, and that sequence's autocorrelation against lag. The lab's:
 trained run) at points along a straight line between two real test images; the gradient of the logit of the first
 image's true class with respect to the image, and the correlation between gradients at points `lag` apart.
 Near 1: nearby inputs get the same gradient (brown noise); near 0: white noise, the gradient is "shattered".
-The rows, words and files made of these numbers are `reslab.analyze.shatter_output`.
+The rows, words and files made of these numbers are `reslab.analyze.shatter_summary`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from reslab.analyze.gradflow import Target, build, shared_data
+from reslab.analyze.registry import Common
+from reslab.analyze.targets import Target, build, check_seed, resolve_targets, shared_data
 from reslab.data import ImageData, normalize
 from reslab.errors import ConfigError
 from reslab.evaluate import check_model_takes
 from reslab.models import build_model
+from reslab.runtime import select_device
 
 
 @dataclass(frozen=True)
@@ -224,3 +226,39 @@ def measure_lines(targets: Sequence[Target], *, pairs: int, points: int, max_lag
         if progress:
             print(f"shatter: {target.label} ({target.at}) measured along {pairs} lines", file=sys.stderr)
     return results
+
+
+# ----------------------------------------------------------------------------- the instrument's call
+
+
+@dataclass(frozen=True)
+class ShatterOptions:
+    grid: GridSettings | None = GridSettings()  # the paper's grid; None: only the models given
+    at: tuple[str, ...] = ("init",)
+    pairs: int = 4  # lines between test images per model
+    line_points: int = 128
+
+
+@dataclass(frozen=True)
+class ShatterMeasurement:
+    grid: tuple[GridResult, ...]
+    lines: tuple[LineResult, ...]
+
+
+def prepare(sources: Sequence[str], options: ShatterOptions, common: Common) -> list[Target]:
+    check_seed(common.seed)
+    targets = resolve_targets(sources, at=options.at, overrides=common.overrides,
+                              settings=common.settings) if sources else []
+    if options.grid is None and not targets:
+        raise ConfigError("nothing to measure: give models or run folders, or leave the paper's grid on")
+    return targets
+
+
+def measure_targets(targets: Sequence[Target], options: ShatterOptions, common: Common) -> ShatterMeasurement:
+    """The lab's models along lines between test images, then the paper's grid."""
+    max_lag = options.grid.max_lag if options.grid is not None else DEFAULT_MAX_LAG
+    lines = measure_lines(targets, pairs=options.pairs, points=options.line_points, max_lag=max_lag,
+                          seed=common.seed, device=select_device(common.device),
+                          progress=common.progress) if targets else []
+    grid = measure_grid(options.grid, common.seed, common.progress) if options.grid is not None else []
+    return ShatterMeasurement(tuple(grid), tuple(lines))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from reslab import files
+from reslab.analyze.gradflow_summary import BOXPLOTS_PNG, DEPTH_PNG, STATS_CSV
 from reslab.lab.conclude import Finding, depth_study
 from reslab.lab.explain import gradient_depth, instrument_sections
 from reslab.lab.folder import LabFolder
@@ -193,14 +194,14 @@ def _sections(doc: _Doc, folder: LabFolder, profile: Profile) -> dict[str, Any]:
 
     section("5. Exercise 2: gradient flow", "why do the residual nets learn better? What do gradient norms show?")
     nb = folder.analysis("gradflow-notebook")
-    norms = gradient_norms(files.read_csv(nb / "gradflow-stats.csv", missing_ok=True), profile.gradflow_batches)
+    norms = gradient_norms(files.read_csv(nb / STATS_CSV, missing_ok=True), profile.gradflow_batches)
     doc.finding("gradflow-notebook", norms)
-    doc.figure(nb / "gradflow-boxplots.png", "gradflow-notebook.png", "Gradient norms per parameter tensor at init, "
+    doc.figure(nb / BOXPLOTS_PNG, "gradflow-notebook.png", "Gradient norms per parameter tensor at init, "
                "as the notebook plotted them")
     depth = folder.analysis("gradflow-depth")
-    gd = gradient_depth(files.read_csv(depth / "gradflow-stats.csv", missing_ok=True))
+    gd = gradient_depth(files.read_csv(depth / STATS_CSV, missing_ok=True))
     doc.finding("gradflow-depth", gd)
-    doc.figure(depth / "gradflow-depth.png", "gradflow-depth.png", "Gradient norm per layer, plain and residual MLPs")
+    doc.figure(depth / DEPTH_PNG, DEPTH_PNG, "Gradient norm per layer, plain and residual MLPs")
     answer += [("The notebook's CNN against its ResNetCNN", cnns), ("Gradient flow", gd),
                ("The notebook's gradient statistics", norms)]
     titles += instrument_sections(folder, doc, first=6)

@@ -2,7 +2,8 @@
 
 A sweep stage builds its study as a SweepSpec and runs it with `reslab.sweep.run_sweep` (which skips finished runs
 and resumes interrupted ones), and reads back its typed result. An analysis stage calls one instrument on the
-trained pairs the sweeps left, into a folder of its own.
+trained pairs the sweeps left, into a folder of its own; those stages are made from the instruments' registrations
+(`reslab.lab.instruments`).
 """
 
 from __future__ import annotations
@@ -102,28 +103,6 @@ def depth_runs(ctx: LabContext, study: Study, depth_key: str, seed: int | str = 
     return [str(r.run_folder) for r in rows]
 
 
-# ----------------------------------------------------------------------------- the analyses
-
-
-def gradflow_notebook(ctx: LabContext, out: Path) -> None:
-    """The notebook's Exercise 2 as it ran: its CNN (kernel 4, as its cell built it) and ResNetCNN at init."""
-    from reslab.analyze.gradflow_output import run_gradflow
-
-    val_size = ctx.profile.notebook_cnn.settings.get("data.val_size", 5000)  # batches come from the training split
-    run_gradflow(["seed-cnn", "seed-resnet"], at=["init"], settings=ctx.settings("cifar") | {"data.val_size": val_size},
-                 notebook_kernel=True,
-                 batches=ctx.profile.gradflow_batches, device=ctx.device, out=out, progress=False)
-
-
-def gradflow_depth(ctx: LabContext, out: Path) -> None:
-    """Gradient flow of the fair MLP twins at every depth, at init and after training (seed 0)."""
-    from reslab.analyze.gradflow_output import run_gradflow
-
-    runs = depth_runs(ctx, ctx.profile.mlp_depth, "model.depth")
-    run_gradflow(runs, at=["init", "last"], batches=ctx.profile.gradflow_batches, device=ctx.device, out=out,
-                 progress=False)
-
-
 def mlp_pair(ctx: LabContext) -> list[str]:
     """The trained MLP twins the instruments explain (the profile's depth, seed 0)."""
     return pair(ctx, ctx.profile.mlp_depth, "model.depth", str(ctx.profile.pair_depth_mlp))
@@ -134,92 +113,15 @@ def conv_pair(ctx: LabContext) -> list[str]:
     return pair(ctx, ctx.profile.conv_depth, ctx.profile.depth_key_conv)
 
 
-def shatter_mlp(ctx: LabContext, out: Path) -> None:
-    """Balduzzi et al.'s 1-D grid over depth, and the MLP twins along lines between test images (init, trained)."""
-    from reslab.analyze.shatter import GridSettings
-    from reslab.analyze.shatter_output import run_shatter
-
-    grid = GridSettings(depths=ctx.profile.shatter_depths, seeds=ctx.profile.shatter_seeds)
-    run_shatter(mlp_pair(ctx), grid=grid, at=("init", "last"), device=ctx.device, out=out, progress=False)
-
-
-def shatter_conv(ctx: LabContext, out: Path) -> None:
-    from reslab.analyze.shatter_output import run_shatter
-
-    run_shatter(conv_pair(ctx), grid=None, at=("init", "last"), device=ctx.device, out=out, progress=False)
-
-
-def _lesion(ctx: LabContext, out: Path, runs: list[str]) -> None:
-    """Veit et al.'s lesion of trained twins: each block deleted, k random blocks, k swapped pairs."""
-    from reslab.analyze.lesion_output import run_lesion
-
-    run_lesion(runs, at="last", subset=ctx.profile.subset, draws=ctx.profile.lesion_draws, device=ctx.device,
-               out=out, progress=False)
-
-
-def lesion_mlp(ctx: LabContext, out: Path) -> None:
-    _lesion(ctx, out, mlp_pair(ctx))
-
-
-def lesion_conv(ctx: LabContext, out: Path) -> None:
-    _lesion(ctx, out, conv_pair(ctx))
-
-
-def _init(ctx: LabContext, out: Path, runs: list[str]) -> None:
-    """The residual twin's depth in every block form at initialisation: plain, batch norm, plain sum, ReZero, Fixup."""
-    from reslab.analyze.init_output import run_init
-
-    run_init(runs[1:], batches=ctx.profile.gradflow_batches, device=ctx.device, out=out, progress=False)
-
-
-def init_mlp(ctx: LabContext, out: Path) -> None:
-    _init(ctx, out, mlp_pair(ctx))
-
-
-def init_conv(ctx: LabContext, out: Path) -> None:
-    _init(ctx, out, conv_pair(ctx))
-
-
-def _landscape(ctx: LabContext, out: Path, runs: list[str], dims: int) -> None:
-    """Li et al.'s filter-normalised cut through trained twins, along directions of the same seed."""
-    from reslab.analyze.landscape import LandscapeSettings
-    from reslab.analyze.landscape_output import run_landscape
-
-    points = ctx.profile.landscape_points if dims == 1 else None
-    run_landscape(runs, LandscapeSettings(dims=dims, points=points, subset=ctx.profile.subset), device=ctx.device,
-                  out=out, progress=False)
-
-
-def landscape_mlp(ctx: LabContext, out: Path) -> None:
-    _landscape(ctx, out, mlp_pair(ctx), 1)
-
-
-def landscape_conv(ctx: LabContext, out: Path) -> None:
-    _landscape(ctx, out, conv_pair(ctx), 1)
-
-
-def landscape_conv_2d(ctx: LabContext, out: Path) -> None:
-    _landscape(ctx, out, conv_pair(ctx), 2)
-
-
 def plan(profile: Profile) -> list[Stage]:
-    """Every stage, in the order it runs."""
+    """Every stage, in the order it runs: the sweeps, then the instruments' analyses."""
+    from reslab.lab.instruments import analysis_stages
+
     return [
         Stage("ex1-mlp", "Exercise 1.1: the notebook's MLP on MNIST", study=profile.notebook_mlp),
         Stage("ex1-cnn", "Exercise 1.2: the notebook's CNN on CIFAR-10", study=profile.notebook_cnn),
         Stage("ex1-resnet", "Exercise 1.2: the notebook's ResNetCNN on CIFAR-10", study=profile.notebook_resnet),
         Stage("mlp-depth", "Plain vs residual MLPs over depth on MNIST", study=profile.mlp_depth),
         Stage("conv-depth", "Plain vs residual conv nets over depth on CIFAR-10", study=profile.conv_depth),
-        Stage("gradflow-notebook", "Exercise 2: the notebook's gradient norms", analyse=gradflow_notebook),
-        Stage("gradflow-depth", "Gradient flow over depth", analyse=gradflow_depth),
-        Stage("lesion-mlp", "Lesion: deleting and swapping blocks of the MLP twins", analyse=lesion_mlp),
-        Stage("lesion-conv", "Lesion: deleting and swapping blocks of the conv twins", analyse=lesion_conv),
-        Stage("shatter-mlp", "Shattered gradients: the paper's grid and the MLP twins", analyse=shatter_mlp),
-        Stage("shatter-conv", "Shattered gradients: the conv twins", analyse=shatter_conv),
-        Stage("landscape-mlp", "Loss landscape of the MLP twins", analyse=landscape_mlp),
-        Stage("landscape-conv", "Loss landscape of the conv twins", analyse=landscape_conv),
-        *([Stage("landscape-conv-2d", "2-D loss landscape of the conv twins", analyse=landscape_conv_2d)]
-          if profile.landscape_2d else []),
-        Stage("init-mlp", "Block forms at initialisation, at the MLP twins' depth", analyse=init_mlp),
-        Stage("init-conv", "Block forms at initialisation, at the conv twins' depth", analyse=init_conv),
+        *analysis_stages(profile),  # each instrument's, from its registration (reslab.lab.instruments)
     ]

@@ -1,4 +1,4 @@
-"""`reslab analyze lesion`'s outputs: tables, figures, findings and sentences computed from the errors.
+"""`reslab analyze lesion`'s summary: tables, figures, findings and sentences computed from the errors.
 
 Each verdict on Veit et al. 2016 uses a rule stated in the text, in units of the gap between the intact
 net's error and chance: "barely changes" is a mean single-deletion rise under 10% of that gap, "at
@@ -9,16 +9,14 @@ learn, and is said to be untestable rather than judged.
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from reslab import files
-from reslab.analyze.gradflow import model_spec, resolve_targets, skip_of, twin_pairs
-from reslab.analyze.lesion import LesionResult, analyse, errors_by
-from reslab.analyze.record import AnalysisRecord, check_output_dir, make_output_dir, write_record
+from reslab.analyze.lesion import LesionOptions, LesionResult, errors_by
+from reslab.analyze.registry import Common
+from reslab.analyze.targets import model_spec, skip_of, twin_pairs
+from reslab.analyze.writer import Analysis, Figure, Table
 from reslab.plots.lesion import plot_lesion_k, plot_single_deletions
 
 REFERENCE = ("Veit, Wilber and Belongie 2016: deleting one block of a ResNet barely changes its test error, except "
@@ -167,39 +165,19 @@ def summary_text(results: Sequence[LesionResult], t: Mapping[str, list[dict[str,
     return "\n".join(lines + describe(t))
 
 
-# ----------------------------------------------------------------------------- files
+# ----------------------------------------------------------------------------- the analysis
 
 
-def write_outputs(results: Sequence[LesionResult], out_dir: Path, *, subset: int | None = None,
-                  svg: bool = False) -> tuple[str, dict[str, Any]]:
-    """CSVs, figures and lesion-summary.txt into `out_dir`; returns the summary text and the findings."""
+def summarise(results: Sequence[LesionResult], options: LesionOptions, common: Common) -> Analysis:
+    """The four tables, two figures and the summary, beside Veit et al.'s expectation."""
     t = tables(results)
-    files.write_csv(out_dir / "lesion.csv", t["lesions"], LESION_FIELDS)
-    files.write_csv(out_dir / "lesion-blocks.csv", t["blocks"], BLOCK_FIELDS)
-    files.write_csv(out_dir / "lesion-k.csv", t["k"], K_FIELDS)
-    files.write_csv(out_dir / "lesion-stats.csv", t["stats"], STATS_FIELDS)
-    plot_lesion_k(t["k"], t["stats"], out_dir / "lesion-k.png", svg)
-    plot_single_deletions(t["blocks"], t["stats"], out_dir / "lesion-blocks.png", svg)
-    text = summary_text(results, t, subset)
-    files.write_text(out_dir / "lesion-summary.txt", text + "\n")
-    return text, findings(t)
-
-
-def run_lesion(sources: Sequence[str], *, at: str = "best", overrides: Sequence[str] = (),
-               settings: Mapping[str, Any] | None = None, subset: int | None = None, draws: int = 10,
-               device: str = "auto", seed: int = 0, out: str | Path | None = None, svg: bool = False,
-               progress: bool = True) -> tuple[Path, str]:
-    """The whole `reslab analyze lesion`: resolve, measure on shared test images, write; returns (folder, summary)."""
-    started = time.perf_counter()
-    targets = resolve_targets(sources, at=(at,), overrides=overrides, settings=settings)
-    check_output_dir(out)
-    results = analyse(targets, subset=subset, draws=draws, device=device, seed=seed, progress=progress)
-    out_dir = make_output_dir(out, "lesion", sources)
-    text, found = write_outputs(results, out_dir, subset=subset, svg=svg)
-    write_record(out_dir, AnalysisRecord(
-        kind="lesion", title="Lesion and reordering", sources=tuple(sources), summary="lesion-summary.txt",
-        figures=("lesion-k.png", "lesion-blocks.png"),
-        tables=("lesion-stats.csv", "lesion-k.csv", "lesion-blocks.csv", "lesion.csv"),
-        settings={"at": at, "subset": subset, "draws": draws, "seed": seed, "images": results[0].images},
-        findings=found, reference=REFERENCE, seconds=round(time.perf_counter() - started, 3)))
-    return out_dir, text
+    return Analysis(
+        text=summary_text(results, t, options.subset),
+        tables=(Table("lesion-stats.csv", t["stats"], STATS_FIELDS), Table("lesion-k.csv", t["k"], K_FIELDS),
+                Table("lesion-blocks.csv", t["blocks"], BLOCK_FIELDS), Table("lesion.csv", t["lesions"], LESION_FIELDS)),
+        figures=(Figure("lesion-k.png", lambda path, svg: plot_lesion_k(t["k"], t["stats"], path, svg)),
+                 Figure("lesion-blocks.png", lambda path, svg: plot_single_deletions(t["blocks"], t["stats"], path,
+                                                                                     svg))),
+        settings={"at": options.at, "subset": options.subset, "draws": options.draws, "seed": common.seed,
+                  "images": results[0].images},
+        findings=findings(t), reference=REFERENCE)

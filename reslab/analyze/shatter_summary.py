@@ -1,4 +1,4 @@
-"""`reslab analyze shatter`'s outputs: tables, figures and sentences computed from the measured correlations.
+"""`reslab analyze shatter`'s summary: tables, figures and sentences computed from the measured correlations.
 
 Every number in a sentence comes from the rows; the comparison with Balduzzi et al. 2017 says where the
 measurement agrees with the paper and where it does not.
@@ -7,22 +7,17 @@ measurement agrees with the paper and where it does not.
 from __future__ import annotations
 
 import math
-import time
-from pathlib import Path
+from functools import partial
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from reslab import files
-from reslab.analyze.gradflow import model_spec, resolve_targets
-from reslab.analyze.gradflow import check_seed
-from reslab.analyze.gradflow_output import pairs
-from reslab.analyze.record import AnalysisRecord, check_output_dir, make_output_dir, write_record
-from reslab.analyze.shatter import (DEFAULT_MAX_LAG, FORMS, GridResult, GridSettings, LineResult, measure_grid,
-                                    measure_lines)
-from reslab.errors import ConfigError
+from reslab.analyze.registry import Common
+from reslab.analyze.shatter import (FORMS, GridResult, GridSettings, LineResult, ShatterMeasurement,
+                                    ShatterOptions)
+from reslab.analyze.targets import model_spec, twin_pairs
+from reslab.analyze.writer import Analysis, Figure, Table
 from reslab.plots.shatter import plot_grid_autocorr, plot_grid_gradients, plot_lag1_by_depth, plot_line_corr
-from reslab.runtime import select_device
 
 REFERENCE = ("Balduzzi et al. 2017: the correlation of gradients at nearby inputs decays like 2^-L in plain ReLU nets "
              "(white noise by depth ~20-50) and like 1/sqrt(L) with skip connections and batch norm")
@@ -167,7 +162,7 @@ def line_sentences(rows: Sequence[Mapping[str, Any]], lines: Sequence[LineResult
             f"(min {r['lag1_min']:.3g}, n={r['lines']} lines); {r['corr_at_max_lag']:.3g} at lag {r['max_lag']}; "
             + (f"below 1/2 from lag {r['half_lag']}." if r["half_lag"] != "" else "never below 1/2.") for r in rows]
     by = {str(r["model"]): r for r in rows}
-    for title in dict.fromkeys(pairs(lines).values()):
+    for title in dict.fromkeys(twin_pairs([r.target for r in lines]).values()):
         plain, res = (by[name] for name in title.split(" vs "))
         diff = res["lag1_mean"] - plain["lag1_mean"]
         more = "as" if abs(diff) <= max(res["lag1_std"], plain["lag1_std"]) else "more" if diff > 0 else "less"
@@ -177,14 +172,16 @@ def line_sentences(rows: Sequence[Mapping[str, Any]], lines: Sequence[LineResult
     return out
 
 
-# ----------------------------------------------------------------------------- files
+# ----------------------------------------------------------------------------- the analysis
 
 
-def write_outputs(grid: Sequence[GridResult], settings: GridSettings | None, lines: Sequence[LineResult],
-                  out_dir: Path, svg: bool = False) -> tuple[str, dict[str, Any], list[str], list[str]]:
-    """CSVs, figures and shatter-summary.txt; returns (summary, findings, figure names, table names)."""
-    figures, tables, words = [], [], []
+def summarise(measured: ShatterMeasurement, options: ShatterOptions, common: Common) -> Analysis:
+    """The grid's tables and figures (unless it was left out), the lines' (when models were given), the summary."""
+    tables: list[Table] = []
+    figures: list[Figure] = []
+    words: list[str] = []
     findings: dict[str, Any] = {}
+    grid, settings, lines = measured.grid, options.grid, measured.lines
     if grid and settings is not None:
         x = np.linspace(-settings.reach, settings.reach, settings.points)
         grid_rows = [{"form": g.form, "depth": g.depth, "seed": g.seed, "lag": k, "autocorr": float(v)}
@@ -192,14 +189,11 @@ def write_outputs(grid: Sequence[GridResult], settings: GridSettings | None, lin
         gradient_rows = [{"form": g.form, "depth": g.depth, "seed": g.seed, "x": float(xi), "gradient": float(v)}
                          for g in grid if g.seed == 0 for xi, v in zip(x, g.gradient)]
         lag1 = lag1_rows(grid, settings.points)
-        files.write_csv(out_dir / "shatter-grid.csv", grid_rows, GRID_FIELDS)
-        files.write_csv(out_dir / "shatter-grid-lag1.csv", lag1, LAG1_FIELDS)
-        files.write_csv(out_dir / "shatter-grid-gradients.csv", gradient_rows, GRADIENT_FIELDS)
-        tables += ["shatter-grid-lag1.csv", "shatter-grid.csv", "shatter-grid-gradients.csv"]
-        plot_lag1_by_depth(lag1, out_dir / "shatter-grid-lag1.png", svg)
-        plot_grid_autocorr(grid_rows, out_dir / "shatter-grid-autocorr.png", svg)
-        plot_grid_gradients(gradient_rows, out_dir / "shatter-grid-gradients.png", svg)
-        figures += ["shatter-grid-lag1.png", "shatter-grid-autocorr.png", "shatter-grid-gradients.png"]
+        tables += [Table("shatter-grid-lag1.csv", lag1, LAG1_FIELDS), Table("shatter-grid.csv", grid_rows, GRID_FIELDS),
+                   Table("shatter-grid-gradients.csv", gradient_rows, GRADIENT_FIELDS)]
+        figures += [Figure("shatter-grid-lag1.png", partial(plot_lag1_by_depth, lag1)),
+                    Figure("shatter-grid-autocorr.png", partial(plot_grid_autocorr, grid_rows)),
+                    Figure("shatter-grid-gradients.png", partial(plot_grid_gradients, gradient_rows))]
         findings |= {f"grid.{r['form']}.depth{r['depth']}.lag1": r["lag1_mean"] for r in lag1}
         words += grid_sentences(lag1, settings)
     if lines:
@@ -207,42 +201,15 @@ def write_outputs(grid: Sequence[GridResult], settings: GridSettings | None, lin
                       "lag": k, "corr": float(v)} for r in lines for p, (a, b) in enumerate(r.images)
                      for k, v in enumerate(r.corr[p])]
         line_lag1 = line_lag1_rows(lines)
-        files.write_csv(out_dir / "shatter-line.csv", line_rows, LINE_FIELDS)
-        files.write_csv(out_dir / "shatter-line-lag1.csv", line_lag1, LINE_LAG1_FIELDS)
-        tables += ["shatter-line-lag1.csv", "shatter-line.csv"]
-        plot_line_corr(line_rows, out_dir / "shatter-line.png", svg)
-        figures.append("shatter-line.png")
+        tables += [Table("shatter-line-lag1.csv", line_lag1, LINE_LAG1_FIELDS),
+                   Table("shatter-line.csv", line_rows, LINE_FIELDS)]
+        figures.append(Figure("shatter-line.png", partial(plot_line_corr, line_rows)))
         findings |= {f"line.{r['model']}.lag1": r["lag1_mean"] for r in line_lag1}
         words += [""] * bool(words) + line_sentences(line_lag1, lines)
-    text = "\n".join(words + ["", f"Reference: {REFERENCE}."])
-    files.write_text(out_dir / "shatter-summary.txt", text + "\n")
-    return text, findings, figures, tables
-
-
-def run_shatter(sources: Sequence[str], *, grid: GridSettings | None = GridSettings(), at: Sequence[str] = ("init",),
-                overrides: Sequence[str] = (), settings: Mapping[str, Any] | None = None, pairs: int = 4,
-                line_points: int = 128, device: str = "auto", seed: int = 0, out: str | Path | None = None,
-                svg: bool = False, progress: bool = True) -> tuple[Path, str]:
-    """The whole `reslab analyze shatter`: the paper's grid (unless `grid` is None) and the lab's models along
-    lines between test images; returns (output folder, summary)."""
-    started = time.perf_counter()
-    check_seed(seed)
-    targets = resolve_targets(sources, at=at, overrides=overrides, settings=settings) if sources else []
-    check_output_dir(out)
-    if grid is None and not targets:
-        raise ConfigError("nothing to measure: give models or run folders, or leave the paper's grid on")
-    max_lag = grid.max_lag if grid is not None else DEFAULT_MAX_LAG
-    lines = measure_lines(targets, pairs=pairs, points=line_points, max_lag=max_lag, seed=seed,
-                          device=select_device(device), progress=progress) if targets else []
-    measured = measure_grid(grid, seed, progress) if grid is not None else []
-    out_dir = make_output_dir(out, "shatter", sources)
-    text, findings, figures, tables = write_outputs(measured, grid, lines, out_dir, svg)
-    asked: dict[str, Any] = {"seed": seed, "at": list(at), "pairs": pairs, "line_points": line_points}
-    if grid is not None:
-        asked |= {"depths": list(grid.depths), "forms": list(grid.forms), "seeds": grid.seeds, "width": grid.width,
-                  "grid_points": grid.points, "max_lag": grid.max_lag}
-    write_record(out_dir, AnalysisRecord(
-        kind="shatter", title="Shattered gradients", sources=tuple(sources), summary="shatter-summary.txt",
-        figures=tuple(figures), tables=tuple(tables), settings=asked, findings=findings, reference=REFERENCE,
-        seconds=round(time.perf_counter() - started, 3)))
-    return out_dir, text
+    asked: dict[str, Any] = {"seed": common.seed, "at": list(options.at), "pairs": options.pairs,
+                             "line_points": options.line_points}
+    if settings is not None:
+        asked |= {"depths": list(settings.depths), "forms": list(settings.forms), "seeds": settings.seeds,
+                  "width": settings.width, "grid_points": settings.points, "max_lag": settings.max_lag}
+    return Analysis(text="\n".join(words + ["", f"Reference: {REFERENCE}."]), tables=tuple(tables),
+                    figures=tuple(figures), settings=asked, findings=findings, reference=REFERENCE)

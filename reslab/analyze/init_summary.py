@@ -1,4 +1,4 @@
-"""`reslab analyze init`'s outputs: tables, the figure, findings and sentences computed from the stds.
+"""`reslab analyze init`'s summary: tables, the figure, findings and sentences computed from the stds.
 
 The verdict uses two stated rules: an activation std "grows" when the last block's is more than
 GROWS times the first block's, and stays "flat" when the two are within a factor FLAT of each other
@@ -7,16 +7,15 @@ GROWS times the first block's, and stays "flat" when the two are within a factor
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
+from functools import partial
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from reslab import files
-from reslab.analyze.gradflow import model_spec
-from reslab.analyze.init import InitResult, analyse, form_of, init_targets, parse_forms
-from reslab.analyze.record import AnalysisRecord, check_output_dir, make_output_dir, write_record
+from reslab.analyze.init import InitOptions, InitResult, form_of
+from reslab.analyze.registry import Common
+from reslab.analyze.targets import model_spec
+from reslab.analyze.writer import Analysis, Figure, Table
 from reslab.plots.init import plot_init_std
 
 REFERENCE = ("De and Smith 2020 (SkipInit), Bachlechner et al. 2020 (ReZero), Zhang, Dauphin and Ma 2019 (Fixup): an "
@@ -111,24 +110,12 @@ def summary_text(results: Sequence[InitResult], stats: Sequence[Mapping[str, Any
     return "\n".join(lines + describe(stats))
 
 
-def run_init(sources: Sequence[str], *, forms: str | None = None, overrides: Sequence[str] = (),
-             settings: Mapping[str, Any] | None = None, batches: int = 4, device: str = "auto", seed: int = 0,
-             out: str | Path | None = None, svg: bool = False, progress: bool = True) -> tuple[Path, str]:
-    """The whole `reslab analyze init`: resolve the forms, measure, write; returns (output folder, summary)."""
-    started = time.perf_counter()
-    pairs = init_targets(sources, forms=parse_forms(forms, sources), overrides=overrides, settings=settings)
-    check_output_dir(out)
-    results = analyse(pairs, batches=batches, device=device, seed=seed, progress=progress)
-    out_dir = make_output_dir(out, "init", sources)
+def summarise(results: Sequence[InitResult], options: InitOptions, common: Common) -> Analysis:
     t = tables(results)
-    files.write_csv(out_dir / "init-blocks.csv", t["blocks"], BLOCK_FIELDS)
-    files.write_csv(out_dir / "init-stats.csv", t["stats"], STATS_FIELDS)
-    plot_init_std(t["blocks"], out_dir / "init-std.png", svg)
-    text = summary_text(results, t["stats"], batches)
-    files.write_text(out_dir / "init-summary.txt", text + "\n")
-    write_record(out_dir, AnalysisRecord(
-        kind="init", title="Activation scale at initialisation, by block form", sources=tuple(sources),
-        summary="init-summary.txt", figures=("init-std.png",), tables=("init-stats.csv", "init-blocks.csv"),
-        settings={"forms": list(dict.fromkeys(r.form for r in results if r.form)), "batches": batches, "seed": seed},
-        findings=findings(t["stats"]), reference=REFERENCE, seconds=round(time.perf_counter() - started, 3)))
-    return out_dir, text
+    return Analysis(
+        text=summary_text(results, t["stats"], options.batches),
+        tables=(Table("init-stats.csv", t["stats"], STATS_FIELDS), Table("init-blocks.csv", t["blocks"], BLOCK_FIELDS)),
+        figures=(Figure("init-std.png", partial(plot_init_std, t["blocks"])),),
+        settings={"forms": list(dict.fromkeys(r.form for r in results if r.form)), "batches": options.batches,
+                  "seed": common.seed},
+        findings=findings(t["stats"]), reference=REFERENCE)

@@ -1,4 +1,4 @@
-"""`reslab analyze landscape`'s outputs: the surface table, smoothness numbers, figures, directions and sentences.
+"""`reslab analyze landscape`'s summary: the surface table, smoothness numbers, figures, directions and sentences.
 
 Smoothness is measured two ways, both on the loss as evaluated (no fit): the share of grid points whose second
 difference along an axis is >= 0 (1.0: convex along every cut), and the number of strict local minima inside
@@ -8,23 +8,22 @@ minima; a smooth bowl has a share near 1 and one minimum.
 
 from __future__ import annotations
 
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from reslab import files
-from reslab.analyze.gradflow import model_spec, resolve_targets
-from reslab.analyze.gradflow_output import pairs
-from reslab.analyze.landscape import Direction, LandscapeSettings, Surface, measure
-from reslab.analyze.record import AnalysisRecord, check_output_dir, make_output_dir, write_record
-from reslab.analyze.gradflow import check_seed
+from reslab.analyze.landscape import LandscapeMeasurement, LandscapeOptions, LandscapeSettings, Surface
+from reslab.analyze.registry import Common
+from reslab.analyze.targets import model_spec, twin_pairs
+from reslab.analyze.writer import Analysis, Artifact, Figure, Table
 from reslab.plots.landscape import plot_landscape_1d, plot_landscape_2d
 
 REFERENCE = ("Li et al. 2018: filter-normalised loss surfaces of plain and residual nets look alike at depth 20; "
              "deeper, the plain net's turns chaotic while the residual net's stays smooth and nearly convex")
+DIRECTIONS = "directions.pt"  # the directions each model was cut along, to redraw or extend the cut
 SURFACE_FIELDS = ["model", "at", "a", "b", "loss", "acc"]
 STATS_FIELDS = ["model", "at", "model_spec", "pair", "weight_layers", "dims", "points", "span", "loss_origin",
                 "acc_origin", "loss_min", "loss_max", "loss_range", "convex_share", "local_minima", "seconds"]
@@ -59,7 +58,7 @@ def local_minima(loss: np.ndarray) -> int:
 
 
 def stats_rows(surfaces: Sequence[Surface], settings: LandscapeSettings) -> list[dict[str, Any]]:
-    pair_of = pairs(surfaces)
+    pair_of = twin_pairs([s.target for s in surfaces])
     rows = []
     for s in surfaces:
         mid = len(s.steps) // 2
@@ -153,48 +152,31 @@ def describe(rows: Sequence[Mapping[str, Any]], settings: LandscapeSettings) -> 
     return out
 
 
-# ----------------------------------------------------------------------------- files
+# ----------------------------------------------------------------------------- the analysis
 
 
-def write_outputs(surfaces: Sequence[Surface], directions: Mapping[str, list[Direction]], settings: LandscapeSettings,
-                  seed: int, out_dir: Path, svg: bool = False) -> tuple[str, list[dict[str, Any]], list[str]]:
-    """landscape.csv, landscape-stats.csv, directions.pt, figures and landscape-summary.txt; returns (summary,
-    stats rows, figure names)."""
+def summarise(measured: LandscapeMeasurement, options: LandscapeOptions, common: Common) -> Analysis:
+    """landscape.csv, landscape-stats.csv, directions.pt, the figure and the summary."""
+    settings, surfaces = options.cut, measured.surfaces
     surface_rows = [{"model": s.target.label, "at": s.target.at, "a": float(a),
                      "b": float(s.steps[j]) if settings.dims == 2 else 0.0,
                      "loss": float(s.loss[i, j]), "acc": float(s.acc[i, j])}
                     for s in surfaces for i, a in enumerate(s.steps) for j in range(s.loss.shape[1])]
     stats = stats_rows(surfaces, settings)
-    files.write_csv(out_dir / "landscape.csv", surface_rows, SURFACE_FIELDS)
-    files.write_csv(out_dir / "landscape-stats.csv", stats, STATS_FIELDS)
-    saved = {"seed": seed, "dims": settings.dims, "span": settings.span, "steps": surfaces[0].steps.tolist(),
-             "models": dict(directions)}
-    files.atomic_path(out_dir / "directions.pt", lambda tmp: torch.save(saved, tmp))
-    figure = f"landscape-{settings.dims}d.png"
-    (plot_landscape_1d if settings.dims == 1 else plot_landscape_2d)(surface_rows, out_dir / figure, svg)
-    text = "\n".join(describe(stats, settings) + ["", f"Reference: {REFERENCE}."])
-    files.write_text(out_dir / "landscape-summary.txt", text + "\n")
-    return text, stats, [figure]
+    saved = {"seed": common.seed, "dims": settings.dims, "span": settings.span, "steps": surfaces[0].steps.tolist(),
+             "models": dict(measured.directions)}
 
+    def save(path: Path) -> None:
+        torch.save(saved, path)
 
-def run_landscape(sources: Sequence[str], settings: LandscapeSettings = LandscapeSettings(), *,
-                  at: str = "last", overrides: Sequence[str] = (), extra: Mapping[str, Any] | None = None,
-                  device: str = "auto", seed: int = 0, out: str | Path | None = None, svg: bool = False,
-                  progress: bool = True) -> tuple[Path, str]:
-    """The whole `reslab analyze landscape` for trained runs; returns (output folder, summary)."""
-    started = time.perf_counter()
-    check_seed(seed)
-    targets = resolve_targets(sources, at=(at,), overrides=overrides, settings=extra)
-    check_output_dir(out)
-    surfaces, directions = measure(targets, settings, seed=seed, device=device, progress=progress)
-    out_dir = make_output_dir(out, "landscape", sources)
-    text, stats, figures = write_outputs(surfaces, directions, settings, seed, out_dir, svg)
     findings = {f"{r['model']}.{key}": r[key] for r in stats
                 for key in ("loss_origin", "acc_origin", "loss_range", "convex_share", "local_minima")}
-    write_record(out_dir, AnalysisRecord(
-        kind="landscape", title="Loss landscape", sources=tuple(sources), summary="landscape-summary.txt",
-        figures=tuple(figures), tables=("landscape-stats.csv", "landscape.csv"),
-        settings={"at": at, "dims": settings.dims, "points": settings.per_axis, "subset": settings.subset,
-                  "span": settings.span, "seed": seed, "directions": "directions.pt"},
-        findings=findings, reference=REFERENCE, seconds=round(time.perf_counter() - started, 3)))
-    return out_dir, text
+    return Analysis(
+        text="\n".join(describe(stats, settings) + ["", f"Reference: {REFERENCE}."]),
+        tables=(Table("landscape-stats.csv", stats, STATS_FIELDS), Table("landscape.csv", surface_rows, SURFACE_FIELDS)),
+        figures=(Figure(f"landscape-{settings.dims}d.png",
+                        partial(plot_landscape_1d if settings.dims == 1 else plot_landscape_2d, surface_rows)),),
+        artifacts=(Artifact(DIRECTIONS, save),),
+        settings={"at": options.at, "dims": settings.dims, "points": settings.per_axis, "subset": settings.subset,
+                  "span": settings.span, "seed": common.seed, "directions": DIRECTIONS},
+        findings=findings, reference=REFERENCE)

@@ -1,4 +1,4 @@
-"""`reslab gradflow`'s outputs: the statistics table, CSVs, figures and sentences computed from the numbers.
+"""`reslab gradflow`'s summary: the statistics table, the CSVs, figures and sentences computed from the numbers.
 
 Every number in a sentence is computed from the rows (gradflow-stats.csv read back works too); nothing is
 asserted that the measurement did not show.
@@ -6,20 +6,20 @@ asserted that the measurement did not show.
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
+from functools import partial
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from reslab import files
-from reslab.analyze.record import AnalysisRecord, check_output_dir, make_output_dir, write_record
-from reslab.analyze.gradflow import (NOTEBOOK_KERNEL, ModelResult, analyse, family_of, model_spec, resolve_targets,
-                                     skip_of, twin_pairs)
+from reslab.analyze.gradflow import GradflowMeasurement, GradflowOptions, ModelResult
+from reslab.analyze.registry import Common
+from reslab.analyze.targets import NOTEBOOK_KERNEL, family_of, model_spec, skip_of, twin_pairs
+from reslab.analyze.writer import Analysis, Figure, Table
 from reslab.gradflow import LAYER_FIELDS, csv_number
 from reslab.plots import Rows, plot_depth, plot_param_boxplots, plot_training_heatmap
-from reslab.runs import RunFolder
 
+STATS_CSV, BOXPLOTS_PNG, DEPTH_PNG = "gradflow-stats.csv", "gradflow-boxplots.png", "gradflow-depth.png"  # the lab
+# report reads these three
 PARAM_FIELDS = ["model", "at", "batch", "param", "grad_norm"]
 STATS_FIELDS = ["model", "at", "model_spec", "family", "depth", "skip", "pair", "batches", "param_tensors", "mean",
                 "std", "median", "min", "max", "layers", "first_layer", "last_layer", "first_grad", "last_grad",
@@ -149,55 +149,33 @@ def summary_text(results: Sequence[ModelResult], stats: Rows) -> str:
     return "\n".join(lines + describe(stats))
 
 
-# ----------------------------------------------------------------------------- files
+# ----------------------------------------------------------------------------- the analysis
 
 
-def write_outputs(results: Sequence[ModelResult], out_dir: Path, svg: bool = False) -> str:
-    """CSVs, figures (with `svg`, an SVG beside each PNG) and gradflow-summary.txt into `out_dir`; returns the
-    summary text."""
+def summarise(measured: GradflowMeasurement, options: GradflowOptions, common: Common) -> Analysis:
+    """The CSVs, figures (a heatmap per run folder that recorded its gradient flow in training) and summary."""
+    results = measured.results
     param_rows = [{"model": r.target.label, "at": r.target.at, "batch": b + 1, "param": name,
                    "grad_norm": csv_number(v)} for r in results for b, rec in enumerate(r.records)
                   for name, v in zip(rec.param_names, rec.param_grad_norm)]
     layer_rows = [row for r in results for b, rec in enumerate(r.records)
                   for row in rec.layer_rows(model=r.target.label, at=r.target.at, batch=b + 1)]
     stats = stats_rows(results)
-    files.write_csv(out_dir / "gradflow-params.csv", param_rows, PARAM_FIELDS)
-    files.write_csv(out_dir / "gradflow-layers.csv", layer_rows, ["model", "at", "batch", *LAYER_FIELDS])
-    files.write_csv(out_dir / "gradflow-stats.csv", stats, STATS_FIELDS)
-    plot_param_boxplots(param_rows, out_dir / "gradflow-boxplots.png", svg)
-    plot_depth(layer_rows, stats, out_dir / "gradflow-depth.png", metric="grad_norm", svg=svg,
-               ylabel="gradient L2 norm of the layer's weight", title="Gradient norm by depth (mean over batches, "
-               "band: min to max)")
-    plot_depth(layer_rows, stats, out_dir / "gradflow-output-std.png", metric="output_std", svg=svg,
-               ylabel="std of the layer's output", title="Layer responses by depth (std of each Linear/Conv output, "
-               "before norm and activation)")
-    for run_dir in dict.fromkeys(r.target.run_dir for r in results if r.target.run_dir is not None):
-        recorded = RunFolder(run_dir).gradflow  # gradient flow recorded during training
-        if recorded.is_file():
-            plot_training_heatmap(files.read_csv(recorded), out_dir / f"gradflow-heatmap-{run_dir.name}.png", svg)
-    text = summary_text(results, stats)
-    files.write_text(out_dir / "gradflow-summary.txt", text + "\n")
-    return text
-
-
-def run_gradflow(sources: Sequence[str], *, at: Sequence[str] = ("init",), overrides: Sequence[str] = (),
-                 settings: Mapping[str, Any] | None = None, notebook_kernel: bool = False, batches: int = 11,
-                 device: str = "auto", seed: int = 0, out: str | Path | None = None, svg: bool = False,
-                 progress: bool = True) -> tuple[Path, str]:
-    """The whole `reslab gradflow`: resolve, measure on shared batches, write; returns (output folder, summary)."""
-    started = time.perf_counter()
-    targets = resolve_targets(sources, at=at, overrides=overrides, settings=settings, notebook_kernel=notebook_kernel)
-    check_output_dir(out)
-    results = analyse(targets, batches=batches, device=device, seed=seed, progress=progress)
-    out_dir = make_output_dir(out, "gradflow", sources)
-    text = write_outputs(results, out_dir, svg)
-    figures = sorted(p.name for p in out_dir.glob("gradflow-*.png"))
-    findings = {f"{row['model']}.{key}": row[key] for row in stats_rows(results)
-                for key in ("mean", "std", "first_to_last", "loss")}
-    write_record(out_dir, AnalysisRecord(
-        kind="gradflow", title="Gradient flow", sources=tuple(sources), summary="gradflow-summary.txt",
-        figures=tuple(figures), tables=("gradflow-stats.csv", "gradflow-layers.csv", "gradflow-params.csv"),
-        settings={"at": list(at), "batches": batches, "seed": seed}, findings=findings,
-        reference="the lab notebook's Exercise 2: gradient norms of the CNN and the ResNetCNN at initialisation",
-        seconds=round(time.perf_counter() - started, 3)))
-    return out_dir, text
+    figures = [Figure(BOXPLOTS_PNG, partial(plot_param_boxplots, param_rows)),
+               Figure(DEPTH_PNG, lambda path, svg: plot_depth(
+                   layer_rows, stats, path, metric="grad_norm", svg=svg, ylabel="gradient L2 norm of the layer's "
+                   "weight", title="Gradient norm by depth (mean over batches, band: min to max)")),
+               Figure("gradflow-output-std.png", lambda path, svg: plot_depth(
+                   layer_rows, stats, path, metric="output_std", svg=svg, ylabel="std of the layer's output",
+                   title="Layer responses by depth (std of each Linear/Conv output, before norm and activation)"))]
+    figures += [Figure(f"gradflow-heatmap-{run}.png", partial(plot_training_heatmap, rows))
+                for run, rows in measured.recorded.items()]
+    findings = {f"{row['model']}.{key}": row[key] for row in stats for key in ("mean", "std", "first_to_last", "loss")}
+    return Analysis(
+        text=summary_text(results, stats),
+        tables=(Table(STATS_CSV, stats, STATS_FIELDS),
+                Table("gradflow-layers.csv", layer_rows, ["model", "at", "batch", *LAYER_FIELDS]),
+                Table("gradflow-params.csv", param_rows, PARAM_FIELDS)),
+        figures=tuple(sorted(figures, key=lambda f: f.name)),  # as listed before: by name
+        settings={"at": list(options.at), "batches": options.batches, "seed": common.seed}, findings=findings,
+        reference="the lab notebook's Exercise 2: gradient norms of the CNN and the ResNetCNN at initialisation")

@@ -1,0 +1,149 @@
+"""The built-in instruments' registrations: flags, the typed call made of them, and the lab stages each runs.
+
+Each registration names its measure module's `prepare` and `measure_targets` and its summary module's `summarise`;
+the CLI sub-commands and the lab's analysis stages are generated from `BUILTIN` (in this order).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from reslab.analyze import gradflow, gradflow_summary, init, init_summary, lesion, lesion_summary
+from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common
+from reslab.analyze.instruments_geometry import LANDSCAPE, SHATTER
+
+
+# ----------------------------------------------------------------------------- gradflow
+
+
+def _gradflow_arguments(g: argparse.ArgumentParser) -> None:
+    g.add_argument("sources", nargs="+", metavar="MODEL_OR_RUN", help="a preset, a .yaml config file or a run folder")
+    g.add_argument("--at", action="append", choices=["init", "best", "last", "every"], default=None,
+                   help="init: fresh weights from the config's seed (default); best/last: the run's checkpoint; "
+                        "every: all checkpoints present (repeat to combine)")
+    g.add_argument("--batches", type=int, default=11, metavar="N", help="batches to measure (default 11, as the "
+                                                                        "notebook)")
+    g.add_argument("--dataset", metavar="SPEC",
+                   help="one dataset for all models (mnist, cifar10, imagefolder:PATH, ...)")
+    g.add_argument("--data-dir", metavar="D", help="dataset root (default: $RESLAB_DATA, else ./data)")
+    g.add_argument("--device", metavar="D", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    g.add_argument("--seed", type=int, default=0, metavar="S", help="which batches are drawn (default 0)")
+    g.add_argument("--notebook-kernel", action="store_true",
+                   help="build seed-cnn with kernel size 4, as the notebook's Exercise 2 cell did (the preset has 3)")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key of "
+                                                                                  "every model, e.g. model.size=4")
+    g.add_argument("--out", metavar="DIR", help="output folder, new or empty (default: gradflow/gradflow-<id>)")
+    g.add_argument("--svg", action="store_true", help="also write every figure as SVG (beside its PNG)")
+    g.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def _gradflow_call(args: argparse.Namespace) -> Call:
+    return Call(tuple(args.sources), gradflow.GradflowOptions(at=tuple(args.at or ["init"]), batches=args.batches,
+                                                              notebook_kernel=args.notebook_kernel))
+
+
+def _gradflow_notebook(lab: LabSource) -> Call:
+    """The notebook's Exercise 2 as it ran: its CNN (kernel 4, as its cell built it) and ResNetCNN at init."""
+    val_size = lab.profile.notebook_cnn.settings.get("data.val_size", 5000)  # batches come from the training split
+    return Call(("seed-cnn", "seed-resnet"), gradflow.GradflowOptions(
+        at=("init",), batches=lab.profile.gradflow_batches, notebook_kernel=True),
+        settings=lab.settings("cifar") | {"data.val_size": val_size})
+
+
+def _gradflow_depth(lab: LabSource) -> Call:
+    """Gradient flow of the fair MLP twins at every depth, at init and after training (seed 0)."""
+    return Call(tuple(lab.depth_runs()), gradflow.GradflowOptions(at=("init", "last"),
+                                                                 batches=lab.profile.gradflow_batches))
+
+
+GRADFLOW = Instrument(
+    name="gradflow", title="Gradient flow", help="gradient flow of models at init or at a run's checkpoints",
+    description="Measure per-parameter and per-layer gradient norms (and layer output stds) of every model on the "
+                "same batches; write CSVs, figures and a statistics table into a new folder. The last line printed "
+                "on stdout is that folder.",
+    add_arguments=_gradflow_arguments, from_args=_gradflow_call, prepare=gradflow.prepare,
+    measure=gradflow.measure_targets, summarise=gradflow_summary.summarise,
+    lab=(LabStage("gradflow-notebook", "Exercise 2: the notebook's gradient norms", _gradflow_notebook),
+         LabStage("gradflow-depth", "Gradient flow over depth", _gradflow_depth)))
+
+
+# ----------------------------------------------------------------------------- lesion
+
+
+def _lesion_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sources", nargs="+", metavar="RUN", help="a run folder with checkpoints (a plain/residual pair "
+                                                             "side by side)")
+    p.add_argument("--at", choices=["best", "last"], default="best", help="which checkpoint (default best)")
+    p.add_argument("--subset", type=int, metavar="N", help="evaluate on N test images drawn with --seed (default: "
+                                                           "the whole test set)")
+    p.add_argument("--draws", type=int, default=10, metavar="N", help="random draws per k (default 10; fewer are "
+                                                                      "faster and noisier)")
+    add_common(p, what="the test subset and the blocks deleted or swapped")
+
+
+def _lesion_call(args: argparse.Namespace) -> Call:
+    return Call(tuple(args.sources), lesion.LesionOptions(at=args.at, subset=args.subset, draws=args.draws))
+
+
+def _lesion_of(runs: str, title: str) -> LabStage:
+    """Veit et al.'s lesion of trained twins: each block deleted, k random blocks, k swapped pairs."""
+
+    def call(lab: LabSource) -> Call:
+        pair = lab.mlp_pair() if runs == "mlp" else lab.conv_pair()
+        return Call(tuple(pair), lesion.LesionOptions(at="last", subset=lab.profile.subset,
+                                                      draws=lab.profile.lesion_draws))
+
+    return LabStage(f"lesion-{runs}", title, call)
+
+
+LESION = Instrument(
+    name="lesion", title="Lesion and reordering",
+    help="test error of trained nets after deleting or swapping blocks (Veit et al. 2016)",
+    description="Delete each block alone (a block becomes its shortcut), k random blocks (k = 1..n) and swap k pairs "
+                "of same-shape blocks of trained nets; write the test errors, figures and a summary beside Veit et "
+                "al. 2016's expectation. The last line printed on stdout is the output folder.",
+    add_arguments=_lesion_arguments, from_args=_lesion_call, prepare=lesion.prepare, measure=lesion.measure_targets,
+    summarise=lesion_summary.summarise, lab=(_lesion_of("mlp", "Lesion: deleting and swapping blocks of the MLP twins"),
+         _lesion_of("conv", "Lesion: deleting and swapping blocks of the conv twins")))
+
+
+# ----------------------------------------------------------------------------- init
+
+
+def _init_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sources", nargs="+", metavar="MODEL", help="a preset, a .yaml config file or a run folder (at "
+                                                               "init)")
+    p.add_argument("--forms", metavar="LIST", help="comma-separated block forms to build each model in: plain, "
+                                                   "plain-bn, residual-bn, residual, rezero, fixup, or 'given' "
+                                                   "(default: plain,residual-bn,residual,rezero,fixup for one model, "
+                                                   "given for several)")
+    p.add_argument("--batches", type=int, default=4, metavar="N", help="training batches to average over (default 4)")
+    add_common(p, what="the batches drawn (the weights are seeded by each config's train.seed)")
+
+
+def _init_call(args: argparse.Namespace) -> Call:
+    return Call(tuple(args.sources), init.InitOptions(forms=args.forms, batches=args.batches))
+
+
+def _init_mlp(lab: LabSource) -> Call:
+    """The residual twin's depth in every block form at initialisation: plain, batch norm, plain sum, ReZero, Fixup."""
+    return Call(tuple(lab.mlp_pair()[1:]), init.InitOptions(batches=lab.profile.gradflow_batches))
+
+
+def _init_conv(lab: LabSource) -> Call:
+    return Call(tuple(lab.conv_pair()[1:]), init.InitOptions(batches=lab.profile.gradflow_batches))
+
+
+INIT = Instrument(
+    name="init", title="Activation scale at initialisation, by block form",
+    help="activation std block by block at initialisation, per block form (plain, batch norm, plain sum, ReZero, "
+         "Fixup)",
+    description="At initialisation, measure the std of each block's output and the ratio of its branch to its skip. "
+                "Given one model, compare the block forms at its depth; given several, measure them as given. The "
+                "last line printed on stdout is the output folder.",
+    add_arguments=_init_arguments, from_args=_init_call, prepare=init.prepare, measure=init.measure_targets,
+    summarise=init_summary.summarise,
+    lab=(LabStage("init-mlp", "Block forms at initialisation, at the MLP twins' depth", _init_mlp),
+         LabStage("init-conv", "Block forms at initialisation, at the conv twins' depth", _init_conv)))
+
+BUILTIN: tuple[Instrument, ...] = (GRADFLOW, LESION, SHATTER, LANDSCAPE, INIT)
