@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from reslab.analyze.record import RECORD_NAME
-from reslab.report import reading
+from reslab import reading
 from reslab.report.document import Block, Heading, Note, Paragraph, Preformatted, Table
 from reslab.report.figures import copied
-from reslab.report.values import DASH, file_stem, finite, inline, scalar
+from reslab.reading import finite, inline
+from reslab.report.values import DASH, file_stem, scalar
 
 MAX_TABLE_ROWS = 50  # a CSV with more rows is named, not shown
 MAX_TABLE_COLUMNS = 16
