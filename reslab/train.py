@@ -60,7 +60,8 @@ def train(cfg: RunConfig, observers: Sequence[Observer] = (), *, resume: str | P
     """
     with contextlib.ExitStack() as held:
         ranks = held.enter_context(join(cfg, select_device))
-        rank0_observers = [*default_observers(cfg), *observers]  # made on every rank: a missing sink package fails on each
+        # made on every rank (a missing sink package fails on each); rank 0 alone runs them
+        rank0_observers = [*default_observers(cfg), *observers]
         s, state = start_session(cfg, ranks, rank0_observers if ranks.is_rank0 else other_rank_observers(cfg), resume,
                           progress and ranks.is_rank0, held)
         held.callback(s.release)  # before the process group is left (the stack unwinds in reverse)

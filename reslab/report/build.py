@@ -82,7 +82,8 @@ def _section(folder: Path, kind: str, blocks: Callable[[], list[Block]]) -> list
 
 
 def _unreportable(rec: RunRecord, exc: Exception) -> list[Block]:
-    return [Heading(rec.name), Note(f"Could not report this run: its files hold unexpected values ({exception_line(exc)}).")]
+    return [Heading(rec.name),
+            Note(f"Could not report this run: its files hold unexpected values ({exception_line(exc)}).")]
 
 
 def _numbers(rec: RunRecord) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from reslab.sweep.folder import SweepFolder
 
 # the report's words for runs besides a RunStatus: running but its process is gone, no usable record, no file read
 STOPPED, INCOMPLETE, UNREADABLE = "stopped", "incomplete", "unreadable"
-UNFINISHED = (RunStatus.RUNNING, STOPPED, RunStatus.INTERRUPTED, RunStatus.FAILED, INCOMPLETE, UNREADABLE)  # no result (yet)
+UNFINISHED = (RunStatus.RUNNING, STOPPED, RunStatus.INTERRUPTED, RunStatus.FAILED, INCOMPLETE, UNREADABLE)  # no result
 
 
 @dataclass(frozen=True)
