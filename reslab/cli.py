@@ -121,7 +121,7 @@ def _resolve_train_config(args: argparse.Namespace) -> Any:
         if not Path(args.resume).is_dir():
             raise CheckpointError(f"run folder {args.resume} does not exist")
         if not cfg_path.is_file():
-            raise CheckpointError(f"{args.resume} is not a reslab run folder (no config.yaml)")
+            raise CheckpointError(f"{args.resume} is not a reslab run folder (no {cfg_path.name})")
         values = config.load_source(str(cfg_path))
     elif args.config:
         values = config.load_source(args.config)
@@ -137,18 +137,19 @@ def _resolve_train_config(args: argparse.Namespace) -> Any:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from reslab import config
-    from reslab.distributed import is_main_process
+    from reslab.distributed import is_rank0_process
+    from reslab.status import RunStatus
     from reslab.train import Interrupted, train
 
     cfg = _resolve_train_config(args)
     if args.print_config:
         print(config.dump_yaml(cfg), end="")
         return 0
-    main = is_main_process()  # under torchrun rank 0 alone prints the outcome
+    rank0 = is_rank0_process()  # under torchrun rank 0 alone prints the outcome
     try:
         result = train(cfg, resume=args.resume, progress=not args.quiet)
     except Interrupted as exc:
-        if main:
+        if rank0:
             print(f"reslab: {exc}", file=sys.stderr)
             print(exc.run_dir)
         return EXIT_INTERRUPTED
@@ -156,7 +157,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     s = result.summary
     diverged = RunStatus.parse(s["status"]) is RunStatus.DIVERGED
-    if not main:
+    if not rank0:
         return EXIT_DIVERGED if diverged else 0
     if diverged:
         print(f"reslab: {cfg.name} diverged at step {s['diverged_step']} (training loss {s['diverged_loss']}); "
@@ -187,7 +188,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from reslab.report.build import HTML, MARKDOWN, build_report
+    from reslab.report.build import build_report
+    from reslab.report.writer import HTML, MARKDOWN
 
     out_dir = build_report(args.runs, out=args.out, svg=args.svg)
     print(f"reslab: report written: {out_dir / HTML} and {out_dir / MARKDOWN}", file=sys.stderr)

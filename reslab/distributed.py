@@ -50,7 +50,7 @@ def launch_from_env(env: dict[str, str] | None = None) -> Launch | None:
     return Launch(rank, local_rank, world) if world > 1 else None
 
 
-def is_main_process() -> bool:
+def is_rank0_process() -> bool:
     """Rank 0, or a plain process: the one that prints results."""
     launch = launch_from_env()
     return launch is None or launch.rank == 0
@@ -87,7 +87,7 @@ class Ranks:
         return self.world > 1
 
     @property
-    def is_main(self) -> bool:
+    def is_rank0(self) -> bool:
         """Rank 0: the one process that writes the run folder, runs the observers and prints."""
         return self.rank == 0
 
@@ -96,7 +96,7 @@ class Ranks:
         """(rank, world size): which part of every global batch this process takes."""
         return self.rank, self.world
 
-    def describe(self) -> dict[str, Any]:
+    def env_fields(self) -> dict[str, Any]:
         """What env.json adds for a distributed run."""
         return {"world_size": self.world, "backend": dist.get_backend()} if self.distributed else {}
 
@@ -142,23 +142,23 @@ class Ranks:
             for buffer in model.buffers():
                 dist.broadcast(buffer, 0)
 
-    def from_main(self, make: Callable[[], Any]) -> Any:
+    def from_rank0(self, make: Callable[[], Any]) -> Any:
         """`make()` run on rank 0 alone, its result sent to every rank (a picklable value)."""
         if not self.distributed:
             return make()
-        box = [make() if self.is_main else None]
+        box = [make() if self.is_rank0 else None]
         dist.broadcast_object_list(box, src=0, device=torch.device("cpu"))
         return box[0]
 
     @contextlib.contextmanager
-    def main_first(self) -> Iterator[None]:
+    def rank0_first(self) -> Iterator[None]:
         """Rank 0 runs the block (a download, a cache fill) before the others do."""
-        if self.distributed and not self.is_main:
+        if self.distributed and not self.is_rank0:
             dist.barrier()
         try:
             yield
         finally:
-            if self.distributed and self.is_main:
+            if self.distributed and self.is_rank0:
                 dist.barrier()  # also after an error: the others then meet it themselves, and say the same line
 
     def agreed(self, flag: Flag) -> Flag:

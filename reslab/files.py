@@ -7,18 +7,21 @@ what a killed writer leaves behind (a torn last line) and skip it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import io
 import json
 import math
 import os
+import platform
 import re
+import secrets
 import stat
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping, Sequence
+from typing import IO, Any, Callable, Iterator, Mapping, Sequence
 
 TEMP_SUFFIX = ".tmp"  # atomic_write's temp files: .<target name>.<random>.tmp beside the target
 
@@ -91,19 +94,25 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def json_safe(value: Any) -> Any:
-    """`value` with every NaN or infinite float as None: strict JSON (NaN is not JSON, and most parsers refuse it)."""
+    """`value` as strict JSON takes it: every NaN or infinite float as None (NaN is not JSON, and most parsers
+    refuse it), mapping keys as strings, tuples as lists. The one such function: every JSON file goes through it."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
-        return {k: json_safe(v) for k, v in value.items()}
+        return {k if isinstance(k, str) else str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return value
 
 
+def json_text(value: Any, indent: int | None = 2) -> str:
+    """Strict JSON text of `value` (non-finite numbers as null), with a final newline."""
+    return json.dumps(json_safe(value), indent=indent, allow_nan=False) + "\n"
+
+
 def write_json(path: str | Path, values: Mapping[str, Any]) -> None:
     """Strict JSON: non-finite numbers are written as null."""
-    write_text(path, json.dumps(json_safe(values), indent=2, sort_keys=False, allow_nan=False) + "\n")
+    write_text(path, json_text(values))
 
 
 def csv_text(rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> str:
@@ -164,3 +173,74 @@ def read_csv(path: str | Path, *, missing_ok: bool = False, skipped: list[int] |
 def truncate_csv(path: str | Path, fields: Sequence[str], keep: Callable[[dict[str, str]], bool]) -> None:
     """Rewrite a log keeping the rows `keep` accepts (a resumed run drops what it will record again)."""
     write_csv(path, [row for row in read_csv(path, missing_ok=True) if keep(row)], fields)
+
+
+# ----------------------------------------------------------------------------- folders
+
+LOCK_NAME = ".lock"  # a locked folder's lock file: the holder's pid and host
+
+
+def new_folder(parent: str | Path, name: str) -> Path:
+    """A new, empty parent/<name>-<YYYYmmdd-HHMMSS>-<random>; never an existing folder. OSError when none can be
+    made (FileExistsError when no free name was found)."""
+    root = Path(parent)
+    root.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        path = root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free folder name in {root}")
+
+
+def hidden_folder(parent: str | Path, prefix: str) -> Path:
+    """A new, empty parent/<prefix><random> (a hidden prefix for work in progress); OSError when none can be made."""
+    root = Path(parent)
+    root.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        path = root / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free folder name in {root}")
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path, what: str, error: Callable[[str], Exception]) -> Iterator[None]:
+    """Hold `folder`'s lock (flock on its .lock file) while writing it; a second process gets `error` of one line
+    naming the holder: "<what> <folder> is in use by process <pid> on <host>; ...".
+
+    The lock is the kernel's, so a lock left by a killed process is released with it and the next process takes
+    it over. Where flock does not exist (Windows), nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    lock_file = Path(folder) / LOCK_NAME
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(lock_file)
+            raise error(f"{what} {folder} is in use by process {holder.get('pid', '?')} on "
+                        f"{holder.get('host', '?')}; wait for it to end or stop it") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": platform.node()}).encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _read_holder(lock_file: Path) -> dict[str, Any]:
+    try:
+        holder = json.loads(lock_file.read_text())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return holder if isinstance(holder, dict) else {}

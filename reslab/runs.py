@@ -12,48 +12,50 @@ import json
 import os
 import pickle
 import platform
-import secrets
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
-from reslab import files
+from reslab import files, reading
 from reslab.errors import CheckpointError, first_line
 from reslab.status import RunStatus
 
 CHECKPOINT_FORMAT = "reslab-checkpoint-1"
 METRICS_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "samples_per_s"]
 STEPS_FIELDS = ["step", "lr", "train_loss"]
-RUN_MARKERS = ("status.json", "metrics.csv", "summary.json")  # config.yaml plus one of these: a run folder
 
 
 @dataclass(frozen=True)
 class RunFolder:
-    """The files of one run folder, by what they hold."""
+    """The files of one run folder, by what they hold, and their readers."""
 
     path: Path
 
-    config = property(lambda self: self.path / "config.yaml")  # the resolved config
-    env = property(lambda self: self.path / "env.json")  # versions, device, argv, git commit
-    metrics = property(lambda self: self.path / "metrics.csv")  # a row per epoch (METRICS_FIELDS)
-    steps = property(lambda self: self.path / "steps.csv")  # the training loss every log_every steps
-    summary = property(lambda self: self.path / "summary.json")  # a finished run's results
-    status = property(lambda self: self.path / "status.json")  # a RunStatus, the writer's pid and host
-    report = property(lambda self: self.path / "classification_report.txt")
-    curves = property(lambda self: self.path / "curves.png")
-    gradflow = property(lambda self: self.path / "gradflow.csv")  # gradient flow during training
-    gradflow_png = property(lambda self: self.path / "gradflow.png")
+    CONFIG, ENV, METRICS, STEPS = "config.yaml", "env.json", "metrics.csv", "steps.csv"  # every file name, once
+    SUMMARY, STATUS, REPORT, CURVES = "summary.json", "status.json", "classification_report.txt", "curves.png"
+    GRADFLOW, GRADFLOW_PNG, WANDB_JSON = "gradflow.csv", "gradflow.png", "wandb.json"
+    config = property(lambda self: self.path / self.CONFIG)  # the resolved config
+    env = property(lambda self: self.path / self.ENV)  # versions, device, argv, git commit
+    metrics = property(lambda self: self.path / self.METRICS)  # a row per epoch (METRICS_FIELDS)
+    steps = property(lambda self: self.path / self.STEPS)  # the training loss every log_every steps
+    summary = property(lambda self: self.path / self.SUMMARY)  # a finished run's results
+    status = property(lambda self: self.path / self.STATUS)  # a RunStatus, the writer's pid and host
+    report = property(lambda self: self.path / self.REPORT)
+    curves = property(lambda self: self.path / self.CURVES)
+    gradflow = property(lambda self: self.path / self.GRADFLOW)  # gradient flow during training
+    gradflow_png = property(lambda self: self.path / self.GRADFLOW_PNG)
     tensorboard = property(lambda self: self.path / "tensorboard")  # event files (--track tensorboard)
     wandb = property(lambda self: self.path / "wandb")  # the W&B run's files (--track wandb)
-    wandb_json = property(lambda self: self.path / "wandb.json")  # the W&B run id and mode
-    last = property(lambda self: self.path / "last.pt")  # the latest training checkpoint (resumable)
-    best = property(lambda self: self.path / "best.pt")  # the weights of the best validation epoch
+    wandb_json = property(lambda self: self.path / self.WANDB_JSON)  # the W&B run id and mode
+    last = property(lambda self: self.checkpoint("last"))  # the latest training checkpoint (resumable)
+    best = property(lambda self: self.checkpoint("best"))  # the weights of the best validation epoch
     analyses = property(lambda self: self.path / "analysis")  # analysis folders of this run (reslab analyze RUN)
+    lock_file = property(lambda self: self.path / files.LOCK_NAME)  # held while a process writes the folder
 
     def checkpoint(self, which: str) -> Path:
         """`best` or `last`."""
@@ -62,27 +64,18 @@ class RunFolder:
     @classmethod
     def create(cls, runs_dir: str | Path, name: str) -> RunFolder:
         """A new runs_dir/<name>-<YYYYmmdd-HHMMSS>-<random>; never reuses an existing folder."""
-        root = Path(runs_dir)
         try:
-            root.mkdir(parents=True, exist_ok=True)
-            for _ in range(100):
-                path = root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-                try:
-                    path.mkdir()
-                    return cls(path)
-                except FileExistsError:
-                    continue
+            return cls(files.new_folder(runs_dir, name))
+        except FileExistsError:
+            raise CheckpointError(f"cannot find a free run folder name in {runs_dir}") from None
         except OSError as exc:
-            raise CheckpointError(f"cannot create a run folder in {root}: {exc.strerror or exc}") from None
-        raise CheckpointError(f"cannot find a free run folder name in {root}")
+            raise CheckpointError(f"cannot create a run folder in {runs_dir}: {exc.strerror or exc}") from None
 
     @staticmethod
     def holds_run(path: Path) -> bool:
-        """Whether `path` looks like a run folder (config.yaml and one of its records)."""
+        """Whether `path` looks like a run folder (config.yaml and one of status.json, metrics.csv, summary.json)."""
         folder = RunFolder(Path(path))
-        return folder.config.is_file() and any((folder.path / name).is_file() for name in RUN_MARKERS)
-
-    lock_file = property(lambda self: self.path / ".lock")  # held while a process writes the folder
+        return folder.config.is_file() and any(p.is_file() for p in (folder.status, folder.metrics, folder.summary))
 
     def write_status(self, status: RunStatus, epoch: int, **extra: Any) -> None:
         """status.json, with the writer's pid and host so that readers can tell a live run from a dead one."""
@@ -97,31 +90,49 @@ class RunFolder:
             return {}
         return values if isinstance(values, dict) else {}
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the folder's lock while writing it: a second process gets a CheckpointError naming the holder.
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the folder's lock while writing it: a second process gets a CheckpointError naming the holder."""
+        return files.folder_lock(self.path, "run folder", CheckpointError)
 
-        The lock is the kernel's (flock), so a lock left by a killed process is released with it and the
-        next process takes it over. Where flock does not exist (Windows), nothing is locked.
-        """
-        try:
-            import fcntl
-        except ImportError:
-            yield
-            return
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = self.read_json(self.lock_file)
-                raise CheckpointError(f"run folder {self.path} is in use by process {holder.get('pid', '?')} on "
-                                      f"{holder.get('host', '?')}; wait for it to end or stop it") from None
-            os.ftruncate(fd, 0)
-            os.write(fd, json.dumps({"pid": os.getpid(), "host": platform.node()}).encode())
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+    # what a run folder holds, read tolerantly: a missing or damaged file reads as empty (or None), and with
+    # `problems` a damaged one adds a line saying why (a missing one does not)
+
+    def read_config(self, problems: list[str] | None = None) -> dict[str, Any]:
+        return reading.read_mapping(self.config, _noted(problems)) or {}
+
+    def read_status(self, problems: list[str] | None = None) -> dict[str, Any]:
+        """status.json: `status` (a RunStatus word), epoch, step, pid and host."""
+        return reading.read_mapping(self.status, _noted(problems)) or {}
+
+    def run_status(self) -> RunStatus | None:
+        """The RunStatus status.json names; None when it is missing, damaged or names none."""
+        return RunStatus.parse(self.read_status().get("status"))
+
+    def read_summary(self, problems: list[str] | None = None) -> dict[str, Any] | None:
+        return reading.read_mapping(self.summary, _noted(problems))
+
+    def read_metrics(self, problems: list[str] | None = None) -> list[dict[str, Any]]:
+        """metrics.csv's rows as numbers (None where empty or not finite); damaged rows left out."""
+        return reading.read_rows(self.metrics, "epoch", _noted(problems))
+
+    def read_steps(self, problems: list[str] | None = None) -> list[dict[str, Any]]:
+        """steps.csv's rows as numbers (step, lr, train_loss); damaged rows left out."""
+        return reading.read_rows(self.steps, "step", _noted(problems))
+
+    def read_env(self, problems: list[str] | None = None) -> dict[str, Any]:
+        return reading.read_mapping(self.env, _noted(problems)) or {}
+
+    def read_wandb(self, problems: list[str] | None = None) -> dict[str, Any]:
+        return reading.read_mapping(self.wandb_json, _noted(problems)) or {}
+
+    def read_report(self, problems: list[str] | None = None) -> str | None:
+        """classification_report.txt."""
+        return reading.read_text(self.report, _noted(problems))
+
+    def gradflow_figures(self, problems: list[str] | None = None) -> list[Path]:
+        """gradflow.png and any other gradflow*.png the run recorded that is a PNG the report can embed."""
+        png = self.gradflow_png
+        return reading.png_files(sorted(self.path.glob(f"{png.stem}*{png.suffix}")), _noted(problems))
 
     def write_metrics(self, rows: Sequence[Mapping[str, Any]]) -> None:
         files.write_csv(self.metrics, rows, METRICS_FIELDS)
@@ -133,15 +144,8 @@ class RunFolder:
         return load_checkpoint(self.checkpoint(which))
 
 
-def read_steps(path: Path) -> list[dict[str, Any]]:
-    """steps.csv as numbers; a missing file is empty and a torn or damaged row is skipped."""
-    rows = []
-    for row in files.read_csv(path, missing_ok=True):
-        try:
-            rows.append({"step": int(row["step"]), "lr": float(row["lr"]), "train_loss": float(row["train_loss"])})
-        except (KeyError, TypeError, ValueError):
-            continue
-    return rows
+def _noted(problems: list[str] | None) -> list[str]:
+    return [] if problems is None else problems
 
 
 def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:

@@ -49,8 +49,8 @@ class Session:
     observers: Sequence[Observer] = ()
     progress: bool = True
 
-    def write_status(self, status: str, epoch: int, **extra: Any) -> None:
-        if self.ranks.is_main:
+    def write_status(self, status: RunStatus, epoch: int, **extra: Any) -> None:
+        if self.ranks.is_rank0:
             self.folder.write_status(status, epoch, **extra)
 
     def release(self) -> None:
@@ -65,20 +65,21 @@ class Session:
 def start_session(cfg: RunConfig, ranks: Ranks, observers: Sequence[Observer], resume: str | Path | None,
                   progress: bool, held: contextlib.ExitStack) -> tuple[Session, TrainState]:
     """Data, model, optimizer and run folder; everything a user can get wrong fails here, before training."""
-    device, main = ranks.device, ranks.is_main
+    device, rank0 = ranks.device, ranks.is_rank0
     setup_torch(cfg.train, device)
     ckpt = folder = None
     if resume is not None:
         folder = RunFolder(Path(resume))
-        if main:
+        if rank0:
             held.enter_context(folder.locked())
-        status = folder.read_json(folder.status)
-        if status.get("status") == RunStatus.DIVERGED:
+        status = folder.read_status()
+        said = RunStatus.parse(status.get("status"))
+        if said == RunStatus.DIVERGED:
             raise ConfigError(f"{resume} diverged at step {status.get('step')}; there is nothing to resume "
                               "(start a new run, e.g. with a smaller optim.lr)")
         ckpt = load_checkpoint(folder.last)
-        check_resumable(ckpt, cfg, str(resume), finished=status.get("status") == RunStatus.FINISHED)  # written last
-    with ranks.main_first():  # a download or cache fill happens once; rank 0 writes nothing before all have read
+        check_resumable(ckpt, cfg, str(resume), finished=said == RunStatus.FINISHED)  # status.json is written last
+    with ranks.rank0_first():  # a download or cache fill happens once; rank 0 writes nothing before all have read
         data = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
                             image_size=cfg.data.image_size)
     model, channels_last = build_for(cfg, data, device)
@@ -87,13 +88,13 @@ def start_session(cfg: RunConfig, ranks: Ranks, observers: Sequence[Observer], r
     check_model_takes(model, data, loaders[0], cfg.model.name)
     opt = make_optimizer(model, cfg.optim, device)
     state = restore(ckpt, model, opt, cfg) if ckpt is not None else TrainState()
-    if state.running is not None and not main:  # the saved sums of the open epoch are all ranks': rank 0 has them
+    if state.running is not None and not rank0:  # the saved sums of the open epoch are all ranks': rank 0 has them
         state.running = Running.zeros(device)
-    folder = ranks.from_main(lambda: folder or RunFolder.create(cfg.runs_dir, cfg.name))
-    if main:  # rank 0 alone writes the run folder
+    folder = ranks.from_rank0(lambda: folder or RunFolder.create(cfg.runs_dir, cfg.name))
+    if rank0:  # rank 0 alone writes the run folder
         if ckpt is None:
             held.enter_context(folder.locked())
-            files.write_json(folder.env, {**capture_env(device), **ranks.describe()})
+            files.write_json(folder.env, {**capture_env(device), **ranks.env_fields()})
         files.remove_stale_temps(folder.path)  # what a killed process left half-written
         files.write_text(folder.config, dump_yaml(cfg))  # on resume: the epochs may have grown
         folder.write_status(RunStatus.RUNNING, state.epoch)

@@ -79,12 +79,20 @@ class TrainState:
                    epoch_seconds=float(values.get("epoch_seconds", 0.0)))
 
 
-def checkpoint(model: nn.Module, opt: torch.optim.Optimizer, state: TrainState, cfg: RunConfig,
-               observers: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+# what each checkpoint holds, built here only (RunFolder.save_checkpoint adds the format and writes it)
+
+def last_checkpoint(model: nn.Module, opt: torch.optim.Optimizer, state: TrainState, cfg: RunConfig,
+                    observers: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
     """last.pt's contents: the unwrapped module's weights, the optimizer, the state, the config, the RNG and
     the observers' states (by class name)."""
     return {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state.to_dict(),
             "config": to_dict(cfg), "torch_rng": torch.get_rng_state(), "observers": dict(observers)}
+
+
+def best_checkpoint(model: nn.Module, epoch: int, val_acc: float, cfg: RunConfig) -> dict[str, Any]:
+    """best.pt's contents: the unwrapped module's weights at the best validation epoch, that epoch, its accuracy and
+    the config."""
+    return {"model": model.state_dict(), "epoch": epoch, "val_acc": val_acc, "config": to_dict(cfg)}
 
 
 # what a resumed run may change: `--epochs`, `--device`, `--data-dir`, `--track`

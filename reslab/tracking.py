@@ -25,7 +25,7 @@ from torch import nn
 
 from reslab import files
 from reslab.config import RunConfig, flatten, to_dict
-from reslab.errors import Diverged, describe
+from reslab.errors import Diverged, exception_line
 from reslab.protocols import Observer, Sink
 from reslab.runs import STEPS_FIELDS, RunFolder
 
@@ -115,7 +115,7 @@ class Tracker(Observer):
         self.sinks.remove(sink)
         if sink.name not in self._warned:
             self._warned.add(sink.name)
-            print(f"reslab: warning: {sink.name} tracking failed ({describe(exc)}); the run goes on without it",
+            print(f"reslab: warning: {sink.name} tracking failed ({exception_line(exc)}); the run goes on without it",
                   file=sys.stderr)
         with contextlib.suppress(Exception):
             sink.close()
@@ -127,7 +127,7 @@ class Tracker(Observer):
 class StepsCsv(Sink):
     """steps.csv in the run folder: the training loss every log_every steps. Part of the run record."""
 
-    name = "steps.csv"
+    name = RunFolder.STEPS
     optional = False
 
     def __init__(self) -> None:

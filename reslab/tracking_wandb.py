@@ -8,7 +8,6 @@ later. Imported only when `track.sinks` names wandb.
 from __future__ import annotations
 
 import contextlib
-import json
 import netrc
 import os
 import sys
@@ -18,7 +17,7 @@ from urllib.parse import urlparse
 
 from reslab import files
 from reslab.config import RunConfig, TrackConfig, to_dict
-from reslab.errors import describe
+from reslab.errors import exception_line
 from reslab.protocols import Sink
 from reslab.runs import RunFolder
 
@@ -43,8 +42,8 @@ class Wandb(Sink):
     def start(self, run_dir: Path, cfg: RunConfig, start_step: int) -> None:
         import wandb
 
-        record = RunFolder(run_dir).wandb_json
-        run_id = _read_json(record).get("id")
+        folder = RunFolder(run_dir)
+        record, run_id = folder.wandb_json, folder.read_wandb().get("id")
         kwargs = dict(project=self.track.project, entity=self.track.entity, group=self.track.group,
                       tags=list(self.track.tags), name=self.track.run_name or run_dir.name, config=to_dict(cfg),
                       dir=str(run_dir), id=run_id, resume="allow" if run_id else None, settings=_wandb_settings(wandb))
@@ -54,7 +53,7 @@ class Wandb(Sink):
                 try:
                     self._run = wandb.init(mode="online", **kwargs)
                 except Exception as exc:  # no network, a bad key, a server error: keep the record offline
-                    print(f"reslab: warning: W&B did not start online ({describe(exc)}); logging offline",
+                    print(f"reslab: warning: W&B did not start online ({exception_line(exc)}); logging offline",
                           file=sys.stderr)
                     mode = "offline"
             if self._run is None:
@@ -142,11 +141,3 @@ def _quiet_wandb() -> Iterator[None]:
     finally:
         if before is None:
             os.environ.pop("WANDB_SILENT", None)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        values = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-    return values if isinstance(values, dict) else {}

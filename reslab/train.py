@@ -20,7 +20,7 @@ from typing import Any, Sequence
 from torch import nn
 
 from reslab import files
-from reslab.config import RunConfig, to_dict
+from reslab.config import RunConfig
 from reslab.distributed import Flag, join
 from reslab.errors import Diverged
 from reslab.metrics import classification_report
@@ -30,7 +30,7 @@ from reslab.optim import lr_at, set_lr
 from reslab.protocols import Observer
 from reslab.runtime import select_device, stop_on_signal, sync
 from reslab.session import Session, start_session
-from reslab.state import Running, TrainState, checkpoint, run_summary
+from reslab.state import Running, TrainState, best_checkpoint, last_checkpoint, run_summary
 from reslab.status import RunStatus
 
 
@@ -60,9 +60,10 @@ def train(cfg: RunConfig, observers: Sequence[Observer] = (), *, resume: str | P
     """
     with contextlib.ExitStack() as held:
         ranks = held.enter_context(join(cfg, select_device))
-        main = [*default_observers(cfg), *observers]  # made on every rank: a missing sink package fails on each
-        s, state = start_session(cfg, ranks, main if ranks.is_main else other_rank_observers(cfg), resume,
-                          progress and ranks.is_main, held)
+        # made on every rank (a missing sink package fails on each); rank 0 alone runs them
+        rank0_observers = [*default_observers(cfg), *observers]
+        s, state = start_session(cfg, ranks, rank0_observers if ranks.is_rank0 else other_rank_observers(cfg), resume,
+                          progress and ranks.is_rank0, held)
         held.callback(s.release)  # before the process group is left (the stack unwinds in reverse)
         try:
             with stop_on_signal() as flag:
@@ -164,11 +165,10 @@ def _run_epoch(s: Session, state: TrainState, flag: Flag) -> bool:
     improved = val is not None and (state.best_val_acc is None or val.acc > state.best_val_acc)
     if improved:
         state.best_val_acc, state.best_epoch = val.acc, epoch + 1
-    if s.ranks.is_main:  # rank 0 alone writes the run folder
+    if s.ranks.is_rank0:  # rank 0 alone writes the run folder
         s.folder.write_metrics(state.history)
         if improved:
-            s.folder.save_checkpoint("best", {"model": s.model.state_dict(), "epoch": epoch + 1, "val_acc": val.acc,
-                                              "config": to_dict(s.cfg)})
+            s.folder.save_checkpoint("best", best_checkpoint(s.model, epoch + 1, val.acc, s.cfg))
     for obs in s.observers:
         obs.on_epoch(row)
     if state.epoch % s.cfg.train.checkpoint_every == 0 or state.epoch == s.cfg.train.epochs:
@@ -185,13 +185,13 @@ def _save_last(s: Session, state: TrainState) -> None:
 
     Every rank calls this: mid-epoch, the checkpoint holds the open epoch's sums over all ranks."""
     state = replace(state, running=None if state.running is None else state.running.summed(s.ranks.all_sum))
-    if not s.ranks.is_main:
+    if not s.ranks.is_rank0:
         return
     for obs in s.observers:
         obs.flush()
     states = {type(obs).__name__: obs.state_dict() for obs in s.observers}
-    s.folder.save_checkpoint("last", checkpoint(s.model, s.opt, state, s.cfg,
-                                                {k: v for k, v in states.items() if v is not None}))
+    s.folder.save_checkpoint("last", last_checkpoint(s.model, s.opt, state, s.cfg,
+                                                     {k: v for k, v in states.items() if v is not None}))
 
 
 def _finish(s: Session, state: TrainState, diverged: Diverged | None = None) -> dict[str, Any]:
@@ -201,7 +201,7 @@ def _finish(s: Session, state: TrainState, diverged: Diverged | None = None) -> 
 
     test = s.evaluate(s.loaders[2]) if diverged is None else None
     summary = run_summary(state, s.cfg, s.data.name, s.data.classes, count_params(s.model), test, diverged)
-    if s.ranks.is_main:  # rank 0 alone writes the run folder
+    if s.ranks.is_rank0:  # rank 0 alone writes the run folder
         if test is not None:
             files.write_text(s.folder.report, classification_report(test.confusion, s.data.classes))
         if state.history:

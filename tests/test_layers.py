@@ -21,7 +21,7 @@ LAYERS: list[list[str]] = [
     [""],  # reslab/__init__: the version only
     ["errors", "status"],  # leaf helpers, in their own order
     ["checks", "files"],
-    ["plots"],
+    ["plots", "reading"],  # reading: files read tolerantly (runs, sweeps, analyses, reports)
     ["models", "metrics"],
     ["config", "data"],
     ["runs", "runtime", "optim", "evaluate", "state", "protocols", "loaders", "distributed"],

@@ -22,7 +22,7 @@ import yaml
 
 from reslab import files, plots
 from reslab.cli import main
-from reslab.report import reading
+from reslab import reading
 from reslab.report.records import process_alive
 from reslab.runs import METRICS_FIELDS, STEPS_FIELDS
 

@@ -21,9 +21,9 @@ from reslab import files, tracking, tracking_wandb
 from reslab.config import resolve, to_dict
 from reslab.errors import ConfigError
 from reslab.protocols import Sink
-from reslab.runs import read_steps
 from reslab.tracking import Tracker
 from reslab.protocols import Observer
+from reslab.runs import RunFolder
 from reslab.train import train
 
 LOG_EVERY = 5  # 16 steps per epoch: records at 5, 10, 15, then 20 (epoch 2), ...
@@ -78,7 +78,7 @@ def _check_windows(rows: list[dict[str, Any]], capture: _Capture, start: int = 0
 
 
 def test_steps_csv_equals_an_independent_capture(tracked: dict[str, Any]) -> None:
-    rows = read_steps(tracked["run"] / "steps.csv")
+    rows = RunFolder(tracked["run"]).read_steps()
     assert [r["step"] for r in rows] == [5, 10, 15, 20, 25, 30, 32]  # 32 steps: the last window is partial
     _check_windows(rows, tracked["capture"])
 
@@ -100,7 +100,7 @@ def test_tensorboard_scalars_equal_the_run_records(tracked: dict[str, Any]) -> N
         step = int(row["step"])
         for col, tag in tracking.EPOCH_KEYS.items():
             assert tb[tag][step] == pytest.approx(float(row[col]), rel=1e-6), (tag, step)  # stored as float32
-    for row in read_steps(tracked["run"] / "steps.csv"):
+    for row in RunFolder(tracked["run"]).read_steps():
         assert tb["train/loss"][row["step"]] == pytest.approx(row["train_loss"], rel=1e-6)
         assert tb["lr"][row["step"]] == pytest.approx(row["lr"], rel=1e-6)
     summary = tracked["summary"]
@@ -145,7 +145,7 @@ def test_offline_wandb_run_equals_the_run_records(tracked: dict[str, Any]) -> No
     for row in tracked["metrics"]:
         for col, key in tracking.EPOCH_KEYS.items():
             assert history[int(row["step"])][key] == float(row[col]), (key, row["step"])  # JSON: exact
-    for row in read_steps(run / "steps.csv"):
+    for row in RunFolder(run).read_steps():
         assert (history[row["step"]]["train/loss"], history[row["step"]]["lr"]) == (row["train_loss"], row["lr"])
     last = history[summary["steps"]]
     assert (last["test/acc"], last["test/loss"]) == (summary["test_acc"], summary["test_loss"])
@@ -203,10 +203,10 @@ def test_resume_continues_every_record(data_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt), contextlib.redirect_stderr(io.StringIO()):
         train(cfg, observers=[first, _StopAt(23)], progress=False)
     (run,) = tmp_path.iterdir()
-    assert [r["step"] for r in read_steps(run / "steps.csv")] == [5, 10, 15, 20, 23]
+    assert [r["step"] for r in RunFolder(run).read_steps()] == [5, 10, 15, 20, 23]
     with contextlib.redirect_stderr(io.StringIO()):
         train(cfg, observers=[second], resume=run, progress=False)
-    rows = read_steps(run / "steps.csv")
+    rows = RunFolder(run).read_steps()
     assert [r["step"] for r in rows] == [5, 10, 15, 20, 25, 30, 32]
     # the checkpoint at step 16 kept the open window (step 16's loss): row 20 covers 16..20, as in a straight run
     resumed = _Capture()
@@ -235,7 +235,7 @@ def test_a_failing_wandb_never_stops_training(data_dir: Path, tmp_path: Path, mo
     monkeypatch.setattr(wandb, "init", broken_init)
     result = train(_cfg(data_dir, tmp_path, "track.sinks=[wandb]"), progress=False)
     err = capsys.readouterr().err
-    assert result.summary["status"] == "finished" and read_steps(result.run_dir / "steps.csv")
+    assert result.summary["status"] == "finished" and RunFolder(result.run_dir).read_steps()
     assert err.count("reslab: warning: wandb tracking failed (RuntimeError: the W&B service is down)") == 1
 
 

@@ -7,7 +7,6 @@ seconds and any number in it can be traced to a file. Written to report/ beside 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,34 +21,24 @@ from reslab.lab.stages import Stage
 from reslab.runs import RunFolder
 from reslab.sweep import RunRow
 from reslab.report.sweeps import sweep_blocks
-from reslab.report.document import Block, Figure, Heading, Note, Paragraph, Table, to_html, to_markdown
-from reslab.report.values import strict_json
+from reslab.report.document import Block, Heading, Note, Paragraph, Table
+from reslab.report.writer import HTML, Report, write_folder
 
 TITLE = "reslab lab: how depth and residual connections change what a network can learn"
-FIGURES = "figures"
 
 
-class _Doc:
-    """Blocks in order, the findings behind them (for report.json), and figures copied into the report."""
+class _Doc(Report):
+    """The report's blocks in order, with the findings behind them (for report.json)."""
 
     def __init__(self, out: Path) -> None:
-        self.out = out
-        self.blocks: list[Block] = []
+        super().__init__(out)
         self.findings: list[dict[str, Any]] = []
-        (out / FIGURES).mkdir(parents=True, exist_ok=True)
 
     def finding(self, section: str, f: Finding) -> None:
         self.blocks += [Paragraph(" ".join(f.sentences)), Table(f.table.header, f.table.rows, f.table.numeric),
                         Paragraph(f.caption + ".")]
         self.findings.append({"section": section, "sentences": list(f.sentences), "header": list(f.table.header),
                               "rows": [list(r) for r in f.table.rows], "thresholds": dict(f.thresholds)})
-
-    def figure(self, source: Path, name: str, caption: str) -> None:
-        if source.is_file():
-            shutil.copyfile(source, self.out / FIGURES / name)
-            self.blocks.append(Figure(f"{FIGURES}/{name}", caption))
-        else:
-            self.blocks.append(Note(f"Figure missing: {source.name} was not written."))
 
 
 def _runs(folder: LabFolder, study: Study) -> list[RunRow]:
@@ -144,18 +133,17 @@ def _environment(folder: LabFolder, studies: Sequence[Study]) -> list[list[str]]
 def write_lab_report(folder: LabFolder, stages: Sequence[Stage], record: dict[str, Any]) -> Path:
     """Build report.md, report.html and report.json into the lab's report/ folder; returns report.html."""
     profile = get_profile(record["profile"])
-    with folder.building(folder.report) as out:
+
+    def fill(out: Path) -> None:
         doc = _Doc(out)
         body = _sections(doc, folder, profile)
         studies = [s.study for s in stages if s.study is not None]
         answer = [f"{label}: " + " ".join(f.front) for label, f in body["answer"]]
         front = _front(doc, profile, record, answer, body["titles"], studies, folder)
-        blocks = front + _failures(folder, studies) + doc.blocks
-        files.write_text(out / "report.md", to_markdown(TITLE, blocks))
-        files.write_text(out / "report.html", to_html(TITLE, blocks, out))
-        files.write_text(out / "report.json", json.dumps(strict_json({"profile": profile.name,
-                                                                     "findings": doc.findings}), indent=2) + "\n")
-    return folder.report / "report.html"
+        doc.write(TITLE, front + _failures(folder, studies) + doc.blocks,
+                  {"profile": profile.name, "findings": doc.findings})
+
+    return write_folder(folder.report, fill, replace=True) / HTML
 
 
 def _sections(doc: _Doc, folder: LabFolder, profile: Profile) -> dict[str, Any]:

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from reslab.analyze.record import RECORD_NAME
-from reslab.report import reading
+from reslab import reading
 from reslab.report.document import Block, Heading, Note, Paragraph, Preformatted, Table
 from reslab.report.figures import copied
-from reslab.report.values import DASH, file_stem, finite, inline, scalar
+from reslab.reading import finite, inline
+from reslab.report.values import DASH, file_stem, scalar
 
 MAX_TABLE_ROWS = 50  # a CSV with more rows is named, not shown
 MAX_TABLE_COLUMNS = 16
@@ -84,7 +85,8 @@ def csv_table(path: Path, problems: list[str], label: str | None = None) -> list
     return [Paragraph(f"{name}:"), Table(header, [[_cell(r[h]) for h in header] for r in rows], numeric)]
 
 
-def _describe(record: dict[str, Any], folder: Path) -> str:
+def _provenance_line(record: dict[str, Any], folder: Path) -> str:
+    """What was measured, of which sources, when and how long it took, and where it lies."""
     kind, sources = _show(record.get("kind")), record.get("sources")
     parts = [f"A {kind} analysis"]
     if isinstance(sources, list) and sources:
@@ -106,7 +108,7 @@ def analysis_blocks(folder: Path, out_dir: Path, *, level: int, svg: bool) -> li
         return [Heading(f"Analysis {inline(folder.name)}", level), Note(f"Could not read this analysis: {why}.")]
     title = _show(record.get("title"), 150)
     blocks: list[Block] = [Heading(title if title != DASH else f"Analysis {inline(folder.name)}", level),
-                           Paragraph(_describe(record, folder))]
+                           Paragraph(_provenance_line(record, folder))]
     settings = record.get("settings")
     if isinstance(settings, dict) and settings:
         blocks.append(Paragraph("Settings: " + "; ".join(f"{inline(k, 60)} = {_show(v)}"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, Union
 
-from reslab.report.values import clean_text, inline
+from reslab.reading import clean_text, inline
 
 
 @dataclass(frozen=True)

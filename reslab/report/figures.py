@@ -11,9 +11,10 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from reslab.errors import describe
+from reslab.errors import exception_line
 from reslab.report.document import Block, Figure, Note
-from reslab.report.values import file_stem, inline
+from reslab.reading import inline
+from reslab.report.values import file_stem
 
 FIGURES = "figures"  # the report folder's figures, linked from report.md
 
@@ -38,7 +39,7 @@ def drawn(blocks: list[Block], what: str, draw: Callable[[], Any], figure: Figur
     try:
         draw()
     except Exception as exc:  # matplotlib and numpy raise many types on odd values; a copy, OSError
-        blocks.append(Note(f"The {what} could not be drawn ({describe(exc)})."))
+        blocks.append(Note(f"The {what} could not be drawn ({exception_line(exc)})."))
     else:
         blocks.append(figure)
 

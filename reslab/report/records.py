@@ -18,14 +18,17 @@ from typing import Any, Sequence
 
 from reslab.analyze.record import RECORD_NAME
 from reslab.errors import ReportError
-from reslab.report import reading
 from reslab.report.analyses import is_analysis
 from reslab.report.sweeps import is_sweep
-from reslab.report.values import inline, real_or_none, scalar, whole_or_none
+from reslab.reading import inline
+from reslab.report.values import real_or_none, scalar, whole_or_none
 from reslab.runs import RunFolder
+from reslab.status import RunStatus
 from reslab.sweep.folder import SweepFolder
 
-UNFINISHED = ("running", "stopped", "interrupted", "failed", "incomplete", "unreadable")  # not a result (yet)
+# the report's words for runs besides a RunStatus: running but its process is gone, no usable record, no file read
+STOPPED, INCOMPLETE, UNREADABLE = "stopped", "incomplete", "unreadable"
+UNFINISHED = (RunStatus.RUNNING, STOPPED, RunStatus.INTERRUPTED, RunStatus.FAILED, INCOMPLETE, UNREADABLE)  # no result
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ class RunRecord:
 
     path: Path
     config: dict[str, Any]
-    status: str  # as status.json says: finished | running | interrupted | failed | diverged | unknown
+    status: RunStatus | None  # as status.json says (finished when only a summary was read); None: unknown
     history: list[dict[str, Any]]  # metrics.csv rows as numbers (None where empty or not finite)
     steps: list[dict[str, Any]]
     summary: dict[str, Any] | None
@@ -144,13 +147,13 @@ class RunRecord:
 
     @property
     def finished(self) -> bool:
-        return self.status == "finished" and self.summary is not None
+        return self.status == RunStatus.FINISHED and self.summary is not None
 
     @property
     def host(self) -> str | None:
         """The other machine a running run is on (its process cannot be checked from here); else None."""
         host = self.status_info.get("host")
-        if self.status != "running" or not isinstance(host, str) or not host or _this_host(host):
+        if self.status != RunStatus.RUNNING or not isinstance(host, str) or not host or _this_host(host):
             return None
         return inline(host, 80)
 
@@ -159,13 +162,13 @@ class RunRecord:
         """finished, diverged, running, stopped (running, but its process is gone), interrupted, failed,
         incomplete (no usable summary.json or status.json) or unreadable (no file could be read)."""
         if self.error is not None:
-            return "unreadable"
-        if self.finished or self.status == "diverged":
+            return UNREADABLE
+        if self.finished or self.status == RunStatus.DIVERGED:
             return self.status
-        if self.status == "running":
+        if self.status == RunStatus.RUNNING:
             pid = self.status_info.get("pid")
-            return "stopped" if self.host is None and process_alive(pid) is False else "running"
-        return self.status if self.status in ("interrupted", "failed") else "incomplete"
+            return STOPPED if self.host is None and process_alive(pid) is False else RunStatus.RUNNING
+        return self.status if self.status in (RunStatus.INTERRUPTED, RunStatus.FAILED) else INCOMPLETE
 
     def _index(self, key: str) -> str:
         value = self.status_info.get(key)
@@ -175,23 +178,23 @@ class RunRecord:
         """None for a finished run; otherwise what happened, in the words a reader needs."""
         done, planned, state = len(self.history), self.planned_epochs or "?", self.state
         resume = f"continue it with: reslab train --resume {inline(self.path, None)}"
-        if state == "finished":
+        if state == RunStatus.FINISHED:
             return None
-        if state == "diverged":
+        if state == RunStatus.DIVERGED:
             return (f"Diverged at step {self._index('step')} (epoch {self._index('epoch')}): training stopped "
                     "there; the numbers below are what it recorded until then.")
-        if state == "running" and self.host:
+        if state == RunStatus.RUNNING and self.host:
             return (f"In progress on {self.host} (not checked from here): {done} of {planned} epochs done when "
                     "this report was built; the numbers below are partial.")
-        if state == "running":
+        if state == RunStatus.RUNNING:
             return (f"In progress: {done} of {planned} epochs done when this report was built; "
                     "the numbers below are partial.")
-        if state == "stopped":
+        if state == STOPPED:
             return (f"Stopped (the process is gone): {done} of {planned} epochs done; the numbers below are "
                     "partial" + (f"; {resume}" if self.folder.last.is_file() else "") + ".")
-        if state == "interrupted":
+        if state == RunStatus.INTERRUPTED:
             return f"Interrupted at epoch {done + 1} of {planned} ({done} finished); {resume}"
-        if state == "failed":
+        if state == RunStatus.FAILED:
             return f"Crashed during epoch {done + 1} of {planned} ({done} finished); the numbers below are partial."
         return (f"Incomplete: no usable {self.folder.summary.name} ({done} of {planned} epochs in "
                 f"{self.folder.metrics.name}).")
@@ -221,23 +224,18 @@ def _text(value: Any, limit: int) -> str | None:
 
 
 def load_run(path: Path) -> RunRecord:
-    """Whatever of the run folder can be read; what could not is listed in `problems`."""
+    """Whatever of the run folder can be read (through RunFolder's readers); what could not is listed in `problems`."""
     run = RunFolder(Path(path))
     problems: list[str] = []
-    config = reading.read_mapping(run.config, problems) or {}
-    status_info = reading.read_mapping(run.status, problems) or {}
-    summary = reading.read_mapping(run.summary, problems)
-    status = status_info.get("status")
-    status = status if isinstance(status, str) and status else ("finished" if summary else "unknown")
-    history = reading.read_rows(run.metrics, "epoch", problems)
-    steps = reading.read_rows(run.steps, "step", problems)
-    png = run.gradflow_png  # and any other gradflow*.png the run recorded
-    record = RunRecord(path=run.path, config=config, status=status, history=history, steps=steps, summary=summary,
-                       classification_report=reading.read_text(run.report, problems),
-                       env=reading.read_mapping(run.env, problems) or {},
-                       gradflow_figures=reading.png_files(sorted(run.path.glob(f"{png.stem}*{png.suffix}")), problems),
-                       wandb=reading.read_mapping(run.wandb_json, problems) or {}, problems=problems,
-                       status_info=status_info)
+    config, status_info, summary = run.read_config(problems), run.read_status(problems), run.read_summary(problems)
+    said = status_info.get("status")  # a word status.json holds that is no RunStatus makes the run incomplete
+    status = RunStatus.parse(said) if isinstance(said, str) and said else RunStatus.FINISHED if summary else None
+    history = run.read_metrics(problems)
+    record = RunRecord(path=run.path, config=config, status=status,
+                       history=history, steps=run.read_steps(problems), summary=summary,
+                       classification_report=run.read_report(problems), env=run.read_env(problems),
+                       gradflow_figures=run.gradflow_figures(problems), wandb=run.read_wandb(problems),
+                       problems=problems, status_info=status_info)
     if not (config or status_info or summary or history):
         record.error = "no file could be read: " + ("; ".join(problems) or "the run folder is empty")
     return record
@@ -245,5 +243,5 @@ def load_run(path: Path) -> RunRecord:
 
 def unreadable(path: Path, reason: str) -> RunRecord:
     """A run whose folder could not be read at all (load_run failed), kept to be listed with the reason."""
-    return RunRecord(path=Path(path), config={}, status="unknown", history=[], steps=[], summary=None,
+    return RunRecord(path=Path(path), config={}, status=None, history=[], steps=[], summary=None,
                      classification_report=None, env={}, gradflow_figures=[], error=reason)

@@ -87,7 +87,8 @@ def overview(records: list[RunRecord], out_dir: Path, svg: bool) -> list[Block]:
     return blocks
 
 
-def _describe(rec: RunRecord) -> str:
+def _run_setting_line(rec: RunRecord) -> str:
+    """The run in one line: model, data, epochs, optimizer, device, code version."""
     n, env, wandb = rec.numbers(), rec.env, rec.wandb
     params = f" ({num(n['params'], ',')} parameters)" if n["params"] is not None else ""
     parts = [f"Model {_show(n['model'])}{params} on {_show(n['dataset'], 500)}, {_epochs(n)} epochs"]
@@ -131,7 +132,7 @@ def run_section(rec: RunRecord, stem: str, out_dir: Path, svg: bool) -> list[Blo
     note = rec.state_note()
     if note:
         blocks.append(Note(note))
-    blocks += [Paragraph(_describe(rec)), _summary_table(rec)]
+    blocks += [Paragraph(_run_setting_line(rec)), _summary_table(rec)]
     run = rec.folder
     if rec.history:
         curves = figure_path(f"{stem}-curves.png")

@@ -14,11 +14,13 @@ from typing import Any, Mapping, Sequence
 
 from reslab.config import flatten
 from reslab.plots.sweep import plot_curves_by_depth
-from reslab.report import reading
+from reslab import reading
 from reslab.report.document import Block, Figure, Heading, Note, Paragraph, Table
 from reslab.report.figures import copied, drawn, free_figure
-from reslab.report.values import DASH, finite, inline, scalar
+from reslab.reading import finite, inline
+from reslab.report.values import DASH, scalar
 from reslab.runs import RunFolder
+from reslab.status import RunStatus
 from reslab.sweep.aggregate import depth_key
 from reslab.sweep.folder import SweepFolder
 from reslab.sweep.spec import RESIDUAL, folder_name, text
@@ -130,13 +132,19 @@ def _run_path(sweep: SweepFolder, row: Mapping[str, str]) -> Path | None:
     return sweep.path / folder if folder else None
 
 
+def _completed(status: str | None) -> bool:
+    """Whether results.csv's status names a result (finished or diverged)."""
+    parsed = RunStatus.parse(status)
+    return parsed is not None and parsed.completed
+
+
 def _status(rows: Sequence[Mapping[str, str]], index: Mapping[str, Any], swept: Sequence[str]) -> list[Block]:
     """Run counts by status, and the runs that did not finish with their one-line error (from index.json)."""
     counts = Counter(r.get("status") or "missing" for r in rows)
     blocks: list[Block] = [Paragraph(f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
                                      + ". Only finished runs enter the means (n); diverged ones are counted beside "
                                      "n.")]
-    bad = [r for r in rows if (r.get("status") or "missing") not in ("finished", "diverged")]
+    bad = [r for r in rows if not _completed(r.get("status"))]
     if bad:
         listed = []
         for r in bad[:MAX_LISTED]:
@@ -163,7 +171,7 @@ def _curves(sweep: SweepFolder, rows: Sequence[Mapping[str, str]], grid: Mapping
         path = _run_path(sweep, r)
         if path is None or r.get("chosen") == "False" or depth not in r:
             continue
-        history = reading.read_rows(RunFolder(path).metrics, "epoch", [])
+        history = RunFolder(path).read_metrics()
         others = [k for k in grid if k != depth and k in r]
         side = {"true": True, "false": False}.get(r.get(RESIDUAL, ""))
         label = ", ".join({True: "residual", False: "plain"}[side] if k == RESIDUAL and side is not None
@@ -192,7 +200,7 @@ def sweep_blocks(folder: Path, out_dir: Path, *, level: int, svg: bool) -> list[
     name = raw.get("name") if isinstance(raw.get("name"), str) else sweep.path.name
     blocks: list[Block] = [Heading(f"Sweep {inline(name)}", level)]
     results = reading.read_table(sweep.results, problems)
-    configs = [reading.read_mapping(RunFolder(p).config, []) or {} for p in
+    configs = [RunFolder(p).read_config() for p in
                (_run_path(sweep, r) for r in results or []) if p is not None]
     blocks += _swept(raw, name, [flatten(c) for c in configs])
     blocks.append(Paragraph(f"Folder: {inline(sweep.path, None)}"))

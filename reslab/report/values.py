@@ -1,8 +1,9 @@
-"""Values read from run files, made safe to show: numbers checked, text cleaned, JSON kept strict.
+"""Values read from run files, made safe to show: numbers checked, names made safe for links, plots and tables.
 
 A run's files may be damaged or written by another version: a number may be a string, inf or NaN (reslab
 writes null for NaN, older runs may not), a name may hold bytes that are not UTF-8 or characters that
-Markdown, HTML or matplotlib read as markup. What the report shows passes through here, so a damaged
+Markdown, HTML or matplotlib read as markup. What the report shows passes through here (or reslab.reading's
+clean_text and inline), so a damaged
 value costs a dash or a note, never the report.
 """
 
@@ -12,35 +13,14 @@ import math
 import re
 from typing import Any, Sequence
 
+from reslab.reading import inline
+
 DASH = "—"  # what a missing or unusable number shows as
 MAX_CLASSES = 100  # a confusion matrix over more classes is not drawn (its figure would be huge and slow)
 HUGE = 1e15  # numbers at least this large are shown in scientific notation, not hundreds of digits
 PLOT_LIMIT = 1e38  # about float32's largest: a metric beyond it is damage, and it would overflow a plot's axes
 MAX_COUNT = 2**53  # counts above this are not exact in a float, so not a count reslab wrote
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_BREAKS = re.compile(r"[\t\n\r]")
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def clean_text(value: Any, limit: int | None = None) -> str:
-    """`value` as valid UTF-8 text: bytes that were not UTF-8 (in file names) and lone surrogates (in JSON)
-    become U+FFFD, control characters too; cut to `limit` characters. Newlines and tabs are kept."""
-    try:
-        text = value if isinstance(value, str) else str(value)
-    except Exception:  # str() of a huge or deeply nested value can fail; say what it was instead
-        text = f"<{type(value).__name__}>"
-    try:  # a file name's undecodable bytes back as they were, then each shown as U+FFFD
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    except UnicodeEncodeError:  # lone surrogates from JSON's \ud800 escapes
-        text = _SURROGATE.sub("\ufffd", text)
-    text = _CONTROL.sub("\ufffd", text.replace("\r\n", "\n"))
-    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
-
-
-def inline(value: Any, limit: int | None = 300) -> str:
-    """Clean text on one line (a name, a setting, a table cell)."""
-    return _BREAKS.sub(" ", clean_text(value, limit))
 
 
 def plot_label(value: Any) -> str:
@@ -61,15 +41,6 @@ def scalar(value: Any) -> str | int | float | bool | None:
 def is_real(x: Any) -> bool:
     """A finite int or float (bools are not numbers here)."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and (isinstance(x, int) or math.isfinite(x))
-
-
-def finite(x: Any) -> float | None:
-    """A parsed number as a finite float; None for NaN, ±inf and numbers too large for a float."""
-    try:
-        value = float(x)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 def real_or_none(values: dict[str, Any], key: str, file: str) -> int | float | None:
@@ -123,17 +94,6 @@ def confusion(matrix: Any, classes: Any) -> tuple[list[list[int]], list[str]]:
             if not is_real(c) or c != int(c) or not 0 <= c < MAX_COUNT:
                 raise ValueError(f"confusion_matrix holds {inline(repr(c), 40)}, not a count")
     return [[int(c) for c in row] for row in matrix], [plot_label(c) for c in classes]
-
-
-def strict_json(value: Any) -> Any:
-    """`value` with every NaN and ±inf replaced by None, so json.dumps(allow_nan=False) writes valid JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    return value
 
 
 def plottable(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:

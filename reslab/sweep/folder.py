@@ -100,12 +100,9 @@ class SweepFolder:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """One process runs a sweep folder at a time (the run folders' own flock, on the sweep folder)."""
-        try:
-            with RunFolder(self.path).locked():
-                yield
-        except CheckpointError as exc:
-            raise ConfigError(str(exc).replace("run folder", "sweep folder", 1)) from None
+        """One process runs a sweep folder at a time (a second gets a ConfigError naming the holder)."""
+        with files.folder_lock(self.path, "sweep folder", ConfigError):
+            yield
 
     def read_index(self) -> dict[str, dict[str, Any]]:
         runs = RunFolder(self.path).read_json(self.index).get("runs")

@@ -1,13 +1,16 @@
-"""A run's files read tolerantly: any of them may be missing, damaged, huge, a folder, a pipe, or odd.
+"""Files read tolerantly (a run's, a sweep's, an analysis's): any may be missing, damaged, huge, a folder, a pipe.
 
 Each reader returns what it could parse, or None with one line in `problems` saying why not, so a bad
 file costs only what it holds. Only regular files up to MAX_BYTES are opened: a pipe would block the
-report and a runaway file would fill the memory.
+report and a runaway file would fill the memory. Text read from files is cleaned here too (`clean_text`,
+`inline`), so a name with bytes that are not UTF-8 or control characters shows as safe text everywhere.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import stat
 from pathlib import Path
 from typing import Any, Callable
@@ -15,21 +18,52 @@ from typing import Any, Callable
 import yaml
 
 from reslab import files
-from reslab.errors import describe
-from reslab.report.values import finite, inline
+from reslab.errors import exception_line
 
 MAX_BYTES = 256 * 2**20  # a run's files are kilobytes to a few megabytes; larger ones are not read
 MAX_PNG_BYTES = 32 * 2**20  # a figure the report copies and embeds in report.html (base64)
 MAX_INDEX = 10**12  # an epoch or step number beyond this is a damaged row, not a real one
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _KINDS = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true or false"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_BREAKS = re.compile(r"[\t\n\r]")
+
+
+def clean_text(value: Any, limit: int | None = None) -> str:
+    """`value` as valid UTF-8 text: bytes that were not UTF-8 (in file names) and lone surrogates (in JSON)
+    become U+FFFD, control characters too; cut to `limit` characters. Newlines and tabs are kept."""
+    try:
+        text = value if isinstance(value, str) else str(value)
+    except Exception:  # str() of a huge or deeply nested value can fail; say what it was instead
+        text = f"<{type(value).__name__}>"
+    try:  # a file name's undecodable bytes back as they were, then each shown as U+FFFD
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # lone surrogates from JSON's \ud800 escapes
+        text = _SURROGATE.sub("\ufffd", text)
+    text = _CONTROL.sub("\ufffd", text.replace("\r\n", "\n"))
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def inline(value: Any, limit: int | None = 300) -> str:
+    """Clean text on one line (a name, a setting, a table cell)."""
+    return _BREAKS.sub(" ", clean_text(value, limit))
+
+
+def finite(x: Any) -> float | None:
+    """A parsed number as a finite float; None for NaN, ±inf and numbers too large for a float."""
+    try:
+        value = float(x)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def why(exc: BaseException) -> str:
     """One short line: the OS's words for a file error, else 'Type: first line of the message'."""
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
-    return inline(describe(exc), 160)
+    return inline(exception_line(exc), 160)
 
 
 def _usable(path: Path, problems: list[str], limit: int) -> bool:
