@@ -6,6 +6,9 @@ at every grid point, and that sequence's autocorrelation against lag. The lab's:
 trained run) at points along a straight line between two real test images; the gradient of the logit of the first
 image's true class with respect to the image, and the correlation between gradients at points `lag` apart.
 Near 1: nearby inputs get the same gradient (brown noise); near 0: white noise, the gradient is "shattered".
+The paper's own statistic (the correlation over initialisations, its decay length, white and brown noise beside it,
+each form against only the law the paper states for it) is `reslab.analyze.shatter_paper`. The lines between test
+images are the lab's, not the paper's: their neighbouring points mostly share ReLU patterns, so no law is compared.
 The rows, words and files made of these numbers are `reslab.analyze.shatter_summary`.
 """
 

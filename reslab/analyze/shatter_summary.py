@@ -15,20 +15,23 @@ import numpy as np
 from reslab.analyze.registry import Common
 from reslab.analyze.shatter import (FORMS, GridResult, GridSettings, LineResult, ShatterMeasurement,
                                     ShatterOptions)
+from reslab.analyze.shatter_paper import LEVEL, NO_LAW, decay_length, gradient_correlation, law, noise
 from reslab.analyze.targets import model_spec, twin_pairs
 from reslab.analyze.writer import Analysis, Figure, Table
 from reslab.plots.shatter import plot_grid_autocorr, plot_grid_gradients, plot_lag1_by_depth, plot_line_corr
 
 REFERENCE = ("Balduzzi et al. 2017: the correlation of gradients at nearby inputs decays like 2^-L in plain ReLU nets "
-             "(white noise by depth ~20-50) and like 1/sqrt(L) with skip connections and batch norm")
+             "(white noise by depth ~20-50) and like 1/sqrt(L) in resnets with batch norm")
 WHITE_BY = (20, 50)  # depths by which the paper's plain nets' gradients look like white noise
 GRID_FIELDS = ["form", "depth", "seed", "lag", "autocorr"]
 LAG1_FIELDS = ["form", "depth", "seeds", "lag1_mean", "lag1_std", "lag1_min", "lag1_max", "reference",
                "reference_curve", "white_noise_band"]
 GRADIENT_FIELDS = ["form", "depth", "seed", "x", "gradient"]
+DECAY_FIELDS = ["form", "depth", "seeds", "corr_lag1", "decay_length", "max_lag", "law", "law_curve"]
+CORR_FIELDS = ["form", "depth", "lag", "corr"]  # form "white noise" / "brown noise": the references (depth 0)
 LINE_FIELDS = ["model", "at", "line", "start_image", "end_image", "lag", "corr"]
 LINE_LAG1_FIELDS = ["model", "at", "model_spec", "lines", "points", "lag1_mean", "lag1_std", "lag1_min", "lag1_max",
-                    "max_lag", "corr_at_max_lag", "half_lag"]
+                    "max_lag", "corr_at_max_lag", "half_lag", "decay_length"]
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -40,10 +43,72 @@ def white_noise_band(points: int) -> float:
 
 
 def reference_curve(form: str, depth: int, first_depth: int, first_value: float) -> tuple[str, float]:
-    """The paper's law for the form, scaled to pass through the first depth's measured value."""
-    if FORMS[form].residual:
-        return "1/sqrt(L)", first_value * math.sqrt(first_depth / depth)
-    return "2^-L", first_value * 2.0 ** (first_depth - depth)
+    """The paper's law for the form (only plain: 2^-L, resnet-bn: 1/sqrt(L)), scaled to pass through the first
+    depth's measured value; ("none stated", nan) for the forms the paper states no law for."""
+    return law(form, depth, first_depth, first_value)
+
+
+def correlation_rows(grid: Sequence[GridResult], settings: GridSettings, seed: int
+                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The paper's statistic C(k) per form and depth (pooled over the seeds) with white and brown noise of the same
+    seeds and points beside it, and per form and depth its lag-1 value, decay length and the form's own law."""
+    corr_rows: list[dict[str, Any]] = []
+    decay_rows: list[dict[str, Any]] = []
+    for kind in ("white", "brown"):
+        c = gradient_correlation(noise(kind, settings.seeds, settings.points, seed), settings.max_lag)
+        corr_rows += [{"form": f"{kind} noise", "depth": 0, "lag": k, "corr": float(v)} for k, v in enumerate(c)]
+        decay = decay_length(c)
+        decay_rows.append({"form": f"{kind} noise", "depth": 0, "seeds": settings.seeds, "corr_lag1": float(c[1]),
+                           "decay_length": "" if decay is None else decay, "max_lag": settings.max_lag,
+                           "law": "", "law_curve": ""})
+    for form in dict.fromkeys(g.form for g in grid):
+        depths = sorted({g.depth for g in grid if g.form == form})
+        first: float | None = None
+        for depth in depths:
+            c = gradient_correlation(np.stack([g.gradient for g in grid if g.form == form and g.depth == depth]),
+                                     settings.max_lag)
+            first = float(c[1]) if first is None else first
+            name, curve = law(form, depth, depths[0], first)
+            decay = decay_length(c)
+            corr_rows += [{"form": form, "depth": depth, "lag": k, "corr": float(v)} for k, v in enumerate(c)]
+            decay_rows.append({"form": form, "depth": depth, "seeds": sum(g.form == form and g.depth == depth
+                                                                          for g in grid),
+                               "corr_lag1": float(c[1]), "decay_length": "" if decay is None else decay,
+                               "max_lag": settings.max_lag, "law": name, "law_curve": "" if name == NO_LAW else curve})
+    return corr_rows, decay_rows
+
+
+def _decay_words(value: Any, max_lag: int) -> str:
+    return f"> {max_lag}" if value == "" else f"{float(value):.2g}"
+
+
+def decay_sentences(decay: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The paper's statistic in words: per form, the decay length at the shallowest and deepest depth against
+    white noise's, and its own law (or that the paper states none for it)."""
+    by: dict[str, list[Mapping[str, Any]]] = {}
+    for r in decay:
+        by.setdefault(str(r["form"]), []).append(r)
+    white = by.pop("white noise")[0]
+    by.pop("brown noise", None)
+    max_lag = int(white["max_lag"])
+    out = [f"The paper's statistic: the correlation C(k) of the gradients at grid inputs k points apart, "
+           f"E[g_i g_i+k] / sqrt(E[g_i^2] E[g_i+k^2]) over the seeds and positions; its decay length is the first lag "
+           f"where C falls below 1/e (= {LEVEL:.3g}). White noise of the same size: C(1) "
+           f"{float(white['corr_lag1']):.2g}, decay length {_decay_words(white['decay_length'], max_lag)}."]
+    for form, rows in by.items():
+        first, last = rows[0], rows[-1]
+        text = (f"{form}: C(1) {float(first['corr_lag1']):.3g} at depth {first['depth']}, "
+                f"{float(last['corr_lag1']):.3g} at depth {last['depth']}; decay length "
+                f"{_decay_words(first['decay_length'], max_lag)} -> {_decay_words(last['decay_length'], max_lag)} "
+                "grid points. ")
+        if last["law"] == NO_LAW:
+            text += ("The paper states no law for this form (2^-L is for plain nets without batch norm, 1/sqrt(L) for "
+                     "resnets with batch norm), so it is not compared with one.")
+        else:
+            text += (f"Its own law, {last['law']} through the first depth, predicts C(1) "
+                     f"{float(last['law_curve']):.3g} at depth {last['depth']}.")
+        out.append(text)
+    return out
 
 
 def lag1_rows(grid: Sequence[GridResult], points: int) -> list[dict[str, Any]]:
@@ -56,10 +121,11 @@ def lag1_rows(grid: Sequence[GridResult], points: int) -> list[dict[str, Any]]:
             values = np.array([g.autocorr[1] for g in grid if g.form == form and g.depth == depth])
             mean = float(np.nanmean(values))
             first = mean if first is None else first
-            law, curve = reference_curve(form, depth, depths[0], first)
+            name, curve = reference_curve(form, depth, depths[0], first)
             rows.append({"form": form, "depth": depth, "seeds": len(values), "lag1_mean": mean,
                          "lag1_std": float(np.nanstd(values)), "lag1_min": float(np.nanmin(values)),
-                         "lag1_max": float(np.nanmax(values)), "reference": law, "reference_curve": curve,
+                         "lag1_max": float(np.nanmax(values)), "reference": name,
+                         "reference_curve": "" if name == NO_LAW else curve,
                          "white_noise_band": white_noise_band(points)})
     return rows
 
@@ -88,7 +154,8 @@ def line_lag1_rows(lines: Sequence[LineResult]) -> list[dict[str, Any]]:
                      "lines": len(lag1), "points": r.points, "lag1_mean": float(lag1.mean()),
                      "lag1_std": float(lag1.std()), "lag1_min": float(lag1.min()), "lag1_max": float(lag1.max()),
                      "max_lag": len(mean) - 1, "corr_at_max_lag": float(mean[-1]),
-                     "half_lag": int(below[0]) if len(below) else ""})
+                     "half_lag": int(below[0]) if len(below) else "",
+                     "decay_length": "" if (decay := decay_length(mean)) is None else decay})
     return rows
 
 
@@ -106,6 +173,9 @@ def _form_sentence(form: str, rows: Sequence[Mapping[str, Any]]) -> str:
             f"(n={last['seeds']} seeds); ")
     text += (f"inside the white-noise band (|r| < {band:.3g}) from depth {noise[0]}. " if noise else
              f"never inside the white-noise band (|r| < {band:.3g}). ")
+    if str(first["reference"]) == NO_LAW:
+        return text + ("The paper states no law for this form (its 2^-L is for plain nets without batch norm, its "
+                       "1/sqrt(L) for resnets with batch norm).")
     if used < 2:
         return text + "Too few depths above the band to fit a decay."
     if FORMS[form].residual:
@@ -156,11 +226,16 @@ def line_sentences(rows: Sequence[Mapping[str, Any]], lines: Sequence[LineResult
     r0 = lines[0]
     out = [f"Along straight lines between two test images ({len(r0.images)} seeded pairs, {r0.points} points each): "
            "the gradient of the logit of the first image's true class with respect to the input image; lag-1: the "
-           "mean Pearson correlation between the gradients at neighbouring points."]
+           "mean Pearson correlation between the gradients at neighbouring points. This is the lab's measurement, not "
+           "the paper's: neighbouring points here are close images whose ReLU patterns mostly agree, while the "
+           "paper's 2^-L and 1/sqrt(L) laws are about inputs whose ReLU patterns differ, so no law is compared. White "
+           "noise (independent gradients) would give a correlation near 0 beyond lag 0; decay length: the first lag "
+           "where the mean correlation falls below 1/e."]
     out += [f"{r['model']}{' at initialisation' if r['at'] == 'init' else ''}: lag-1 correlation "
             f"{r['lag1_mean']:.3g} +/- {r['lag1_std']:.2g} "
             f"(min {r['lag1_min']:.3g}, n={r['lines']} lines); {r['corr_at_max_lag']:.3g} at lag {r['max_lag']}; "
-            + (f"below 1/2 from lag {r['half_lag']}." if r["half_lag"] != "" else "never below 1/2.") for r in rows]
+            + (f"below 1/2 from lag {r['half_lag']}" if r["half_lag"] != "" else "never below 1/2")
+            + f"; decay length {_decay_words(r['decay_length'], int(r['max_lag']))}." for r in rows]
     by = {str(r["model"]): r for r in rows}
     for title in dict.fromkeys(twin_pairs([r.target for r in lines]).values()):
         plain, res = (by[name] for name in title.split(" vs "))
@@ -189,13 +264,18 @@ def summarise(measured: ShatterMeasurement, options: ShatterOptions, common: Com
         gradient_rows = [{"form": g.form, "depth": g.depth, "seed": g.seed, "x": float(xi), "gradient": float(v)}
                          for g in grid if g.seed == 0 for xi, v in zip(x, g.gradient)]
         lag1 = lag1_rows(grid, settings.points)
+        corr_rows, decay = correlation_rows(grid, settings, common.seed)
         tables += [Table("shatter-grid-lag1.csv", lag1, LAG1_FIELDS), Table("shatter-grid.csv", grid_rows, GRID_FIELDS),
-                   Table("shatter-grid-gradients.csv", gradient_rows, GRADIENT_FIELDS)]
+                   Table("shatter-grid-gradients.csv", gradient_rows, GRADIENT_FIELDS),
+                   Table("shatter-grid-decay.csv", decay, DECAY_FIELDS),
+                   Table("shatter-grid-correlation.csv", corr_rows, CORR_FIELDS)]
         figures += [Figure("shatter-grid-lag1.png", partial(plot_lag1_by_depth, lag1)),
-                    Figure("shatter-grid-autocorr.png", partial(plot_grid_autocorr, grid_rows)),
+                    Figure("shatter-grid-autocorr.png", partial(plot_grid_autocorr, grid_rows, noise_rows=corr_rows)),
                     Figure("shatter-grid-gradients.png", partial(plot_grid_gradients, gradient_rows))]
         findings |= {f"grid.{r['form']}.depth{r['depth']}.lag1": r["lag1_mean"] for r in lag1}
-        words += grid_sentences(lag1, settings)
+        findings |= {f"grid.{r['form']}.depth{r['depth']}.decay_length": r["decay_length"] for r in decay
+                     if r["decay_length"] != "" and r["depth"]}
+        words += grid_sentences(lag1, settings) + decay_sentences(decay)
     if lines:
         line_rows = [{"model": r.target.label, "at": r.target.at, "line": p + 1, "start_image": a, "end_image": b,
                       "lag": k, "corr": float(v)} for r in lines for p, (a, b) in enumerate(r.images)

@@ -35,8 +35,10 @@ def plot_lag1_by_depth(lag1_rows: Rows, path: Path, svg: bool = False) -> None:
                     label=form)
             ax.fill_between(depth, [value(r, "lag1_min") for r in rows], [value(r, "lag1_max") for r in rows],
                             color=colour, alpha=0.12, linewidth=0)
-            ax.plot(depth, [value(r, "reference_curve") for r in rows], linestyle=":", color=colour,
-                    label=f"{rows[0]['reference']} through {form}'s first point")
+            curve = [value(r, "reference_curve") for r in rows]
+            if not all(math.isnan(c) for c in curve):  # only plain and resnet-bn have a law in the paper
+                ax.plot(depth, curve, linestyle=":", color=colour,
+                        label=f"{rows[0]['reference']} through {form}'s first point")
         band = value(lag1_rows[0], "white_noise_band")
         ax.axhspan(-band, band, color="0.85", zorder=0, label=f"white noise (|r| < {band:.2g})")
         ax.set_xscale("log", base=2)
@@ -47,8 +49,10 @@ def plot_lag1_by_depth(lag1_rows: Rows, path: Path, svg: bool = False) -> None:
         ax.legend(fontsize=7, ncol=2)
 
 
-def plot_grid_autocorr(grid_rows: Rows, path: Path, svg: bool = False) -> None:
-    """Autocorrelation against lag, mean over seeds: a panel per form, a line per depth."""
+def plot_grid_autocorr(grid_rows: Rows, path: Path, svg: bool = False, noise_rows: Rows = ()) -> None:
+    """Autocorrelation against lag, mean over seeds: a panel per form, a line per depth; dashed: the paper's
+    statistic of white noise of the same size (rows of form 'white noise' in `noise_rows`)."""
+    white = sorted((int(r["lag"]), value(r, "corr")) for r in noise_rows if r["form"] == "white noise")
     forms = _ordered(grid_rows, "form")
     cols = min(len(forms), 2)
     rows_n = math.ceil(len(forms) / cols)
@@ -62,6 +66,8 @@ def plot_grid_autocorr(grid_rows: Rows, path: Path, svg: bool = False) -> None:
             for i, (depth, by_lag) in enumerate(mean.items()):
                 lags = sorted(by_lag)
                 ax.plot(lags, [np.nanmean(by_lag[k]) for k in lags], color=f"C{i % 10}", label=f"L={depth}")
+            if white:
+                ax.plot(*zip(*white), color="0.3", linestyle="--", linewidth=1, label="white noise")
             ax.axhline(0, color="0.5", linewidth=0.8)
             ax.set_title(form)
             ax.set_xlabel("lag (grid points)")
