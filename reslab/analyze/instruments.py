@@ -78,11 +78,15 @@ def _lesion_arguments(p: argparse.ArgumentParser) -> None:
                                                            "the whole test set)")
     p.add_argument("--draws", type=int, default=10, metavar="N", help="random draws per k (default 10; fewer are "
                                                                       "faster and noisier)")
+    p.add_argument("--path-images", type=int, default=128, metavar="N",
+                   help="test images on which a residual net's gradient by path length is measured (Veit et al.'s "
+                        "Figure 6; default 128, 0: none)")
     add_common(p, what="the test subset and the blocks deleted or swapped")
 
 
 def _lesion_call(args: argparse.Namespace) -> Call:
-    return Call(tuple(args.sources), lesion.LesionOptions(at=args.at, subset=args.subset, draws=args.draws))
+    return Call(tuple(args.sources), lesion.LesionOptions(at=args.at, subset=args.subset, draws=args.draws,
+                                                          path_images=args.path_images))
 
 
 def _lesion_of(runs: str, title: str) -> LabStage:

@@ -4,7 +4,10 @@ ensembles of relatively shallow networks").
 A block is deleted by replacing it with `Block.without_branch`: a residual block becomes its shortcut (then
 post-act's ReLU), and so does a block of the plain twin, whose shortcut map (identity, or option A's subsample
 and zero-pad at a downsampling block) always fits the shapes, so every block of either twin can be deleted.
-Blocks are swapped only in pairs of the same shape (same layer type and widths, neither downsampling).
+Blocks are swapped only in pairs within one stage (same parent module, same layer type and widths, neither
+downsampling), as Veit et al. reorder blocks within a stage; how far an order is from the original is Kendall's tau
+(`lesion_paths.kendall_tau`). A residual twin is also unravelled into its paths (`lesion_paths`: the count and the
+gradient of each path length, Veit et al.'s Figure 6).
 The blocks deleted or swapped are drawn from `seed`, the number of blocks and k only, so twins of one depth
 lose the same blocks. The numbers and words made of the errors are `reslab.analyze.lesion_summary`.
 """
@@ -22,6 +25,7 @@ from typing import Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
+from reslab.analyze.lesion_paths import gradient_by_length, is_residual
 from reslab.analyze.registry import Common
 from reslab.analyze.targets import Batches, Target, build, check_seed, in_format, resolve_targets, shared_data
 from reslab.data import DeviceLoader, ImageData
@@ -40,6 +44,7 @@ class BlockInfo:
     name: str  # module path, e.g. stages.1.0
     downsamples: bool  # its shortcut changes the shape (stride or width)
     shape: tuple[str, int, int]  # (layer type, in width, out width): blocks of one shape can swap places
+    stage: str = ""  # the parent module (e.g. stages.1): blocks swap places within a stage only
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class LesionResult:
     errors: tuple[tuple[Lesion, float], ...]  # test error (fraction) of each lesion
     chance: float  # 1 - 1 / classes
     images: int  # test images evaluated
+    paths: tuple[tuple[float, ...], ...] = ()  # residual nets: the path gradients of each length k = 0..n
 
 
 # ----------------------------------------------------------------------------- the net's blocks
@@ -82,7 +88,8 @@ def block_infos(model: nn.Module) -> tuple[BlockInfo, ...]:
         first, last = block.layers[0], block.layers[-1]
         width_in = getattr(first, "in_features", getattr(first, "in_channels", 0))
         width_out = getattr(last, "out_features", getattr(last, "out_channels", 0))
-        infos.append(BlockInfo(i, name, block.downsamples, (type(first).__name__, width_in, width_out)))
+        infos.append(BlockInfo(i, name, block.downsamples, (type(first).__name__, width_in, width_out),
+                               name.rpartition(".")[0]))
     return tuple(infos)
 
 
@@ -123,7 +130,7 @@ def _draw_rng(seed: int, experiment: str, n: int, k: int) -> random.Random:
 
 def plan(blocks: Sequence[BlockInfo], *, draws: int, seed: int) -> list[Lesion]:
     """Base, each block alone, k = 1..n random blocks (`draws` distinct draws, or all subsets when fewer),
-    and k = 1.. random disjoint pairs of same-shape blocks swapped (`draws` draws each)."""
+    and k = 1.. random disjoint pairs of same-shape blocks of one stage swapped (`draws` draws each)."""
     n = len(blocks)
     lesions = [Lesion("base", 0, 1)] + [Lesion("single", 1, 1, (b.index,)) for b in blocks]
     for k in range(1, n + 1):
@@ -138,7 +145,7 @@ def plan(blocks: Sequence[BlockInfo], *, draws: int, seed: int) -> list[Lesion]:
     groups: dict[tuple, list[int]] = {}
     for b in blocks:
         if not b.downsamples:
-            groups.setdefault(b.shape, []).append(b.index)
+            groups.setdefault((b.stage, *b.shape), []).append(b.index)
     max_pairs = sum(len(g) // 2 for g in groups.values())
     for k in range(1, max_pairs + 1):
         rng = _draw_rng(seed, "swap", n, k)
@@ -193,10 +200,13 @@ def measure(model: nn.Module, batches: Batches, num_classes: int, lesions: Seque
 
 
 def analyse(targets: Sequence[Target], *, subset: int | None = None, draws: int = 10, device: str = "auto",
-            seed: int = 0, progress: bool = True) -> list[LesionResult]:
-    """Every target's lesions on the same test images; progress lines go to stderr."""
+            seed: int = 0, progress: bool = True, path_images: int = 0) -> list[LesionResult]:
+    """Every target's lesions on the same test images, and a residual net's path gradients on the first
+    `path_images` of them (0: none); progress lines go to stderr."""
     if draws < 1:
         raise ConfigError(f"--draws must be >= 1, got {draws}")
+    if path_images < 0:
+        raise ConfigError(f"--path-images must be >= 0, got {path_images}")
     check_seed(seed)
     dev = select_device(device)
     data, _, _ = shared_data(targets)
@@ -222,7 +232,12 @@ def analyse(targets: Sequence[Target], *, subset: int | None = None, draws: int 
         blocks = block_infos(model)
         lesions = plan(blocks, draws=draws, seed=seed)
         errors = measure(model, inputs, data.num_classes, lesions)
-        results.append(LesionResult(target, blocks, tuple(zip(lesions, errors)), 1 - 1 / data.num_classes, images))
+        paths: tuple[tuple[float, ...], ...] = ()
+        if path_images and is_residual(model):
+            x, y = (torch.cat(t)[:path_images] for t in zip(*inputs))
+            paths = tuple(map(tuple, gradient_by_length(model.eval(), x, y, draws=draws, seed=seed)))
+        results.append(LesionResult(target, blocks, tuple(zip(lesions, errors)), 1 - 1 / data.num_classes, images,
+                                    paths))
         if progress:
             print(f"lesion: {target.label}: {len(blocks)} blocks, {len(lesions)} evaluations, base error "
                   f"{errors[0]:.4f}", file=sys.stderr)
@@ -246,6 +261,7 @@ class LesionOptions:
     at: str = "best"  # the checkpoint: best | last
     subset: int | None = None  # test images drawn with the seed (None: those the runs were tested on)
     draws: int = 10  # random draws per k
+    path_images: int = 128  # test images the path gradients are measured on (0: no paths)
 
 
 def prepare(sources: Sequence[str], options: LesionOptions, common: Common) -> list[Target]:
@@ -254,4 +270,4 @@ def prepare(sources: Sequence[str], options: LesionOptions, common: Common) -> l
 
 def measure_targets(targets: Sequence[Target], options: LesionOptions, common: Common) -> list[LesionResult]:
     return analyse(targets, subset=options.subset, draws=options.draws, device=common.device, seed=common.seed,
-                   progress=common.progress)
+                   progress=common.progress, path_images=options.path_images)

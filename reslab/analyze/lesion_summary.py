@@ -4,7 +4,9 @@ Each verdict on Veit et al. 2016 uses a rule stated in the text, in units of the
 net's error and chance: "barely changes" is a mean single-deletion rise under 10% of that gap, "at
 chance" is a rise of at least 80% of it, "smooth" is no step between successive k above 25% of it
 (means over the draws: more --draws, less noise). A net within 10% of chance before any lesion did not
-learn, and is said to be untestable rather than judged.
+learn, and is said to be untestable rather than judged. Swaps are reported against Kendall's tau of the block
+order (Veit et al.'s Figure 5), a residual net's paths by length (`lesion_paths`), and when several runs of one
+form are given, the mean and spread over them.
 """
 
 from __future__ import annotations
@@ -14,16 +16,19 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from reslab.analyze.lesion import LesionOptions, LesionResult, errors_by
+from reslab.analyze.lesion_paths import effective_range, kendall_tau, path_counts
 from reslab.analyze.registry import Common
 from reslab.analyze.targets import model_spec, skip_of, twin_pairs
 from reslab.analyze.writer import Analysis, Figure, Table
-from reslab.plots.lesion import plot_lesion_k, plot_single_deletions
+from reslab.plots.lesion import plot_lesion_k, plot_lesion_tau, plot_paths, plot_single_deletions
 
 REFERENCE = ("Veit, Wilber and Belongie 2016: deleting one block of a ResNet barely changes its test error, except "
              "at downsampling blocks, and the error grows smoothly with the number of blocks deleted; deleting a "
              "layer of a plain net sends it to chance")
 BARELY, AT_CHANCE, SMOOTH = 0.1, 0.8, 0.25  # fractions of the gap from the intact net's error to chance
-LESION_FIELDS = ["model", "experiment", "k", "draw", "deleted", "swapped", "error"]
+LESION_FIELDS = ["model", "experiment", "k", "draw", "deleted", "swapped", "kendall_tau", "error"]
+PATH_FIELDS = ["model", "blocks", "length", "paths", "path_share", "draws", "gradient_mean", "gradient_min",
+               "gradient_max", "total", "total_share"]
 BLOCK_FIELDS = ["model", "block", "name", "downsamples", "error", "rise"]
 K_FIELDS = ["model", "experiment", "k", "draws", "mean", "min", "max"]
 STATS_FIELDS = ["model", "at", "model_spec", "skip", "pair", "blocks", "downsampling", "images", "base_error",
@@ -36,14 +41,16 @@ STATS_FIELDS = ["model", "at", "model_spec", "skip", "pair", "blocks", "downsamp
 def tables(results: Sequence[LesionResult]) -> dict[str, list[dict[str, Any]]]:
     """The four tables: every lesion, each block deleted alone, each k summarised, each model summarised."""
     pair_of = twin_pairs([r.target for r in results])
-    out: dict[str, list[dict[str, Any]]] = {"lesions": [], "blocks": [], "k": [], "stats": []}
+    out: dict[str, list[dict[str, Any]]] = {"lesions": [], "blocks": [], "k": [], "stats": [], "paths": []}
     for r in results:
         label = r.target.label
         base = r.errors[0][1]
         out["lesions"] += [{"model": label, "experiment": les.experiment, "k": les.k, "draw": les.draw,
                             "deleted": " ".join(map(str, les.deleted)),
-                            "swapped": " ".join(f"{a}-{b}" for a, b in les.swapped), "error": err}
-                           for les, err in r.errors]
+                            "swapped": " ".join(f"{a}-{b}" for a, b in les.swapped),
+                            "kendall_tau": kendall_tau(len(r.blocks), les.swapped) if les.experiment in ("base", "swap")
+                            else "", "error": err} for les, err in r.errors]
+        out["paths"] += path_rows(r)
         single = {les.deleted[0]: err for les, err in r.errors if les.experiment == "single"}
         out["blocks"] += [{"model": label, "block": b.index, "name": b.name, "downsamples": "yes" if b.downsamples
                            else "no", "error": single[b.index], "rise": single[b.index] - base} for b in r.blocks]
@@ -58,6 +65,53 @@ def tables(results: Sequence[LesionResult]) -> dict[str, list[dict[str, Any]]]:
                              "single_mean": float(np.mean(inner)) if inner else "",
                              "single_max": max(inner) if inner else "",
                              "single_downsampling_max": max(down) if down else ""})
+    return out
+
+
+def path_rows(r: LesionResult) -> list[dict[str, Any]]:
+    """A residual net's paths by length: C(n, k) of them, the gradient of one (over the draws), their total."""
+    if not r.paths:
+        return []
+    n = len(r.paths) - 1
+    counts = path_counts(n)
+    means = [float(np.mean(g)) for g in r.paths]
+    total = [c * m for c, m in zip(counts, means)]
+    whole = sum(total) or float("nan")
+    return [{"model": r.target.label, "blocks": n, "length": k, "paths": counts[k], "path_share": counts[k] / 2 ** n,
+             "draws": len(g), "gradient_mean": means[k], "gradient_min": min(g), "gradient_max": max(g),
+             "total": total[k], "total_share": total[k] / whole} for k, g in enumerate(r.paths)]
+
+
+def path_sentences(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per residual model: the path-length distribution and where the gradient comes from (Veit et al. Fig. 6)."""
+    out = []
+    for model in dict.fromkeys(str(r["model"]) for r in rows):
+        sel = [r for r in rows if r["model"] == model]
+        n = int(sel[0]["blocks"])
+        first, last = effective_range([int(r["paths"]) for r in sel], [float(r["gradient_mean"]) for r in sel])
+        peak = max(sel, key=lambda r: float(r["total"]))
+        out.append(f"{model} unravelled (Veit et al. 2016): {n} blocks make 2^{n} paths, C({n}, k) of length k (a "
+                   f"binomial distribution, most paths of length ~{n / 2:g}). The gradient at the input of one path "
+                   f"of length k (a backward pass through k random branches, the other blocks' shortcuts; mean over "
+                   f"{sel[0]['draws']} draws) falls from {float(sel[0]['gradient_mean']):.3g} at k=0 to "
+                   f"{float(sel[-1]['gradient_mean']):.3g} at k={n}; paths x gradient peaks at k={peak['length']}, "
+                   f"and the middle 90% of the total gradient comes from paths of length {first}-{last} (Veit et al.: "
+                   "5-17 of a 54-block ResNet's, the effective paths are short).")
+    return out
+
+
+def spread_sentences(t: Mapping[str, list[dict[str, Any]]]) -> list[str]:
+    """With several runs of one form (skip yes / no), the mean and range over them of the single-deletion error."""
+    out = []
+    for skip, form in (("no", "plain"), ("yes", "residual")):
+        rows = [s for s in t["stats"] if s["skip"] == skip and s["single_mean"] != ""]
+        if len(rows) < 2:
+            continue
+        rise = np.array([float(s["single_mean"]) - float(s["base_error"]) for s in rows])
+        base = np.array([float(s["base_error"]) for s in rows])
+        out.append(f"Over the {len(rows)} {form} runs: intact error {_pct(base.mean())} (range {_pct(base.min())} "
+                   f"to {_pct(base.max())}); the mean rise from deleting one block {_pct(rise.mean())} +/- "
+                   f"{_pct(rise.std(ddof=1))} (sd; range {_pct(rise.min())} to {_pct(rise.max())}).")
     return out
 
 
@@ -162,7 +216,7 @@ def summary_text(results: Sequence[LesionResult], t: Mapping[str, list[dict[str,
     lines += ["", f"Test error on {where} ({r0.images} images), in eval mode. A deleted block is replaced by its "
               "shortcut (identity, or option A at a downsampling block, then post-act's ReLU), in the plain twin "
               "too.", "", f"Expected ({REFERENCE}).", ""]
-    return "\n".join(lines + describe(t))
+    return "\n".join(lines + describe(t) + spread_sentences(t) + path_sentences(t["paths"]))
 
 
 # ----------------------------------------------------------------------------- the analysis
@@ -171,13 +225,20 @@ def summary_text(results: Sequence[LesionResult], t: Mapping[str, list[dict[str,
 def summarise(results: Sequence[LesionResult], options: LesionOptions, common: Common) -> Analysis:
     """The four tables, two figures and the summary, beside Veit et al.'s expectation."""
     t = tables(results)
+    extra_tables = (Table("lesion-paths.csv", t["paths"], PATH_FIELDS),) if t["paths"] else ()
+    extra_figures = (Figure("lesion-paths.png", lambda path, svg: plot_paths(t["paths"], path, svg)),) \
+        if t["paths"] else ()
+    if any(r["experiment"] == "swap" for r in t["lesions"]):
+        extra_figures += (Figure("lesion-tau.png", lambda path, svg: plot_lesion_tau(t["lesions"], t["stats"], path,
+                                                                                     svg)),)
     return Analysis(
         text=summary_text(results, t, options.subset),
         tables=(Table("lesion-stats.csv", t["stats"], STATS_FIELDS), Table("lesion-k.csv", t["k"], K_FIELDS),
-                Table("lesion-blocks.csv", t["blocks"], BLOCK_FIELDS), Table("lesion.csv", t["lesions"], LESION_FIELDS)),
+                Table("lesion-blocks.csv", t["blocks"], BLOCK_FIELDS), Table("lesion.csv", t["lesions"], LESION_FIELDS),
+                *extra_tables),
         figures=(Figure("lesion-k.png", lambda path, svg: plot_lesion_k(t["k"], t["stats"], path, svg)),
                  Figure("lesion-blocks.png", lambda path, svg: plot_single_deletions(t["blocks"], t["stats"], path,
-                                                                                     svg))),
+                                                                                     svg)), *extra_figures),
         settings={"at": options.at, "subset": options.subset, "draws": options.draws, "seed": common.seed,
-                  "images": results[0].images},
+                  "images": results[0].images, "path_images": options.path_images},
         findings=findings(t), reference=REFERENCE)

@@ -64,3 +64,42 @@ def plot_single_deletions(block_rows: Rows, stats: Rows, path: Path, svg: bool =
                    ylim=(0, 100), title=f"{model}: test error with one block deleted")
             ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
             ax.grid(axis="x", visible=False)
+
+
+def plot_lesion_tau(lesion_rows: Rows, stats: Rows, path: Path, svg: bool = False) -> None:
+    """Veit et al.'s Figure 5(b): the error (%) of each reordering against Kendall's tau of the block order (1: the
+    intact order), a point per draw, a colour per model."""
+    with figure(path, (6.5, 4.4), svg) as fig:
+        ax = fig.add_subplot(1, 1, 1)
+        for i, model in enumerate(_models(stats)):
+            rows = [r for r in lesion_rows if r["model"] == model and r["experiment"] in ("base", "swap")]
+            ax.scatter([value(r, "kendall_tau") for r in rows], [100 * value(r, "error") for r in rows],
+                       marker=MARKERS[i % len(MARKERS)], s=18, alpha=0.7, label=model)
+        chance = max(value(s, "chance") for s in stats)
+        ax.axhline(100 * chance, color="grey", linestyle="--", linewidth=1, label=f"chance ({100 * chance:.0f}%)")
+        ax.invert_xaxis()
+        ax.set(xlabel="Kendall tau of the block order (1 = intact; swaps within a stage)", ylabel="test error (%)",
+               ylim=(0, 100), title="Test error vs reordering")
+        ax.legend(fontsize=8)
+
+
+def plot_paths(path_rows: Rows, path: Path, svg: bool = False) -> None:
+    """Veit et al.'s Figure 6: per residual model the share of paths of each length (binomial), the gradient at the
+    input of one path of that length (log scale), and the share of the total gradient (count x gradient)."""
+    with figure(path, (15, 4.2), svg) as fig:
+        axes = fig.subplots(1, 3)
+        for i, model in enumerate(_models(path_rows)):
+            rows = [r for r in path_rows if r["model"] == model]
+            k = [int(value(r, "length")) for r in rows]
+            style = {"color": f"C{i % 10}", "marker": MARKERS[i % len(MARKERS)], "label": model}
+            axes[0].plot(k, [value(r, "path_share") for r in rows], **style)
+            axes[1].plot(k, [value(r, "gradient_mean") for r in rows], **style)
+            axes[2].plot(k, [value(r, "total_share") for r in rows], **style)
+        axes[1].set_yscale("log")
+        for ax, title in zip(axes, ("Distribution of path lengths", "Gradient of one path of length k",
+                                    "Total gradient by path length")):
+            ax.set(xlabel="path length k (branches on the path)", title=title)
+        axes[0].set_ylabel("share of paths")
+        axes[1].set_ylabel("|d loss / d input| (mean over images)")
+        axes[2].set_ylabel("share of the total gradient")
+        axes[0].legend(fontsize=8)
