@@ -77,11 +77,14 @@ def _landscape_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subset", type=int, default=1000, metavar="N", help="training images evaluated (default 1000)")
     p.add_argument("--span", type=float, default=1.0, metavar="S", help="steps from -S to S along each direction "
                                                                         "(default 1)")
+    p.add_argument("--directions", type=int, default=1, metavar="N",
+                   help="1-D only: cut along N independent random directions and judge from all of them (default 1)")
     add_common(p, what="the directions and the training subset")
 
 
 def _landscape_call(args: argparse.Namespace) -> Call:
-    cut = landscape.LandscapeSettings(dims=args.dims, points=args.points, subset=args.subset, span=args.span)
+    cut = landscape.LandscapeSettings(dims=args.dims, points=args.points, subset=args.subset, span=args.span,
+                                      directions=args.directions)
     return Call(tuple(args.sources), landscape.LandscapeOptions(cut=cut, at=args.at))
 
 

@@ -1,5 +1,8 @@
 """Loss landscapes (Li et al. 2018): the loss and accuracy of trained nets along one or two random directions.
 
+Li et al. judge a landscape from 2-D surfaces (and 1-D cuts); one 1-D cut is one random draw, so the lab cuts
+along several independent directions (`directions`, each its own 1-D curve) and states the spread over them.
+
 Each direction is Gaussian, drawn per parameter from a generator seeded by (seed, axis, parameter name, shape),
 so twins with the same parameter names (a plain/residual pair) are cut along directions drawn alike. Then it is
 filter-normalised: each filter (slice along dim 0: a conv's output channel, a Linear's output row) is rescaled
@@ -39,6 +42,7 @@ class LandscapeSettings:
     points: int | None = None  # None: 21 for 1-D, 11 for 2-D
     subset: int = 1000
     span: float = 1.0
+    directions: int = 1  # 1-D: independent random directions, each cut on its own (2-D: one pair)
 
     def __post_init__(self) -> None:
         if self.dims not in (1, 2):
@@ -50,6 +54,13 @@ class LandscapeSettings:
             raise ConfigError(f"--subset must be >= 1, got {self.subset}")
         if not self.span > 0:
             raise ConfigError(f"--span must be > 0, got {self.span}")
+        if self.directions < 1 or (self.dims == 2 and self.directions != 1):
+            raise ConfigError(f"--directions must be >= 1 (and 1 with --dims 2), got {self.directions}")
+
+    @property
+    def cuts(self) -> int:
+        """How many separate cuts each model gets: `directions` 1-D curves, or one 2-D surface."""
+        return self.directions if self.dims == 1 else 1
 
     @property
     def per_axis(self) -> int:
@@ -73,6 +84,7 @@ class Surface:
     acc: np.ndarray
     num_weight_layers: int
     seconds: float
+    direction: int = 1  # which of the 1-D directions (1-based; 1 for a 2-D surface)
 
 
 def weight_layers_count(model: nn.Module) -> int:
@@ -134,7 +146,7 @@ def measure(targets: Sequence[Target], settings: LandscapeSettings, *, seed: int
     dev = select_device(device)
     data, _, val_size = shared_data(targets)
     batches = subset_batches(data, settings.subset, val_size, seed, dev)
-    evaluations = settings.per_axis ** settings.dims
+    evaluations = settings.per_axis ** settings.dims * settings.cuts
     if progress:
         print(f"landscape: {evaluations} evaluations of {settings.subset} training images of {data.name} per model "
               f"(seed {seed}), device {dev}", file=sys.stderr)
@@ -143,13 +155,16 @@ def measure(targets: Sequence[Target], settings: LandscapeSettings, *, seed: int
         started = time.perf_counter()
         model, _ = build(target, data, dev)
         check_model_takes(model, data, batches, target.cfg.model.name)
-        dirs = [filter_normalised_direction(model, seed, axis) for axis in range(settings.dims)]
-        loss, acc = cut(model, dirs, settings.steps, batches, data.num_classes)
-        surfaces.append(Surface(target, settings.steps, loss, acc, weight_layers_count(model),
-                                time.perf_counter() - started))
+        dirs = [filter_normalised_direction(model, seed, axis) for axis in range(max(settings.dims, settings.cuts))]
+        groups = [dirs] if settings.dims == 2 else [[d] for d in dirs]  # the first 1-D direction is axis 0, as ever
+        for number, group in enumerate(groups, 1):
+            loss, acc = cut(model, group, settings.steps, batches, data.num_classes)
+            surfaces.append(Surface(target, settings.steps, loss, acc, weight_layers_count(model),
+                                    time.perf_counter() - started, number))
+            started = time.perf_counter()
         directions[target.label] = [{k: v.cpu() for k, v in d.items()} for d in dirs]
         if progress:
-            print(f"landscape: {target.label} cut in {surfaces[-1].seconds:.1f} s", file=sys.stderr)
+            print(f"landscape: {target.label} cut along {settings.cuts} direction(s)", file=sys.stderr)
     return surfaces, directions
 
 

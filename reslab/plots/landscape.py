@@ -1,6 +1,7 @@
 """Loss-landscape figures, drawn from the rows of landscape.csv (so they can be redrawn from disk).
 
-- `plot_landscape_1d`: loss (log scale) and accuracy along one direction, a line per model;
+- `plot_landscape_1d`: loss (log scale) and accuracy along each direction, a colour per model (its first direction
+  marked, the others thinner);
 - `plot_landscape_2d`: loss contours over two directions, a panel per model, one colour scale for all panels.
 """
 
@@ -23,19 +24,22 @@ def plot_landscape_1d(rows: Rows, path: Path, svg: bool = False) -> None:
     with figure(path, (11, 4.2), svg) as fig:
         loss_ax, acc_ax = fig.subplots(1, 2)
         for i, model in enumerate(_models(rows)):
-            sel = sorted((r for r in rows if r["model"] == model), key=lambda r: value(r, "a"))
-            steps = [value(r, "a") for r in sel]
-            style = {"color": f"C{i % 10}", "marker": MARKERS[i % len(MARKERS)], "label": model}
-            loss_ax.plot(steps, [value(r, "loss") for r in sel], **style)
-            acc_ax.plot(steps, [100 * value(r, "acc") for r in sel], **style)
+            mine = [r for r in rows if r["model"] == model]
+            for d in sorted({int(r.get("direction") or 1) for r in mine}):  # several directions: thinner, unlabelled
+                sel = sorted((r for r in mine if int(r.get("direction") or 1) == d), key=lambda r: value(r, "a"))
+                steps = [value(r, "a") for r in sel]
+                style = {"color": f"C{i % 10}", "marker": MARKERS[i % len(MARKERS)] if d == 1 else None,
+                         "label": model if d == 1 else None, "linewidth": 1.5 if d == 1 else 0.8}
+                loss_ax.plot(steps, [value(r, "loss") for r in sel], **style)
+                acc_ax.plot(steps, [100 * value(r, "acc") for r in sel], **style)
         loss_ax.set_yscale("log")
         loss_ax.set_ylabel("training loss (subset)")
         acc_ax.set_ylabel("training accuracy (subset, %)")
         for ax in (loss_ax, acc_ax):
             ax.axvline(0, color="0.6", linewidth=0.8)
             ax.set_xlabel("step along the filter-normalised direction")
-        loss_ax.set_title("Loss along a random direction")
-        acc_ax.set_title("Accuracy along the same direction")
+        loss_ax.set_title("Loss along random directions")
+        acc_ax.set_title("Accuracy along the same directions")
         loss_ax.legend(fontsize=8)
 
 
