@@ -10,7 +10,7 @@ import argparse
 
 from reslab.analyze import gradflow, gradflow_summary, init, init_summary, lesion, lesion_summary
 from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common
-from reslab.analyze.instruments_geometry import LANDSCAPE, SHATTER
+from reslab.analyze.instruments_geometry import LANDSCAPE, SHATTER, has_learned_pair, learned_pair
 
 
 # ----------------------------------------------------------------------------- gradflow
@@ -90,13 +90,16 @@ def _lesion_call(args: argparse.Namespace) -> Call:
 
 
 def _lesion_of(runs: str, title: str) -> LabStage:
-    """Veit et al.'s lesion of trained twins: each block deleted, k random blocks, k swapped pairs."""
+    """Veit et al.'s lesion of trained twins: each block deleted, k random blocks, k swapped pairs, paths by length."""
 
     def call(lab: LabSource) -> Call:
-        pair = lab.mlp_pair() if runs == "mlp" else lab.conv_pair()
+        pair = lab.mlp_pair() if runs == "mlp" else learned_pair(lab) if runs == "mlp-learned" else lab.conv_pair()
         return Call(tuple(pair), lesion.LesionOptions(at="last", subset=lab.profile.subset,
-                                                      draws=lab.profile.lesion_draws))
+                                                      draws=lab.profile.lesion_draws,
+                                                      path_images=lab.profile.lesion_path_images))
 
+    if runs == "mlp-learned":
+        return LabStage(f"lesion-{runs}", title, call, when=has_learned_pair)
     return LabStage(f"lesion-{runs}", title, call)
 
 
@@ -108,7 +111,8 @@ LESION = Instrument(
                 "al. 2016's expectation. The last line printed on stdout is the output folder.",
     add_arguments=_lesion_arguments, from_args=_lesion_call, prepare=lesion.prepare, measure=lesion.measure_targets,
     summarise=lesion_summary.summarise, lab=(_lesion_of("mlp", "Lesion: deleting and swapping blocks of the MLP twins"),
-         _lesion_of("conv", "Lesion: deleting and swapping blocks of the conv twins")))
+         _lesion_of("conv", "Lesion: deleting and swapping blocks of the conv twins"),
+         _lesion_of("mlp-learned", "Lesion: the MLP twins where both learned")))
 
 
 # ----------------------------------------------------------------------------- init

@@ -4,9 +4,36 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 from reslab.analyze import landscape, landscape_summary, shatter, shatter_summary
 from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common
+from reslab.errors import ConfigError
+from reslab.runs import RunFolder
+
+
+# ----------------------------------------------------------------------------- the pair where both twins learned
+
+
+def learned_pair(lab: LabSource) -> list[str]:
+    """The MLP twins (plain, residual; seed 0) at the profile's `learned_depth_mlp`, from the depth study's runs."""
+    depth = lab.profile.learned_depth_mlp
+    found: dict[bool, str] = {}
+    for run in lab.depth_runs():
+        model = RunFolder(Path(run)).read_config().get("model") or {}
+        if model.get("depth") == depth:
+            found[bool(model.get("residual"))] = run
+    if set(found) != {False, True}:
+        raise ConfigError(f"the MLP depth study has no finished plain/residual pair at depth {depth} (seed 0)")
+    return [found[False], found[True]]
+
+
+def has_learned_pair(profile: Any) -> bool:
+    """Whether the profile's learned depth is a depth of its MLP study other than the deep pair's."""
+    depth = getattr(profile, "learned_depth_mlp", None)
+    return depth is not None and depth != profile.pair_depth_mlp and \
+        depth in profile.mlp_depth.grid.get("model.depth", [])
 
 
 # ----------------------------------------------------------------------------- shatter
@@ -47,6 +74,11 @@ def _shatter_mlp(lab: LabSource) -> Call:
     return Call(tuple(lab.mlp_pair()), shatter.ShatterOptions(grid=grid, at=("init", "last")))
 
 
+def _shatter_learned(lab: LabSource) -> Call:
+    """The MLP twins at the depth where both learned, along lines between test images (init, trained)."""
+    return Call(tuple(learned_pair(lab)), shatter.ShatterOptions(grid=None, at=("init", "last")))
+
+
 def _shatter_conv(lab: LabSource) -> Call:
     return Call(tuple(lab.conv_pair()), shatter.ShatterOptions(grid=None, at=("init", "last")))
 
@@ -62,7 +94,9 @@ SHATTER = Instrument(
     add_arguments=_shatter_arguments, from_args=_shatter_call, prepare=shatter.prepare,
     measure=shatter.measure_targets, summarise=shatter_summary.summarise,
     lab=(LabStage("shatter-mlp", "Shattered gradients: the paper's grid and the MLP twins", _shatter_mlp),
-         LabStage("shatter-conv", "Shattered gradients: the conv twins", _shatter_conv)))
+         LabStage("shatter-conv", "Shattered gradients: the conv twins", _shatter_conv),
+         LabStage("shatter-mlp-learned", "Shattered gradients: the MLP twins where both learned", _shatter_learned,
+                  when=has_learned_pair)))
 
 
 # ----------------------------------------------------------------------------- landscape
@@ -89,17 +123,23 @@ def _landscape_call(args: argparse.Namespace) -> Call:
 
 
 def _landscape_of(runs: str, dims: int, title: str) -> LabStage:
-    """Li et al.'s filter-normalised cut through trained twins, along directions of the same seed."""
+    """Li et al.'s filter-normalised cut through trained twins, along directions of the same seed: 1-D along the
+    profile's several directions, or one 2-D surface."""
 
     def call(lab: LabSource) -> Call:
         points = lab.profile.landscape_points if dims == 1 else None
-        cut = landscape.LandscapeSettings(dims=dims, points=points, subset=lab.profile.subset)
-        return Call(tuple(lab.mlp_pair() if runs == "mlp" else lab.conv_pair()), landscape.LandscapeOptions(cut=cut))
+        cut = landscape.LandscapeSettings(dims=dims, points=points, subset=lab.profile.subset,
+                                          directions=lab.profile.landscape_directions if dims == 1 else 1)
+        pair = lab.mlp_pair() if runs == "mlp" else learned_pair(lab) if runs == "mlp-learned" else lab.conv_pair()
+        return Call(tuple(pair), landscape.LandscapeOptions(cut=cut))
 
     name = f"landscape-{runs}" + ("-2d" if dims == 2 else "")
+    if runs == "mlp-learned":
+        return LabStage(name, title, call, when=has_learned_pair)
     if dims == 1:
         return LabStage(name, title, call)
-    return LabStage(name, title, call, when=lambda profile: bool(profile.landscape_2d))
+    flag = "landscape_2d" if runs == "conv" else "landscape_2d_mlp"
+    return LabStage(name, title, call, when=lambda profile: bool(getattr(profile, flag, False)))
 
 
 LANDSCAPE = Instrument(
@@ -114,4 +154,6 @@ LANDSCAPE = Instrument(
     measure=landscape.measure_targets, summarise=landscape_summary.summarise,
     lab=(_landscape_of("mlp", 1, "Loss landscape of the MLP twins"),
          _landscape_of("conv", 1, "Loss landscape of the conv twins"),
-         _landscape_of("conv", 2, "2-D loss landscape of the conv twins")))
+         _landscape_of("conv", 2, "2-D loss landscape of the conv twins"),
+         _landscape_of("mlp", 2, "2-D loss landscape of the MLP twins"),
+         _landscape_of("mlp-learned", 1, "Loss landscape of the MLP twins where both learned")))

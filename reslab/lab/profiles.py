@@ -58,6 +58,13 @@ class Profile:
     lesion_draws: int = 10  # random draws per k of blocks deleted or pairs swapped
     shortcuts: tuple[str, ...] = field(default_factory=tuple)  # every way this profile departs from the full lab
     expected_s: Mapping[str, float] = field(default_factory=dict)  # stage -> seconds it took on the development CPU
+    # the instruments as their papers define them (issue 18): a pair where both twins learn, beside the deep pair --
+    # depth 8, the notebook's MLP (plain-mlp8): shallow enough that the plain twin trains too (each summary says so
+    # when a twin did not learn); its stages run when this depth is in the MLP study and is not pair_depth_mlp
+    learned_depth_mlp: int = 8
+    landscape_directions: int = 3  # independent 1-D directions of each landscape cut (Li et al.: one is one draw)
+    landscape_2d_mlp: bool = True  # also a 2-D landscape of the MLP pair (cheap: an MLP on a subset)
+    lesion_path_images: int = 128  # test images for the gradient by path length (Veit et al.'s Figure 6)
 
 
 _ONE_THREAD = {"train.threads": 1}  # many small runs: one thread each, the sweep runs them side by side
@@ -89,6 +96,7 @@ QUICK = Profile(
     shatter_depths=(1, 2, 4, 8, 16, 32, 50),
     shatter_seeds=3,
     lesion_draws=5,
+    lesion_path_images=64,
     # seconds per stage of `reslab lab --profile quick` on the idle 2-core development CPU (lab.json of that run):
     # the progress line's estimate of the time left scales these by this machine's pace
     expected_s={"ex1-mlp": 9, "ex1-cnn": 8, "ex1-resnet": 120, "mlp-depth": 118, "conv-depth": 116,
@@ -100,8 +108,9 @@ QUICK = Profile(
         "The MLP depth study trains 3 epochs (as sweeps/mlp-depth-mnist.yaml; the full profile: 10 epochs, 5 seeds).",
         "The conv-net depth study trains on 3,000 CIFAR-10 images for 3 epochs, at 1 and 3 blocks per stage "
         "(8 and 20 weight layers), tests on the same 2,000 test images.",
-        "The instruments evaluate on seeded subsets of 1,000 images; the loss landscape is cut in 1-D only; the "
-        "lesion draws 5 sets of blocks per k (the full lab: 10).",
+        "The instruments evaluate on seeded subsets of 1,000 images; the conv nets' loss landscape is cut in 1-D only "
+        "(the MLPs' in 2-D too), along 3 directions (the full lab: 5); the lesion draws 5 sets of blocks per k (the "
+        "full lab: 10) and measures path gradients on 64 test images (the full lab: 128).",
     ),
 )
 
@@ -123,6 +132,7 @@ FULL = Profile(
     landscape_2d=True,
     shatter_depths=(1, 2, 4, 8, 16, 32, 50, 100),
     shatter_seeds=10,
+    landscape_directions=5,
     shortcuts=(),
 )
 

@@ -60,3 +60,33 @@ def test_verdict_states_its_directions(data_dir, tmp_path) -> None:
     text = " ".join(describe(rows, settings))
     assert "Over 3 random directions" in text and "single" not in text
     assert "residual smoother by convexity in 2 of 3" in text
+
+
+def test_the_learned_pair_is_read_from_the_depth_runs(tmp_path) -> None:
+    from dataclasses import replace
+
+    import yaml
+
+    from reslab.analyze.instruments_geometry import has_learned_pair, learned_pair
+    from reslab.lab.profiles import QUICK
+
+    runs = []
+    for depth in (2, 8, 32):
+        for residual in (False, True):
+            run = tmp_path / f"d{depth}-{residual}"
+            run.mkdir()
+            (run / "config.yaml").write_text(yaml.safe_dump({"model": {"depth": depth, "residual": residual}}))
+            runs.append(str(run))
+
+    class Lab:
+        profile = QUICK
+
+        def depth_runs(self) -> list[str]:
+            return runs
+
+    assert learned_pair(Lab()) == [str(tmp_path / "d8-False"), str(tmp_path / "d8-True")]
+    assert has_learned_pair(QUICK) and not has_learned_pair(replace(QUICK, learned_depth_mlp=32))
+    assert not has_learned_pair(replace(QUICK, learned_depth_mlp=5))  # not a depth of the study
+    Lab.profile = replace(QUICK, learned_depth_mlp=4)
+    with pytest.raises(ConfigError, match="no finished plain/residual pair at depth 4"):
+        learned_pair(Lab())

@@ -100,6 +100,7 @@ def test_swaps_stay_within_a_stage() -> None:
     assert not any(b.downsamples for les in swaps for pair in les.swapped for b in blocks if b.index in pair)
 
 
+@pytest.mark.slow
 def test_cli_writes_paths_of_the_residual_twin_and_tau(data_dir, tmp_path) -> None:
     from conftest import tiny_cfg
     from reslab import files
