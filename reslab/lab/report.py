@@ -34,6 +34,7 @@ class _Doc(Report):
     def __init__(self, out: Path) -> None:
         super().__init__(out)
         self.findings: list[dict[str, Any]] = []
+        self.setups: dict[str, str] = {}  # study -> what its numbers assume (init, learning rate, training length)
 
     def finding(self, section: str, f: Finding) -> None:
         self.blocks += [Paragraph(" ".join(f.sentences)), Table(f.table.header, f.table.rows, f.table.numeric),
@@ -169,7 +170,8 @@ def write_lab_report(folder: LabFolder, stages: Sequence[Stage], record: dict[st
         answer = [f"{label}: " + " ".join(f.front) for label, f in body["answer"]]
         front = _front(doc, profile, record, answer, body["titles"], studies, folder)
         doc.write(TITLE, front + _failures(folder, studies) + doc.blocks,
-                  {"profile": profile.name, "findings": doc.findings})
+                  {"profile": profile.name, "findings": doc.findings, "setups": doc.setups,
+                   "shortcuts": list(profile.shortcuts)})
 
     return write_folder(folder.report, fill, replace=True) / HTML
 
@@ -204,7 +206,8 @@ def _sections(doc: _Doc, folder: LabFolder, profile: Profile) -> dict[str, Any]:
                        "depth, and is a failure one of optimisation or of overfitting?")
         word = "depth" if key == "model.depth" else "block count"
         sweep = folder.sweep_folder(study.name)
-        doc.blocks.append(Paragraph(study_setup(folder, study)))
+        doc.setups[study.name] = study_setup(folder, study)
+        doc.blocks.append(Paragraph(doc.setups[study.name]))
         found = grid_findings(sweep.cell_rows(), sweep.pair_rows(), depth_key=key, classes=10, what=what,
                               depth_word=word)
         reference = ", ".join(f"{k.removeprefix('model.')} {v}" for k, v in study.reference.items())
