@@ -38,3 +38,28 @@ def test_agreement_with_the_notebook_only_when_the_interval_is_inside_the_tolera
     assert "the loss agrees" in wide  # both seeds at 0.25: a zero-width interval inside the tolerance
     off = " ".join(exercise_mlp(_runs([(0.80, 0.6), (0.81, 0.6)]), None).sentences)
     assert "differs by" in off and "consistent" not in off.split("the accuracy")[1].split(",")[0]
+
+
+def test_the_readme_section_is_generated_from_a_lab_folder(tmp_path) -> None:
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "bench" / "lab_conclusions.py"
+    spec = importlib.util.spec_from_file_location("lab_conclusions", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    lab = tmp_path / "lab"
+    (lab / "report").mkdir(parents=True)
+    (lab / "lab.json").write_text(json.dumps({"mnist": "mnist", "cifar": "cifar10"}))
+    (lab / "report" / "report.json").write_text(json.dumps({
+        "profile": "quick", "setups": {"mlp-depth": "Initialisation: he, torch-default."},
+        "shortcuts": ["3 epochs."],
+        "findings": [{"section": "mlp-depth (across inits)", "sentences": ["Measured 66.6% under he."]},
+                     {"section": "lesion-mlp", "sentences": ["not on the front page"]}]}))
+    text = module.section(lab)
+    assert text.startswith("## What the lab concludes, and under which assumptions")
+    assert "Assumptions of `mlp-depth`: Initialisation: he, torch-default." in text and "Shortcut: 3 epochs." in text
+    assert "**mlp-depth (across inits)**: Measured 66.6% under he." in text and "front page" not in text
+    assert "commit unknown" in text
+    assert module.main([str(tmp_path / "nothing")]) == 2
