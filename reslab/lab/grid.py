@@ -14,14 +14,13 @@ from typing import Any, Sequence
 from reslab.lab.conclude import CHANCE_MARGIN, Finding, _stat, _words, ci, depth_study, loss, num, pct, pp
 from reslab.report.document import Table
 from reslab.sweep import RESIDUAL, CellRow, PairRow
-from reslab.sweep.spec import text
 
 INIT, NORM = "model.init", "model.norm"
 GROUP = (INIT, NORM)
 
 
 def _group(values: Any) -> tuple[str, str]:
-    return tuple("" if values.get(k) is None else text(values.get(k)) for k in GROUP)  # type: ignore[return-value]
+    return tuple("" if values.get(k) is None else str(values.get(k)) for k in GROUP)  # type: ignore[return-value]
 
 
 def label(group: tuple[str, str]) -> str:

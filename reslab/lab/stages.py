@@ -61,12 +61,10 @@ class Stage:
             return 0
         import itertools
 
-        from reslab.sweep.spec import Case, case_settings
-
         grid = self.study.grid
-        cases = [Case(when=dict(c["when"]), settings=dict(c.get("set") or {}), skip=bool(c.get("skip")))
-                 for c in self.study.cases]
-        cells = sum(not case_settings(cases, dict(zip(grid, combo)))[0] for combo in itertools.product(*grid.values()))
+        skips = [c["when"] for c in self.study.cases if c.get("skip")]
+        cells = sum(not any(all(dict(zip(grid, combo))[k] == v for k, v in when.items()) for when in skips)
+                    for combo in itertools.product(*grid.values()))
         return cells * self.study.seeds * (len(self.study.tune["values"]) if self.study.tune else 1)
 
 
@@ -89,9 +87,7 @@ def finished_runs(ctx: LabContext, study: Study, seed: int | str = 0) -> list[Ru
 
 def _in_reference(row: RunRow, study: Study) -> bool:
     """Whether a run is of the study's reference cell (the grid values the instruments explain; all runs without)."""
-    from reslab.sweep.spec import text
-
-    return all(text(row.values.get(k)) == text(v) for k, v in study.reference.items())
+    return all(row.values.get(k) == v for k, v in study.reference.items())
 
 
 def pair(ctx: LabContext, study: Study, depth_key: str, depth: int | str | None = None, seed: int | str = 0
