@@ -139,10 +139,12 @@ def run_summary(state: TrainState, cfg: RunConfig, dataset: str, classes: Sequen
                 test: Any = None, diverged: Diverged | None = None) -> dict[str, Any]:
     """summary.json's values: a finished run's, with `test` (its test EvalResult), or a diverged one's."""
     from reslab.metrics import class_scores
+    from reslab.models import init_of
 
     last = state.history[-1] if state.history else {}
     summary: dict[str, Any] = {
         "status": RunStatus.FINISHED if diverged is None else RunStatus.DIVERGED, "model": cfg.model.name,
+        "init": init_of(cfg.model.name, cfg.model.args),  # what the weights started from, with any block form
         "dataset": dataset, "params": params, "epochs": len(state.history), "steps": state.step,
         "final_train_loss": last.get("train_loss"), "final_train_acc": last.get("train_acc"),
         "final_val_acc": last.get("val_acc"), "best_val_acc": state.best_val_acc, "best_epoch": state.best_epoch,

@@ -94,7 +94,7 @@ def test_rezero_scalar_learns_and_the_plain_twin_keeps_it_at_one() -> None:
     ("mlp", {"width": 8, "depth": 5, "layers_per_block": 1}, 5, 1),
 ])
 def test_fixup_scales_and_zeros_by_the_formula(name: str, kw: dict, branches: int, layers: int) -> None:
-    base = _build(name, residual=True, norm="none", **kw)
+    base = _build(name, residual=True, norm="none", init="he-fan-out" if name == "cifar-resnet" else "he", **kw)
     fixup = _build(name, residual=True, norm="none", fixup=True, **kw)
     scale = branches ** (-1.0 / (2 * layers - 2)) if layers > 1 else None  # L^(-1/(2m-2))
     assert len(_blocks(fixup)) == branches

@@ -22,10 +22,10 @@ def test_all_presets_exist_and_resolve() -> None:
 def test_seed_presets_match_the_notebook() -> None:
     mlp = resolve("seed-mlp")
     assert (mlp.data.dataset, mlp.data.batch_size, mlp.data.val_size) == ("mnist", 128, 5000)
-    assert dict(mlp.model.args) == {"width": 16, "depth": 2}
+    assert dict(mlp.model.args) == {"width": 16, "depth": 2, "init": "torch-default"}
     assert (mlp.optim.name, mlp.optim.lr, mlp.train.epochs) == ("adam", 1e-4, 15)
     cnn = resolve("seed-cnn")
-    assert dict(cnn.model.args) == {"num": 3, "channels": 16, "size": 3}
+    assert dict(cnn.model.args) == {"num": 3, "channels": 16, "size": 3, "init": "torch-default"}
     assert (cnn.data.dataset, cnn.optim.lr, cnn.train.epochs) == ("cifar10", 1e-3, 10)
     assert resolve("seed-resnet").model.args["depth"] == 3
 

@@ -413,6 +413,8 @@ def test_model_args_are_typed_defaults() -> None:
         "zero_init": (bool, False),
         "rezero": (bool, False),
         "fixup": (bool, False),
+        "init": (str, "torch-default"),
+        "rezero_relu": (bool, False),
     }
     assert model_args("cifar-resnet") == {
         "depth": (int, 20),
@@ -423,11 +425,14 @@ def test_model_args_are_typed_defaults() -> None:
         "zero_init": (bool, False),
         "rezero": (bool, False),
         "fixup": (bool, False),
+        "init": (str, "he-fan-out"),
+        "rezero_relu": (bool, False),
     }
     assert model_args("convnet")["kernel_size"] == (int, 3)
-    assert model_args("seed-mlp") == {"width": (int, 16), "depth": (int, 2)}
-    assert model_args("seed-cnn") == {"num": (int, 3), "channels": (int, 16), "size": (int, 3)}
-    assert model_args("seed-resnet") == {"depth": (int, 3), "channels": (int, 64)}
+    assert model_args("seed-mlp") == {"width": (int, 16), "depth": (int, 2), "init": (str, "torch-default")}
+    assert model_args("seed-cnn") == {"num": (int, 3), "channels": (int, 16), "size": (int, 3),
+                                      "init": (str, "torch-default")}
+    assert model_args("seed-resnet") == {"depth": (int, 3), "channels": (int, 64), "init": (str, "torch-default")}
     for name in model_names():  # the saved defaults rebuild the same model
         defaults = {key: default for key, (_, default) in model_args(name).items()}
         build_model(name, input_shape=(3, 32, 32), num_classes=10, **defaults)

@@ -54,8 +54,20 @@ def loss(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:.3f}"
 
 
-def ci(lo: float, hi: float, fmt=pct) -> str:
+def ci(lo: float, hi: float, fmt=pct, n: int | None = None) -> str:
+    """An interval as words: never "11.3% to 11.3%" (identical values mean every seed gave the same number)."""
+    if lo == hi:  # a zero-width t interval: no spread at all
+        return f"{fmt(lo)} (all {n} seeds equal)" if n else f"{fmt(lo)} (all seeds equal)"
+    if fmt(lo) == fmt(hi):
+        return f"{fmt(lo)} (the interval is narrower than the rounding)"
     return f"{fmt(lo)} to {fmt(hi)}"
+
+
+def sign_test(wins: int, n: int) -> str:
+    """"k of n seeds" with its two-sided sign-test p (n of n at n=3 is p=0.25: three seeds cannot be significant)."""
+    from scipy.stats import binomtest
+
+    return f"{wins} of {n} (sign test p = {binomtest(wins, n, 0.5).pvalue:.2g})" if n else ""
 
 
 def _words(items: Sequence[str]) -> str:
@@ -89,8 +101,10 @@ def depth_study(aggregate: Sequence[CellRow], paired: Sequence[PairRow], *, dept
         p, r, pr = cell.get((d, False)), cell.get((d, True)), pairs.get(d)
         n = next((x.n for x in (pr, p, r) if x is not None and x.n is not None), None)
         rows.append([d, "" if n is None else str(n),
-                     pct(_stat(p, "test_acc_mean")), ci(_stat(p, "test_acc_ci_low"), _stat(p, "test_acc_ci_high")),
-                     pct(_stat(r, "test_acc_mean")), ci(_stat(r, "test_acc_ci_low"), _stat(r, "test_acc_ci_high")),
+                     pct(_stat(p, "test_acc_mean")), ci(_stat(p, "test_acc_ci_low"), _stat(p, "test_acc_ci_high"),
+                                                        n=p.n if p else None),
+                     pct(_stat(r, "test_acc_mean")), ci(_stat(r, "test_acc_ci_low"), _stat(r, "test_acc_ci_high"),
+                                                        n=r.n if r else None),
                      loss(_stat(p, "final_train_loss_mean")), loss(_stat(r, "final_train_loss_mean")),
                      pp(_stat(pr, "test_acc_diff_mean")),
                      ci(_stat(pr, "test_acc_diff_ci_low"), _stat(pr, "test_acc_diff_ci_high"), pp),
@@ -101,7 +115,9 @@ def depth_study(aggregate: Sequence[CellRow], paired: Sequence[PairRow], *, dept
                   "classes": str(classes), "no difference": "0"}
     trains = _trainability(cell, depths, chance, what, depth_word, classes, False)
     spread = _residual_range(cell, depths, what, depth_word)
-    optimisation = _optimisation(cell, pairs, depths, what, depth_word)
+    short = too_short(aggregate, classes, what)
+    optimisation = [short] if short else _optimisation(cell, pairs, depths, what, depth_word)
+    thresholds["half the chance loss"] = f"{math.log(classes) / 2:.2f}"
     sentences = [trains, spread, *_gaps(pairs, depths, depth_word), *optimisation]
     return Finding(tuple(s for s in sentences if s), table,
                    f"Plain against residual {what}s over {depth_word} (test accuracy: mean over seeds, 95% t "
@@ -109,9 +125,19 @@ def depth_study(aggregate: Sequence[CellRow], paired: Sequence[PairRow], *, dept
                    headline=tuple(s for s in (trains, spread, *optimisation[:1]) if s))
 
 
+def too_short(aggregate: Sequence[CellRow], classes: int, what: str) -> str:
+    """A sentence when no net of a study has learned enough to ask optimisation or overfitting (else "")."""
+    losses = [x for x in (_stat(r, "final_train_loss_mean") for r in aggregate) if not math.isnan(x)]
+    if not losses or min(losses) <= math.log(classes) / 2:
+        return ""
+    return (f"Too short to decide: no {what} of this study has halved the training loss of a constant prediction "
+            f"(the lowest is {loss(min(losses))}; chance level ln {classes} = {math.log(classes):.2f}, half of it "
+            f"{math.log(classes) / 2:.2f}), so these runs do not tell optimisation from overfitting; train longer.")
+
+
 def _wins(pr: PairRow | None) -> str:
     share, n = _stat(pr, "test_acc_residual_wins"), num(pr.n if pr is not None else None)
-    return "" if math.isnan(share) or math.isnan(n) else f"{round(share * n):d} of {int(n)}"
+    return "" if math.isnan(share) or math.isnan(n) else sign_test(round(share * n), int(n))
 
 
 def _trainability(cell: Mapping, depths: Sequence[str], chance: float, what: str, depth_word: str, classes: int,
@@ -130,7 +156,7 @@ def _trainability(cell: Mapping, depths: Sequence[str], chance: float, what: str
     where = f"From {depth_word} {first} on" if tail else f"At {depth_word} {_words(at_chance)}"
     return (f"{where}, the {name} is at chance (test accuracy below {pct(chance + CHANCE_MARGIN)}): at {depth_word} "
             f"{first} it reaches {pct(_stat(c, 'test_acc_mean'))} (95% CI "
-            f"{ci(_stat(c, 'test_acc_ci_low'), _stat(c, 'test_acc_ci_high'))}, n={c.n}) and its training loss stays "
+            f"{ci(_stat(c, 'test_acc_ci_low'), _stat(c, 'test_acc_ci_high'), n=c.n)}, n={c.n}) and its training loss stays "
             f"at {loss(_stat(c, 'final_train_loss_mean'))} (chance level: ln {classes} = {math.log(classes):.2f}): "
             "it does not train.")
 

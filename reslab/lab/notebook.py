@@ -34,10 +34,15 @@ def _stats(rows: Sequence[RunRow], key: str) -> tuple[float, float, float, int]:
     return mean, lo, hi, len(xs)
 
 
-def _verdict(measured: float, quoted: float, tolerance: float, fmt) -> str:
-    diff = measured - quoted
-    if abs(diff) <= tolerance:
-        return f"agrees (within {fmt(tolerance)})"
+def _verdict(measured: tuple[float, float, float, int], quoted: float, tolerance: float, fmt) -> str:
+    """Agreement is claimed only when the whole 95% interval lies within the tolerance of the notebook's value;
+    a mean within it but an interval reaching past it is "consistent with, not resolved" at this n."""
+    mean, lo, hi, n = measured
+    diff = mean - quoted
+    if quoted - tolerance <= lo and hi <= quoted + tolerance:
+        return f"agrees (its 95% CI lies within {fmt(tolerance)} of it)"
+    if abs(diff) <= tolerance or lo <= quoted <= hi:
+        return f"is consistent with it, not resolved at n={n} (the 95% CI reaches past {fmt(tolerance)} of it)"
     return f"differs by {fmt(abs(diff))} ({'higher' if diff > 0 else 'lower'})"
 
 
@@ -46,20 +51,20 @@ def exercise_mlp(rows: Sequence[RunRow], comparable: str | None) -> Finding:
     q = NOTEBOOK["mlp"]
     val, loss_, test = _stats(rows, "final_val_acc"), _stats(rows, "final_train_loss"), _stats(rows, "test_acc")
     table = Table(["measure", "reslab mean", "95% CI", "n", "notebook"],
-                  [["final validation accuracy", pct(val[0]), ci(val[1], val[2]), str(val[3]), pct(q["val_acc"])],
-                   ["final training loss", loss(loss_[0]), ci(loss_[1], loss_[2], loss), str(loss_[3]),
+                  [["final validation accuracy", pct(val[0]), ci(val[1], val[2], n=val[3]), str(val[3]), pct(q["val_acc"])],
+                   ["final training loss", loss(loss_[0]), ci(loss_[1], loss_[2], loss, n=loss_[3]), str(loss_[3]),
                     loss(q["train_loss"])],
-                   ["test accuracy", pct(test[0]), ci(test[1], test[2]), str(test[3]), ""]],
+                   ["test accuracy", pct(test[0]), ci(test[1], test[2], n=test[3]), str(test[3]), ""]],
                   numeric=[False, True, True, True, True])
     sentences = [f"The notebook's MLP reaches a final validation accuracy of {pct(val[0])} (95% CI "
-                 f"{ci(val[1], val[2])}, n={val[3]}) and a final training loss of {loss(loss_[0])}; its test accuracy "
+                 f"{ci(val[1], val[2], n=val[3])}, n={val[3]}) and a final training loss of {loss(loss_[0])}; its test accuracy "
                  f"is {pct(test[0])}."]
     if comparable:
         sentences.append(f"These are not comparable with the notebook's numbers: {comparable}.")
     else:
         sentences.append(f"The notebook reported {pct(q['val_acc'])} and {loss(q['train_loss'])}: the accuracy "
-                         f"{_verdict(val[0], q['val_acc'], AGREE['acc'], pct)}, the loss "
-                         f"{_verdict(loss_[0], q['train_loss'], AGREE['loss'], loss)}.")
+                         f"{_verdict(val, q['val_acc'], AGREE['acc'], pct)}, the loss "
+                         f"{_verdict(loss_, q['train_loss'], AGREE['loss'], loss)}.")
     return Finding(tuple(sentences), table, "Exercise 1.1 (final epoch; mean over seeds with a 95% t interval)",
                    {"tolerance acc": pct(AGREE["acc"]), "tolerance loss": loss(AGREE["loss"]),
                     "set-up": comparable or ""})

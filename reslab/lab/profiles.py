@@ -1,6 +1,6 @@
 """What `reslab lab` runs: the notebook's experiments and their fair, multi-seed versions, in two sizes.
 
-`quick` fits a 2-core CPU in about 15 minutes by training on seeded subsets for fewer epochs; each such
+`quick` fits a 2-core CPU in about 10 minutes by training on seeded subsets for fewer epochs; each such
 shortcut is written down here, beside the setting, and printed in the report. `full` is the notebook's
 settings (and the He et al. 2015 depth study) for a GPU. A profile is data: the stages read it.
 """
@@ -27,6 +27,9 @@ class Study:
     settings: Mapping[str, Any]  # dotted key -> value, on every run (a sweep's `set`)
     grid: Mapping[str, list[Any]]
     seeds: int
+    tune: Mapping[str, Any] | None = None  # a sweep's `tune` (e.g. optim.lr picked per cell on the validation split)
+    cases: tuple[Mapping[str, Any], ...] = ()  # a sweep's `cases` (per-cell settings, or skipped cells)
+    reference: Mapping[str, Any] = field(default_factory=dict)  # grid values of the cell the instruments explain
 
     def spec(self, dataset_spec: str, data_dir: str | None, sweeps: Path) -> SweepSpec:
         """The study as a checked sweep on the given dataset, kept in `sweeps`/<name> (no sweep file in between)."""
@@ -35,6 +38,10 @@ class Study:
             settings["data.data_dir"] = data_dir
         raw = {"name": self.name, "base": self.base, "set": settings,
                "grid": {k: list(v) for k, v in self.grid.items()}, "seeds": self.seeds}
+        if self.tune:
+            raw["tune"] = dict(self.tune)
+        if self.cases:
+            raw["cases"] = [dict(c) for c in self.cases]
         raw = yaml.safe_load(yaml.safe_dump(raw, sort_keys=False))  # as the sweep folder's copy reads back
         return sweep_spec(raw, SweepFolder(Path(sweeps) / self.name).sweep_file)
 
@@ -70,8 +77,28 @@ class Profile:
 _ONE_THREAD = {"train.threads": 1}  # many small runs: one thread each, the sweep runs them side by side
 _NOTEBOOK_MLP = {"data.val_size": 5000}
 _CIFAR_QUICK = {"data.val_size": 1000, "data.train_size": 3000, "data.test_size": 2000}
-_MLP_DEPTH = {"model.width": 16, "model.layers_per_block": 2, "model.norm": "none", "data.val_size": 5000,
-              "data.batch_size": 128, "optim.name": "adam", "optim.lr": 1e-3}
+_MLP_DEPTH = {"model.width": 16, "model.layers_per_block": 2, "data.val_size": 5000,
+              "data.batch_size": 128, "optim.name": "adam"}
+_MLP_DEPTHS = [2, 4, 8, 16, 32, 64]
+# the init x norm x residual grid (issue 18): PyTorch's default init (each ReLU layer keeps ~1/6 of its input's
+# variance) against He's; no normalisation against batch norm; the reference cell is the lab's earlier study
+_INITS, _NORMS = ["torch-default", "he"], ["none", "batch"]
+_REFERENCE = {"model.init": "torch-default", "model.norm": "none"}
+
+
+def _only_at(depths: list[int], keep: Mapping[tuple[str, str], list[int]]) -> tuple[dict[str, Any], ...]:
+    """`cases` that skip every (init, norm) cell's depths but those in `keep` (the reference cell keeps all)."""
+    out = []
+    for init in _INITS:
+        for norm in _NORMS:
+            if (init, norm) == (_REFERENCE["model.init"], _REFERENCE["model.norm"]):
+                continue
+            out += [{"when": {"model.init": init, "model.norm": norm, "model.depth": d}, "skip": True}
+                    for d in depths if d not in keep[(init, norm)]]
+    return tuple(out)
+
+
+_QUICK_KEEP = {("he", "none"): [4, 16, 32], ("torch-default", "batch"): [4, 16], ("he", "batch"): [4, 16]}
 _CONV = {"model.name": "convnet", "model.channels": 16, "model.stages": 3, "model.kernel_size": 3,
          "model.layers_per_block": 2, "model.norm": "batch", "data.batch_size": 128, "optim.name": "adam",
          "optim.lr": 1e-3}
@@ -82,8 +109,10 @@ QUICK = Profile(
     notebook_cnn=Study("ex1-cnn", "seed-cnn", "cifar", _CIFAR_QUICK, {"train.epochs": [3]}, seeds=2),
     notebook_resnet=Study("ex1-resnet", "seed-resnet", "cifar", _CIFAR_QUICK, {"train.epochs": [3]}, seeds=2),
     mlp_depth=Study("mlp-depth", "plain-mlp8", "mnist",
-                    _MLP_DEPTH | _ONE_THREAD | {"train.epochs": 3},
-                    {"model.depth": [2, 4, 8, 16, 32, 64], "model.residual": [False, True]}, seeds=3),
+                    _MLP_DEPTH | _ONE_THREAD | {"train.epochs": 3, "optim.lr": 1e-3},
+                    {"model.depth": _MLP_DEPTHS, "model.init": _INITS, "model.norm": _NORMS,
+                     "model.residual": [False, True]}, seeds=3,
+                    cases=_only_at(_MLP_DEPTHS, _QUICK_KEEP), reference=_REFERENCE),
     conv_depth=Study("conv-depth", "seed-cnn", "cifar",
                      _CONV | _ONE_THREAD | {"data.val_size": 1000, "data.train_size": 3000, "data.test_size": 2000,
                                             "train.epochs": 3},
@@ -99,13 +128,17 @@ QUICK = Profile(
     lesion_path_images=64,
     # seconds per stage of `reslab lab --profile quick` on the idle 2-core development CPU (lab.json of that run):
     # the progress line's estimate of the time left scales these by this machine's pace
-    expected_s={"ex1-mlp": 9, "ex1-cnn": 8, "ex1-resnet": 120, "mlp-depth": 118, "conv-depth": 116,
+    # (mlp-depth: 118 s before the init x norm grid, scaled by its depth-weighted runs: estimated, not measured)
+    expected_s={"ex1-mlp": 9, "ex1-cnn": 8, "ex1-resnet": 120, "mlp-depth": 205, "conv-depth": 116,
                 "gradflow-notebook": 14, "gradflow-depth": 16, "lesion-mlp": 2, "lesion-conv": 53, "shatter-mlp": 3,
                 "shatter-conv": 2, "landscape-mlp": 1, "landscape-conv": 14, "init-mlp": 1, "init-conv": 6},
     shortcuts=(
         "Exercise 1.2 trains on a seeded subset of 3,000 CIFAR-10 training images for 3 epochs (the notebook: "
         "45,000 images, 10 epochs), validates on 1,000 and tests on a fixed subset of 2,000 test images, 2 seeds.",
-        "The MLP depth study trains 3 epochs (as sweeps/mlp-depth-mnist.yaml; the full profile: 10 epochs, 5 seeds).",
+        "The MLP depth study trains 3 epochs at one learning rate (Adam 1e-3; the full profile: 20 epochs, 5 seeds, "
+        "the learning rate tuned per cell): a net still improving at its last epoch is reported as such. Its init x "
+        "norm x residual grid is measured at every depth only for PyTorch's default init without normalisation; He "
+        "init without normalisation at depths 4, 16 and 32, and both inits with batch norm at depths 4 and 16.",
         "The conv-net depth study trains on 3,000 CIFAR-10 images for 3 epochs, at 1 and 3 blocks per stage "
         "(8 and 20 weight layers), tests on the same 2,000 test images.",
         "The instruments evaluate on seeded subsets of 1,000 images; the conv nets' loss landscape is cut in 1-D only "
@@ -120,8 +153,11 @@ FULL = Profile(
     notebook_cnn=Study("ex1-cnn", "seed-cnn", "cifar", {"data.val_size": 5000}, {"train.epochs": [10]}, seeds=3),
     notebook_resnet=Study("ex1-resnet", "seed-resnet", "cifar", {"data.val_size": 5000}, {"train.epochs": [10]},
                           seeds=3),
-    mlp_depth=Study("mlp-depth", "plain-mlp8", "mnist", _MLP_DEPTH | {"train.epochs": 10},
-                    {"model.depth": [2, 4, 8, 16, 32, 64], "model.residual": [False, True]}, seeds=5),
+    mlp_depth=Study("mlp-depth", "plain-mlp8", "mnist", _MLP_DEPTH | {"train.epochs": 20},
+                    {"model.depth": _MLP_DEPTHS, "model.init": _INITS, "model.norm": _NORMS,
+                     "model.residual": [False, True]}, seeds=5,
+                    tune={"key": "optim.lr", "values": [3e-4, 1e-3, 3e-3], "by": "best_val_acc"},
+                    reference=_REFERENCE),
     conv_depth=Study("conv-depth", "plain20", "cifar",
                      {"data.val_size": 5000, "data.batch_size": 128, "data.augment": True, "train.epochs": 182},
                      {"model.depth": [20, 32, 44, 56], "model.residual": [False, True]}, seeds=3),
@@ -133,7 +169,8 @@ FULL = Profile(
     shatter_depths=(1, 2, 4, 8, 16, 32, 50, 100),
     shatter_seeds=10,
     landscape_directions=5,
-    shortcuts=(),
+    shortcuts=("The conv-net depth study keeps one init, the He init (fan_out) of He et al.'s CIFAR ResNets: the "
+               "init x norm grid is run for the MLPs only.",),
 )
 
 

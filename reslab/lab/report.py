@@ -12,7 +12,8 @@ from typing import Any, Sequence
 
 from reslab import files
 from reslab.analyze.gradflow_summary import BOXPLOTS_PNG, DEPTH_PNG, STATS_CSV
-from reslab.lab.conclude import Finding, depth_study
+from reslab.lab.conclude import Finding
+from reslab.lab.grid import grid_findings
 from reslab.lab.explain import gradient_depth, instrument_sections
 from reslab.lab.folder import LabFolder
 from reslab.lab.notebook import exercise_cnns, exercise_mlp, gradient_norms
@@ -33,6 +34,7 @@ class _Doc(Report):
     def __init__(self, out: Path) -> None:
         super().__init__(out)
         self.findings: list[dict[str, Any]] = []
+        self.setups: dict[str, str] = {}  # study -> what its numbers assume (init, learning rate, training length)
 
     def finding(self, section: str, f: Finding) -> None:
         self.blocks += [Paragraph(" ".join(f.sentences)), Table(f.table.header, f.table.rows, f.table.numeric),
@@ -75,6 +77,33 @@ def _architecture(folder: LabFolder, study: Study) -> dict[str, Any]:
     widths = sorted({m.out_channels for m in convs})
     return {"params": count_params(model), "mflops": counter.get_total_flops() / 1e6, "convs": len(convs),
             "channels": "/".join(str(w) for w in widths)}
+
+
+def study_setup(folder: LabFolder, study: Study, improving: float = 0.02) -> str:
+    """What a depth study's numbers assume: its inits, its learning rate (tuned or not), its training length, and
+    how many runs were still improving at their last epoch (so not converged)."""
+    from reslab.models import init_of
+
+    runs = [r for r in _runs(folder, study) if r.completed and r.run_folder is not None]
+    inits = sorted({init_of(str(c.get("model", {}).get("name")), c.get("model", {})) for c in
+                    (RunFolder(r.run_folder).read_config() for r in runs) if isinstance(c.get("model"), dict)} - {""})
+    parts = [f"Initialisation: {', '.join(inits) if inits else 'not read (no finished run)'}."]
+    if study.tune:
+        parts.append(f"Learning rate tuned per cell over {', '.join(map(str, study.tune['values']))} by the best "
+                     "validation accuracy; only the chosen value's runs enter the tables.")
+    else:
+        parts.append(f"Learning rate fixed at {study.settings.get('optim.lr', 'the preset value')} for every depth, "
+                     "not tuned per depth: a net that fails may have had the wrong learning rate for its depth.")
+    still = 0
+    for r in runs:
+        losses = [m.get("train_loss") for m in RunFolder(r.run_folder).read_metrics()]
+        losses = [x for x in losses if isinstance(x, (int, float))]
+        still += len(losses) >= 2 and losses[-1] < (1 - improving) * losses[-2]
+    epochs = study.settings.get("train.epochs", study.grid.get("train.epochs"))
+    parts.append(f"Training: a fixed {epochs} epochs, not until the loss stops improving; {still} of {len(runs)} "
+                 f"finished runs were still improving at their last epoch (training loss down by more than "
+                 f"{100 * improving:.0f}% in it)" + (": those are not converged." if still else "."))
+    return " ".join(parts)
 
 
 def _sweep_section(doc: _Doc, folder: LabFolder, study: Study, f: Finding, title: str) -> None:
@@ -141,7 +170,8 @@ def write_lab_report(folder: LabFolder, stages: Sequence[Stage], record: dict[st
         answer = [f"{label}: " + " ".join(f.front) for label, f in body["answer"]]
         front = _front(doc, profile, record, answer, body["titles"], studies, folder)
         doc.write(TITLE, front + _failures(folder, studies) + doc.blocks,
-                  {"profile": profile.name, "findings": doc.findings})
+                  {"profile": profile.name, "findings": doc.findings, "setups": doc.setups,
+                   "shortcuts": list(profile.shortcuts)})
 
     return write_folder(folder.report, fill, replace=True) / HTML
 
@@ -176,9 +206,19 @@ def _sections(doc: _Doc, folder: LabFolder, profile: Profile) -> dict[str, Any]:
                        "depth, and is a failure one of optimisation or of overfitting?")
         word = "depth" if key == "model.depth" else "block count"
         sweep = folder.sweep_folder(study.name)
-        f = depth_study(sweep.cell_rows(), sweep.pair_rows(), depth_key=key, classes=10, what=what, depth_word=word)
-        _sweep_section(doc, folder, study, f, title)
-        answer.append((label, f))
+        doc.setups[study.name] = study_setup(folder, study)
+        doc.blocks.append(Paragraph(doc.setups[study.name]))
+        found = grid_findings(sweep.cell_rows(), sweep.pair_rows(), depth_key=key, classes=10, what=what,
+                              depth_word=word)
+        reference = ", ".join(f"{k.removeprefix('model.')} {v}" for k, v in study.reference.items())
+        found.sort(key=lambda cf: cf[0] not in ("", reference))  # the reference cell first, with the figures
+        for cell, f in found:
+            if cell in ("", reference):
+                _sweep_section(doc, folder, study, f, title)
+            else:
+                doc.finding(f"{study.name} ({cell})", f)
+            if cell in ("", reference, "across inits", "degradation"):
+                answer.append((label + (f" ({cell})" if cell else ""), f))
 
     section("5. Exercise 2: gradient flow", "why do the residual nets learn better? What do gradient norms show?")
     nb = folder.analysis("gradflow-notebook")

@@ -59,10 +59,13 @@ class Stage:
         """How many training runs the stage holds (0 for an analysis)."""
         if self.study is None:
             return 0
-        count = self.study.seeds
-        for values in self.study.grid.values():
-            count *= len(values)
-        return count
+        import itertools
+
+        grid = self.study.grid
+        skips = [c["when"] for c in self.study.cases if c.get("skip")]
+        cells = sum(not any(all(dict(zip(grid, combo))[k] == v for k, v in when.items()) for when in skips)
+                    for combo in itertools.product(*grid.values()))
+        return cells * self.study.seeds * (len(self.study.tune["values"]) if self.study.tune else 1)
 
 
 def run_study(ctx: LabContext, study: Study) -> int:
@@ -82,10 +85,15 @@ def finished_runs(ctx: LabContext, study: Study, seed: int | str = 0) -> list[Ru
             if r.seed == int(seed) and r.status is RunStatus.FINISHED and r.run_folder is not None]
 
 
+def _in_reference(row: RunRow, study: Study) -> bool:
+    """Whether a run is of the study's reference cell (the grid values the instruments explain; all runs without)."""
+    return all(row.values.get(k) == v for k, v in study.reference.items())
+
+
 def pair(ctx: LabContext, study: Study, depth_key: str, depth: int | str | None = None, seed: int | str = 0
          ) -> list[str]:
     """The plain and the residual run folder at `depth` (default: the deepest) for one seed, as paths."""
-    rows = finished_runs(ctx, study, seed)
+    rows = [r for r in finished_runs(ctx, study, seed) if _in_reference(r, study)]
     if depth is None:
         depths = sorted({d for r in rows if isinstance(d := r.values.get(depth_key), int) and not isinstance(d, bool)})
         depth = depths[-1] if depths else None
@@ -98,7 +106,7 @@ def pair(ctx: LabContext, study: Study, depth_key: str, depth: int | str | None 
 
 def depth_runs(ctx: LabContext, study: Study, depth_key: str, seed: int | str = 0) -> list[str]:
     """Every finished run of one seed, plain and residual, shallow to deep."""
-    rows = finished_runs(ctx, study, seed)
+    rows = [r for r in finished_runs(ctx, study, seed) if _in_reference(r, study)]
     rows.sort(key=lambda r: (r.values.get(depth_key) or 0, r.values.get(RESIDUAL) is True))
     return [str(r.run_folder) for r in rows]
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ..checks import require
 from ..errors import ConfigError
+from .init import check_init
 
 NORMS_1D = ("none", "batch", "layer")  # for (B, F) features
 NORMS_2D = ("none", "batch")  # for (B, C, H, W) feature maps
@@ -56,6 +57,8 @@ class Block(nn.Module):
     post-act (He 2015): body = layer-norm-relu-...-layer-norm; out = relu(body(x) [+ shortcut(x)])
     pre-act  (He 2016): body = norm-relu-layer-...-norm-relu-layer; out = body(x) [+ shortcut(x)]
     In pre-act, norms[i] normalises the input of layers[i]; in post-act, its output.
+    `relu_inside` (ReZero as in Bachlechner et al. 2020, x + alpha * F(x) with no ReLU after the sum): the post-act
+    block's last ReLU moves from after the sum into the branch, out = alpha * relu(body(x)) [+ shortcut(x)].
     """
 
     def __init__(
@@ -67,12 +70,14 @@ class Block(nn.Module):
         preact: bool,
         shortcut: nn.Module | None = None,
         alpha: float | None = None,
+        relu_inside: bool = False,
     ) -> None:
         super().__init__()
         if len(layers) != len(norms) or not layers:
             raise ValueError("a block needs one norm (or Identity) per layer, and at least one layer")
         self.residual = residual
         self.preact = preact
+        self.relu_inside = relu_inside and not preact  # a pre-act block has no ReLU after its sum anyway
         self.layers = nn.ModuleList(layers)
         self.norms = nn.ModuleList(norms)
         self.shortcut = shortcut if shortcut is not None else nn.Identity()
@@ -89,14 +94,14 @@ class Block(nn.Module):
             last = len(self.layers) - 1
             for i, (layer, norm) in enumerate(zip(self.layers, self.norms)):
                 h = norm(layer(h))
-                if i < last:
+                if i < last or self.relu_inside:
                     h = F.relu(h)
         return h if self.alpha is None else self.alpha * h
 
     def combine(self, branch: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         """The block's output from its branch and its shortcut's output (the skip is added only if residual)."""
         h = branch + skip if self.residual else branch
-        return h if self.preact else F.relu(h)
+        return h if self.preact or self.relu_inside else F.relu(h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.combine(self.branch(x), self.shortcut(x) if self.residual else x)
@@ -107,7 +112,7 @@ class Block(nn.Module):
         A plain block has no sum, but its shortcut map is defined all the same, so it can be deleted too.
         """
         skip = self.shortcut(x)
-        return skip if self.preact else F.relu(skip)
+        return skip if self.preact or self.relu_inside else F.relu(skip)
 
     @property
     def downsamples(self) -> bool:
@@ -128,7 +133,7 @@ class Block(nn.Module):
         _zero_(self.layers[-1])
 
     def extra_repr(self) -> str:
-        return f"residual={self.residual}, preact={self.preact}"
+        return f"residual={self.residual}, preact={self.preact}" + (", relu_inside=True" if self.relu_inside else "")
 
     @torch.no_grad()
     def fixup_scale_(self, num_branches: int) -> None:
@@ -148,8 +153,15 @@ def _zero_(layer: nn.Module) -> None:
         layer.bias.zero_()
 
 
-def check_forms(model: str, *, residual: bool, norm: str, zero_init: bool, rezero: bool, fixup: bool) -> None:
-    """Refuse block forms that contradict each other, in one line."""
+def check_forms(model: str, *, residual: bool, norm: str, zero_init: bool, rezero: bool, fixup: bool,
+                init: str = "torch-default", rezero_relu: bool = False) -> None:
+    """Refuse block forms (and inits) that contradict each other, in one line."""
+    check_init(model, init)
+    require(not (rezero and rezero_relu), f"model {model!r}: rezero and rezero_relu are two forms of one block; "
+                                          "choose one")
+    rezero = rezero or rezero_relu
+    require(not fixup or init in ("torch-default", "he", "he-fan-out"),
+            f"model {model!r}: fixup starts from He init (Zhang et al. 2019); use init=he (got {init!r})")
     require(not (rezero and fixup), f"model {model!r}: rezero and fixup are two answers to one problem; choose one")
     require(not (rezero and zero_init), f"model {model!r}: rezero with zero_init zeroes both the branch scalar and "
                                         "the branch's last layer, so neither ever gets a gradient; choose one")
@@ -158,6 +170,11 @@ def check_forms(model: str, *, residual: bool, norm: str, zero_init: bool, rezer
     require(not fixup or norm == "none", f"model {model!r}: fixup replaces normalisation; use norm=none (got {norm!r})")
     require(not fixup or residual, f"model {model!r}: fixup zeroes each block's last layer, which leaves a plain net "
                                    "(residual=false) with no signal; use it on the residual twin only")
+
+
+def form_init(init: str, *, fixup: bool) -> str:
+    """The scheme the weights are drawn with: Fixup starts from He init (fan_in) where `init` is PyTorch's default."""
+    return "he" if fixup and init == "torch-default" else init
 
 
 def branch_alpha(*, residual: bool, rezero: bool, fixup: bool) -> float | None:
@@ -185,11 +202,11 @@ def init_blocks(model: nn.Module, head: nn.Linear, *, zero_init: bool, fixup: bo
 
 
 def linear_block(width: int, *, layers_per_block: int, norm: str, residual: bool, preact: bool,
-                 alpha: float | None = None) -> Block:
+                 alpha: float | None = None, relu_inside: bool = False) -> Block:
     """A width->width block of Linear layers; no bias where a batch norm follows."""
     layers = [nn.Linear(width, width, bias=norm != "batch") for _ in range(layers_per_block)]
     norms = [make_norm(norm, width, spatial=False) for _ in range(layers_per_block)]
-    return Block(layers, norms, residual=residual, preact=preact, alpha=alpha)
+    return Block(layers, norms, residual=residual, preact=preact, alpha=alpha, relu_inside=relu_inside)
 
 
 def conv_block(
@@ -203,6 +220,7 @@ def conv_block(
     preact: bool,
     stride: int = 1,
     alpha: float | None = None,
+    relu_inside: bool = False,
 ) -> Block:
     """A block of 'same'-padded convs (odd kernel); the first may change width and stride.
 
@@ -222,4 +240,5 @@ def conv_block(
     ]
     norms = [make_norm(norm, channels[i] if preact else channels[i + 1], spatial=True) for i in range(layers_per_block)]
     shortcut = PadShortcut(in_channels, out_channels, stride) if stride != 1 or in_channels != out_channels else None
-    return Block(layers, norms, residual=residual, preact=preact, shortcut=shortcut, alpha=alpha)
+    return Block(layers, norms, residual=residual, preact=preact, shortcut=shortcut, alpha=alpha,
+                 relu_inside=relu_inside)

@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import NORMS_2D, branch_alpha, check_forms, conv_block, init_blocks, make_norm
+from .init import init_weights
+from .blocks import NORMS_2D, branch_alpha, check_forms, form_init, conv_block, init_blocks, make_norm
 from .registry import register_model, require, require_choice
 
 
@@ -28,6 +29,7 @@ class CifarResNet(nn.Module):
         norm: str,
         preact: bool,
         alpha: float | None = None,
+        relu_inside: bool = False,
     ) -> None:
         super().__init__()
         widths = (width, 2 * width, 4 * width)
@@ -53,6 +55,7 @@ class CifarResNet(nn.Module):
                         preact=preact,
                         stride=stride,
                         alpha=alpha,
+                        relu_inside=relu_inside,
                     )
                 )
                 in_width = out_width
@@ -70,18 +73,6 @@ class CifarResNet(nn.Module):
         return self.head(self.pool(x).flatten(1))
 
 
-def _init_weights(model: nn.Module) -> None:
-    """Kaiming-normal (fan_out, relu) convs, unit/zero norms, as in He et al. and torchvision."""
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-
-
 @register_model("cifar-resnet")
 def cifar_resnet(
     input_shape: tuple[int, int, int],
@@ -95,10 +86,15 @@ def cifar_resnet(
     zero_init: bool = False,
     rezero: bool = False,
     fixup: bool = False,
+    init: str = "he-fan-out",
+    rezero_relu: bool = False,
 ) -> nn.Module:
     """CIFAR ResNet-`depth` (20, 32, 44, 56, 110, ...): `depth` counts conv and linear layers.
 
-    rezero: a learnable scalar on each branch, initialised at 0 (SkipInit/ReZero); fixup: Fixup's initialisation.
+    init: the weights' scheme (models/init.py: torch-default, he, he-fan-out, lecun, xavier).
+    rezero: a learnable scalar on each branch, initialised at 0, and (post-act) no ReLU after the sum, as in
+    ReZero; rezero_relu: the same scalar with the ReLU kept after the sum (SkipInit-like; reslab's earlier rezero).
+    fixup: Fixup's initialisation (He init, scaled branches, zeroed last layers and classifier).
     """
     require(
         depth >= 8 and (depth - 2) % 6 == 0,
@@ -106,7 +102,8 @@ def cifar_resnet(
     )
     require(width > 0, f"model 'cifar-resnet': width must be > 0; got {width}")
     require_choice("cifar-resnet", "norm", norm, NORMS_2D)
-    check_forms("cifar-resnet", residual=residual, norm=norm, zero_init=zero_init, rezero=rezero, fixup=fixup)
+    check_forms("cifar-resnet", residual=residual, norm=norm, zero_init=zero_init, rezero=rezero, fixup=fixup, init=init,
+                rezero_relu=rezero_relu)
     model = CifarResNet(
         input_shape[0],
         num_classes,
@@ -115,8 +112,9 @@ def cifar_resnet(
         residual=residual,
         norm=norm,
         preact=preact,
-        alpha=branch_alpha(residual=residual, rezero=rezero, fixup=fixup),
+        alpha=branch_alpha(residual=residual, rezero=rezero or rezero_relu, fixup=fixup),
+        relu_inside=rezero,
     )
-    _init_weights(model)
+    init_weights(model, form_init(init, fixup=fixup), head=model.head)  # he-fan-out: He et al., torchvision
     init_blocks(model, model.head, zero_init=zero_init, fixup=fixup)
     return model

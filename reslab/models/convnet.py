@@ -7,7 +7,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import NORMS_2D, branch_alpha, check_forms, conv_block, init_blocks, make_norm
+from .init import init_weights
+from .blocks import NORMS_2D, branch_alpha, check_forms, form_init, conv_block, init_blocks, make_norm
 from .registry import register_model, require, require_choice
 
 
@@ -28,6 +29,7 @@ class ConvNet(nn.Module):
         layers_per_block: int,
         preact: bool,
         alpha: float | None = None,
+        relu_inside: bool = False,
     ) -> None:
         super().__init__()
         self.stem = nn.Sequential(
@@ -47,6 +49,7 @@ class ConvNet(nn.Module):
                         residual=residual,
                         preact=preact,
                         alpha=alpha,
+                        relu_inside=relu_inside,
                     )
                     for _ in range(blocks)
                 )
@@ -85,10 +88,15 @@ def convnet(
     zero_init: bool = False,
     rezero: bool = False,
     fixup: bool = False,
+    init: str = "torch-default",
+    rezero_relu: bool = False,
 ) -> nn.Module:
     """Fair plain/residual CNN; `blocks` per stage, `stages` stages at constant `channels`.
 
-    rezero: a learnable scalar on each branch, initialised at 0 (SkipInit/ReZero); fixup: Fixup's initialisation.
+    init: the weights' scheme (models/init.py: torch-default, he, he-fan-out, lecun, xavier).
+    rezero: a learnable scalar on each branch, initialised at 0, and (post-act) no ReLU after the sum, as in
+    ReZero; rezero_relu: the same scalar with the ReLU kept after the sum (SkipInit-like; reslab's earlier rezero).
+    fixup: Fixup's initialisation (He init, scaled branches, zeroed last layers and classifier).
     """
     require(channels > 0, f"model 'convnet': channels must be > 0; got {channels}")
     require(blocks >= 0, f"model 'convnet': blocks must be >= 0; got {blocks}")
@@ -99,7 +107,8 @@ def convnet(
     )
     require(layers_per_block >= 1, f"model 'convnet': layers_per_block must be >= 1; got {layers_per_block}")
     require_choice("convnet", "norm", norm, NORMS_2D)
-    check_forms("convnet", residual=residual, norm=norm, zero_init=zero_init, rezero=rezero, fixup=fixup)
+    check_forms("convnet", residual=residual, norm=norm, zero_init=zero_init, rezero=rezero, fixup=fixup, init=init,
+                rezero_relu=rezero_relu)
     in_channels, height, width = input_shape
     require(
         min(height, width) >> (stages - 1) >= 1,
@@ -116,7 +125,9 @@ def convnet(
         norm=norm,
         layers_per_block=layers_per_block,
         preact=preact,
-        alpha=branch_alpha(residual=residual, rezero=rezero, fixup=fixup),
+        alpha=branch_alpha(residual=residual, rezero=rezero or rezero_relu, fixup=fixup),
+        relu_inside=rezero,
     )
+    init_weights(model, form_init(init, fixup=fixup), head=model.head)
     init_blocks(model, model.head, zero_init=zero_init, fixup=fixup)
     return model

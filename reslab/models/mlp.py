@@ -6,7 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import NORMS_1D, branch_alpha, check_forms, init_blocks, linear_block, make_norm
+from .init import init_weights
+from .blocks import NORMS_1D, branch_alpha, check_forms, form_init, init_blocks, linear_block, make_norm
 from .registry import register_model, require, require_choice
 
 
@@ -25,13 +26,14 @@ class MLP(nn.Module):
         layers_per_block: int,
         preact: bool,
         alpha: float | None = None,
+        relu_inside: bool = False,
     ) -> None:
         super().__init__()
         self.stem = nn.Linear(in_features, width)
         self.blocks = nn.Sequential(
             *(
                 linear_block(width, layers_per_block=layers_per_block, norm=norm, residual=residual, preact=preact,
-                             alpha=alpha)
+                             alpha=alpha, relu_inside=relu_inside)
                 for _ in range(depth)
             )
         )
@@ -62,16 +64,22 @@ def mlp(
     zero_init: bool = False,
     rezero: bool = False,
     fixup: bool = False,
+    init: str = "torch-default",
+    rezero_relu: bool = False,
 ) -> nn.Module:
     """Fair plain/residual MLP; `depth` counts blocks, each of `layers_per_block` Linear layers.
 
-    rezero: a learnable scalar on each branch, initialised at 0 (SkipInit/ReZero); fixup: Fixup's initialisation.
+    init: the weights' scheme (models/init.py: torch-default, he, he-fan-out, lecun, xavier).
+    rezero: a learnable scalar on each branch, initialised at 0, and (post-act) no ReLU after the sum, as in
+    ReZero; rezero_relu: the same scalar with the ReLU kept after the sum (SkipInit-like; reslab's earlier rezero).
+    fixup: Fixup's initialisation (He init, scaled branches, zeroed last layers and classifier).
     """
     require(width > 0, f"model 'mlp': width must be > 0; got {width}")
     require(depth >= 0, f"model 'mlp': depth must be >= 0; got {depth}")
     require(layers_per_block >= 1, f"model 'mlp': layers_per_block must be >= 1; got {layers_per_block}")
     require_choice("mlp", "norm", norm, NORMS_1D)
-    check_forms("mlp", residual=residual, norm=norm, zero_init=zero_init, rezero=rezero, fixup=fixup)
+    check_forms("mlp", residual=residual, norm=norm, zero_init=zero_init, rezero=rezero, fixup=fixup, init=init,
+                rezero_relu=rezero_relu)
     channels, height, width_px = input_shape
     model = MLP(
         channels * height * width_px,
@@ -82,7 +90,9 @@ def mlp(
         norm=norm,
         layers_per_block=layers_per_block,
         preact=preact,
-        alpha=branch_alpha(residual=residual, rezero=rezero, fixup=fixup),
+        alpha=branch_alpha(residual=residual, rezero=rezero or rezero_relu, fixup=fixup),
+        relu_inside=rezero,
     )
+    init_weights(model, form_init(init, fixup=fixup), head=model.head)
     init_blocks(model, model.head, zero_init=zero_init, fixup=fixup)
     return model

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch.nn as nn
@@ -88,6 +88,18 @@ def build_model(name: str, *, input_shape: Sequence[int], num_classes: int, **kw
         f"num_classes must be a positive int; got {num_classes!r}",
     )
     return builder(shape, num_classes, **kw)
+
+
+def init_of(name: str, args: Mapping[str, Any]) -> str:
+    """What model `name` with `args` (a run's model arguments, maybe from before `init` existed) starts from, in
+    words: `init.init_label` with the model's own default init; "" for an unknown model."""
+    from .init import init_label
+
+    try:
+        default = model_args(name).get("init", (str, "torch-default"))[1]
+    except ConfigError:
+        return ""
+    return init_label(args, default)
 
 
 def count_params(model: nn.Module) -> int:

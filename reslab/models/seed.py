@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .init import check_init, init_weights
 from .registry import register_model, require
 
 
@@ -101,12 +102,16 @@ class SeedResNetCNN(nn.Module):
 
 
 @register_model("seed-mlp")
-def seed_mlp(input_shape: tuple[int, int, int], num_classes: int, *, width: int = 16, depth: int = 2) -> nn.Module:
-    """Notebook exercise 1.1 MLP (width 16, 2 hidden layers)."""
+def seed_mlp(input_shape: tuple[int, int, int], num_classes: int, *, width: int = 16, depth: int = 2,
+             init: str = "torch-default") -> nn.Module:
+    """Notebook exercise 1.1 MLP (width 16, 2 hidden layers); init: models/init.py (the notebook: torch-default)."""
+    check_init("seed-mlp", init)
     require(width > 0, f"model 'seed-mlp': width must be > 0; got {width}")
     require(depth >= 0, f"model 'seed-mlp': depth must be >= 0; got {depth}")
     channels, height, width_px = input_shape
-    return SeedMLP(channels * height * width_px, width, depth, num_classes)
+    model = SeedMLP(channels * height * width_px, width, depth, num_classes)
+    init_weights(model, init, head=model.head)
+    return model
 
 
 def _seed_cnn_out_size(size: int, num: int, kernel: int) -> int:
@@ -125,25 +130,33 @@ def _seed_cnn_out_size(size: int, num: int, kernel: int) -> int:
 
 @register_model("seed-cnn")
 def seed_cnn(
-    input_shape: tuple[int, int, int], num_classes: int, *, num: int = 3, channels: int = 16, size: int = 3
+    input_shape: tuple[int, int, int], num_classes: int, *, num: int = 3, channels: int = 16, size: int = 3,
+    init: str = "torch-default",
 ) -> nn.Module:
-    """Notebook exercise 1.2 plain CNN (3 convs per block, 16 channels, kernel 3)."""
+    """Notebook exercise 1.2 plain CNN (3 convs per block, 16 channels, kernel 3); init: models/init.py."""
+    check_init("seed-cnn", init)
     require(num >= 0, f"model 'seed-cnn': num must be >= 0; got {num}")
     require(channels > 0, f"model 'seed-cnn': channels must be > 0; got {channels}")
     require(size >= 1, f"model 'seed-cnn': size must be >= 1; got {size}")
     in_channels, height, width = input_shape
     out = min(_seed_cnn_out_size(height, num, size), _seed_cnn_out_size(width, num, size))
     require(out >= 1, f"model 'seed-cnn': a {height}x{width} input shrinks to nothing with num={num}, size={size}")
-    return SeedCNN(in_channels, num_classes, num=num, channels=channels, size=size)
+    model = SeedCNN(in_channels, num_classes, num=num, channels=channels, size=size)
+    init_weights(model, init, head=model.output)
+    return model
 
 
 @register_model("seed-resnet")
 def seed_resnet(
-    input_shape: tuple[int, int, int], num_classes: int, *, depth: int = 3, channels: int = 64
+    input_shape: tuple[int, int, int], num_classes: int, *, depth: int = 3, channels: int = 64,
+    init: str = "torch-default",
 ) -> nn.Module:
-    """Notebook exercise 1.2 ResNetCNN (3 residual blocks, 64 channels)."""
+    """Notebook exercise 1.2 ResNetCNN (3 residual blocks, 64 channels); init: models/init.py."""
+    check_init("seed-resnet", init)
     require(depth >= 0, f"model 'seed-resnet': depth must be >= 0; got {depth}")
     require(channels > 0, f"model 'seed-resnet': channels must be > 0; got {channels}")
     in_channels, height, width = input_shape
     require(min(height, width) >= 2, f"model 'seed-resnet': input must be at least 2x2; got {height}x{width}")
-    return SeedResNetCNN(in_channels, num_classes, depth=depth, channels=channels)
+    model = SeedResNetCNN(in_channels, num_classes, depth=depth, channels=channels)
+    init_weights(model, init, head=model.output)
+    return model

@@ -21,9 +21,9 @@ from reslab.report.records import UNFINISHED, RunRecord
 from reslab.report.values import (DASH, PLOT_LIMIT, confusion, file_stem, inline, is_real, num, pct, plot_label,
                                   plottable, scalar)
 
-COMPARISON = ["run", "model", "dataset", "params", "epochs", "best val acc", "best epoch", "test acc",
+COMPARISON = ["run", "model", "init", "dataset", "params", "epochs", "best val acc", "best epoch", "test acc",
               "train time (s)", "samples/s", "status"]
-NUMERIC = [False, False, False, True, True, True, True, True, True, True, False]  # right-aligned columns
+NUMERIC = [False, False, False, False, True, True, True, True, True, True, True, False]  # right-aligned columns
 
 
 def run_stem(index: int, rec: RunRecord) -> str:
@@ -47,13 +47,27 @@ def _short_dataset(spec: Any) -> str:
     return f"{kind}:{Path(path).name}" if sep and path else kind
 
 
+def _init(rec: RunRecord) -> str:
+    """What the run's weights started from (summary.json's init; for older runs, from its config)."""
+    from reslab.models import init_of
+
+    said = (rec.summary or {}).get("init")
+    if isinstance(said, str) and said:
+        return inline(said, 60)
+    model = rec.config.get("model") if isinstance(rec.config, dict) else None
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        return DASH
+    return inline(init_of(model["name"], model.get("args") if isinstance(model.get("args"), dict) else model), 60) \
+        or DASH
+
+
 def comparison_row(rec: RunRecord) -> list[str]:
     """A run's row of the comparison table; a run whose files hold values of the wrong types is unreadable."""
     try:
         if rec.error is not None:
             raise ValueError(rec.error)
         n = rec.numbers()
-        return [n["run"], _show(n["model"]), _short_dataset(n["dataset"]), num(n["params"], ","), _epochs(n),
+        return [n["run"], _show(n["model"]), _init(rec), _short_dataset(n["dataset"]), num(n["params"], ","), _epochs(n),
                 pct(n["best_val_acc"]), num(n["best_epoch"], "d"), pct(n["test_acc"]),
                 num(n["train_seconds"], ".1f"), num(n["samples_per_s"], ",.0f"),
                 n["status"] + (f" (on {n['host']})" if n["host"] else "")]

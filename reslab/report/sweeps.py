@@ -118,6 +118,9 @@ def _swept(raw: Mapping[str, Any], name: str, configs: Sequence[Mapping[str, Any
         if isinstance(case, dict):
             what = "skipped" if case.get("skip") is True else _settings(case.get("set"))
             blocks.append(Paragraph(f"Per-cell settings (cases[{i}]): where {_settings(case.get('when'))}: {what}."))
+    inits = _inits(configs)
+    if inits:
+        blocks.append(Paragraph(f"Initialisation (model.init, with any block form on top): {', '.join(inits)}."))
     for key in SUBSET_KEYS:
         sizes = sorted({scalar(c.get(key)) for c in configs} - {None}, key=str)
         if sizes:
@@ -125,6 +128,18 @@ def _swept(raw: Mapping[str, Any], name: str, configs: Sequence[Mapping[str, Any
             blocks.append(Note(f"Part of the data only: {key} = {', '.join(map(_show, sizes))} (a seeded subset of "
                                f"the {split} split), so the accuracies are not those of the full dataset."))
     return blocks
+
+
+def _inits(configs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The inits the sweep's runs started from (read from their flattened configs; older runs: their default)."""
+    from reslab.models import init_of
+
+    found = set()
+    for c in configs:
+        if isinstance(c.get("model.name"), str):
+            args = {k.removeprefix("model."): v for k, v in c.items() if k.startswith("model.") and k != "model.name"}
+            found.add(init_of(c["model.name"], args))
+    return sorted(inline(i, 60) for i in found - {""})
 
 
 def _run_path(sweep: SweepFolder, row: Mapping[str, str]) -> Path | None:
