@@ -105,7 +105,9 @@ def test_rezero_and_fixup_train_without_norm_where_the_plain_sum_diverges(data_d
         status[form] = (summary["status"], summary.get("test_acc"))
     assert status["plain-sum"] == ("diverged", None)
     assert status["rezero"][0] == status["fixup"][0] == "finished"
-    assert status["rezero"][1] > 0.5 and status["fixup"][1] > 0.3, status  # chance: 0.1
+    # chance: 0.1. Fixup starts from He init as in Zhang et al. 2019 (issue 18): with one layer per block it still
+    # trains where the plain sum diverges, but less far in 2 epochs (0.29 here) than the torch-default start did (> 0.3)
+    assert status["rezero"][1] > 0.5 and status["fixup"][1] > 0.2, status
 
 
 def test_growth_leaves_out_the_downsampling_steps() -> None:
