@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 SETTINGS = ("data.train_size=199", "train.epochs=2", "train.log_every=3", "train.threads=1", "data.val_size=100",
-            "data.batch_size=32", "train.deterministic=true", "optim.lr=3e-3")  # as tests/test_distributed.py
+            "data.batch_size=32", "train.deterministic=true", "optim.lr=3e-3")  # as tests/train/test_distributed.py
 
 
 def one_run(i: int, data: Path, work: Path) -> tuple[int, str]:

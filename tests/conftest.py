@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from browser import find_chromium
-from fakedata import write_mnist
+from helpers.browser import find_chromium
+from helpers.fakedata import write_mnist
 from reslab.protocols import Observer
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import SignalAt, tiny_cfg
-from fakedata import write_mnist
+from helpers.fakedata import write_mnist
 from reslab import runs
 from reslab.config import OptimConfig, from_dict, resolve
 from reslab.data import load_dataset
@@ -170,7 +170,7 @@ def test_evaluate_counts_every_sample(data_dir: Path) -> None:
 
 # ----------------------------------------------------------------------------- the refactor's guards
 
-FIXTURE = Path(__file__).parent / "fixtures" / "pre-refactor-run"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "pre-refactor-run"
 
 
 def test_a_checkpoint_from_before_the_refactor_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

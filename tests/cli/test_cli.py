@@ -14,7 +14,7 @@ from PIL import Image
 from conftest import fails_one_line as _fails
 from reslab.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

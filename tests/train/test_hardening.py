@@ -283,7 +283,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_reference_run(data_dir:
             "gradflow.every=3", "train.log_every=4", "train.epochs=6",
             "train.threads=1"]  # one thread in both processes: a thread count another test left behind cannot differ
     reference = train(tiny_cfg(data_dir, tmp_path / "ref", *sets), progress=False)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     first = [sys.executable, "-m", "reslab", "train", "seed-mlp", "--runs-dir", str(tmp_path / "k"), "--quiet",
              "--data-dir", str(data_dir), "--device", "cpu", *[a for kv in sets for a in ("--set", kv)]]
     rng, folder, kills, events = random.Random(7), None, 0, []

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import torch
 
-from browser import check_page
-from fakedata import write_mnist
+from helpers.browser import check_page
+from helpers.fakedata import write_mnist
 from reslab import files
 from reslab.cli import main
 from reslab.config import resolve

@@ -9,7 +9,7 @@ import pytest
 from reslab.config import resolve
 from reslab.train import train
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 needs_mnist = pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(),
                                  reason=f"real MNIST not found in {SHARED_DATA}")
 

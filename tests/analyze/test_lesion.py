@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import tiny_cfg, fails_one_line
-from fakedata import learnable_images
+from helpers.fakedata import learnable_images
 from reslab import files
 from reslab.analyze.lesion import Lesion, block_infos, lesioned, plan
 from reslab.cli import main

@@ -25,7 +25,7 @@ from reslab.models import build_model
 from reslab.train import Interrupted, train
 from conftest import SignalAt, fails_one_line
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 CIFAR_ZIP = SHARED_DATA / "CIFAR10-JPEG" / "cifar10-jpeg.zip"
 
 

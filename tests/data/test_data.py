@@ -25,7 +25,7 @@ from reslab.data import imagefolder
 from reslab.data import Augment, DeviceLoader, ImageData, load_dataset, normalize, split_indices
 from reslab.errors import DataError
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 realdata = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real datasets not present at {SHARED_DATA}")
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -493,7 +493,7 @@ def test_zip_member_with_a_lying_header_is_a_data_error(tmp_path: Path, compress
 
 @pytest.mark.parametrize("split,offset", [("train", 5), ("t10k", 0)])
 def test_out_of_range_label_names_the_file_and_value(tmp_path: Path, split: str, offset: int) -> None:
-    from fakedata import write_mnist
+    from helpers.fakedata import write_mnist
 
     write_mnist(tmp_path, n_train=60, n_test=20)
     path = tmp_path / "MNIST" / "raw" / f"{split}-labels-idx1-ubyte"

@@ -1,7 +1,7 @@
 """Training, compile, resume, gradient flow and packing on a CUDA device, on tiny generated data.
 
 Every test is marked `gpu` and skipped where CUDA is absent. The device is `$RESLAB_TEST_DEVICE`
-(default `cuda`); `RESLAB_TEST_DEVICE=cpu python -m pytest -m gpu tests/test_gpu.py` dry-runs the same
+(default `cuda`); `RESLAB_TEST_DEVICE=cpu python -m pytest -m gpu tests/train/test_gpu.py` dry-runs the same
 logic on the CPU (bf16 autocast then runs on the CPU). `RESLAB_TEST_SKIP_COMPILE=1` skips the compile test.
 """
 
@@ -24,13 +24,13 @@ import numpy as np
 import pytest
 import torch
 
-from fakedata import learnable_images, write_mnist
+from helpers.fakedata import learnable_images, write_mnist
 from reslab.cli import main
 from reslab.config import resolve
 from reslab.protocols import Observer
 from reslab.train import Interrupted, train
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEVICE = os.environ.get("RESLAB_TEST_DEVICE", "cuda")
 ON_CUDA = DEVICE.startswith("cuda")
 
