@@ -23,9 +23,10 @@ from reslab.config import dump_yaml, resolve
 from reslab.gradflow import GradientProbe, weight_layers
 from reslab.models import build_model
 from reslab.train import Interrupted, train
-from conftest import SignalAt, fails_one_line
+from helpers.cli import fails_one_line
+from helpers.shared import SHARED_DATA, needs_shared_data
+from helpers.training import SignalAt
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 CIFAR_ZIP = SHARED_DATA / "CIFAR10-JPEG" / "cifar10-jpeg.zip"
 
 
@@ -311,7 +312,7 @@ def test_cli_svg_writes_an_svg_beside_every_png(data_dir: Path, tmp_path: Path) 
 
 
 @pytest.mark.realdata
-@pytest.mark.skipif(not CIFAR_ZIP.is_file(), reason=f"CIFAR-10 JPEG copy not found at {CIFAR_ZIP}")
+@needs_shared_data("CIFAR10-JPEG", "cifar10-jpeg.zip")
 def test_notebook_comparison_on_cifar(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """Exercise 2: the ResNet's mean per-parameter gradient norm is far above the plain CNN's (0.115 vs 0.011)."""
     assert main(["gradflow", "seed-cnn", "seed-resnet", "--notebook-kernel", "--dataset", f"imagefolder:{CIFAR_ZIP}",
@@ -321,3 +322,10 @@ def test_notebook_comparison_on_cifar(tmp_path: Path, capsys: pytest.CaptureFixt
     assert int(cnn["batches"]) == 11 and 0.005 < float(cnn["mean"]) < 0.03
     assert float(resnet["mean"]) > 5 * float(cnn["mean"])
     assert float(resnet["first_to_last"]) > 10 * float(cnn["first_to_last"])
+
+
+def test_gradflow_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["gradflow", str(tmp_path / "no-such-run"), "--quiet"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["gradflow", "seed-mlp", "--seed", "-1", "--quiet", "--device", "cpu"]) == 2
+    assert "--seed must be" in capsys.readouterr().err

@@ -20,7 +20,8 @@ from reslab.config import load_source
 from reslab.data import load_dataset, split_indices
 from reslab.models import build_model
 from reslab.train import train
-from conftest import fails_one_line, tiny_cfg
+from helpers.cli import fails_one_line
+from helpers.training import tiny_cfg
 
 
 @pytest.mark.parametrize("name, kw", [("cifar-resnet", {"depth": 8, "width": 4}), ("mlp", {"norm": "batch"}),

@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SignalAt, tiny_cfg
-from helpers.fakedata import write_mnist
+from helpers.training import Poison, strict_json, tiny_cfg
 from reslab import runs
-from reslab.config import OptimConfig, from_dict, resolve
+from reslab.config import OptimConfig, from_dict
 from reslab.data import load_dataset
 from reslab.models import build_model
 from reslab.errors import ConfigError
 from reslab.evaluate import evaluate
 from reslab.optim import lr_at
 from reslab.protocols import Observer
-from reslab.train import Interrupted, train
+from reslab.runs import RunFolder
+from reslab.train import train
 
 METRIC_KEYS = ["test_acc", "test_loss", "best_val_acc", "best_epoch", "epochs", "params", "final_train_loss",
                "final_train_acc", "final_val_acc", "confusion_matrix", "test_f1", "steps"]
@@ -81,29 +81,6 @@ def test_same_seed_repeats_bit_for_bit(data_dir: Path, tmp_path: Path) -> None:
     assert a.run_dir != b.run_dir
     assert {k: a.summary[k] for k in METRIC_KEYS} == {k: b.summary[k] for k in METRIC_KEYS}
     assert a.summary["final_train_loss"] != c.summary["final_train_loss"]
-
-
-@pytest.mark.parametrize("preset, extra", [("seed-mlp", ()),
-                                           ("resnet20", ("model.depth=8", "data.augment=true", "data.dataset=mnist"))])
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_and_resumed_equals_straight_through(data_dir: Path, tmp_path: Path, sig: int, preset: str,
-                                                         extra: tuple[str, ...]) -> None:
-    if preset == "resnet20" and sig == signal.SIGTERM:
-        pytest.skip("one signal is enough for the conv net")
-    cfg = tiny_cfg(data_dir, tmp_path, *extra, preset=preset)
-    straight = train(cfg, progress=False)
-    with pytest.raises(Interrupted) as info:
-        train(cfg, observers=[SignalAt(16 + 5, sig)], progress=False)  # mid-way through epoch 2
-    run = info.value.run_dir
-    assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
-    assert runs.load_checkpoint(run / "last.pt")["state"]["step"] == 21
-    assert signal.getsignal(sig) is not None and len(list(csv.DictReader(open(run / "metrics.csv")))) == 1
-    resumed = train(cfg, resume=run, progress=False)
-    assert resumed.run_dir == run
-    assert {k: resumed.summary[k] for k in METRIC_KEYS} == {k: straight.summary[k] for k in METRIC_KEYS}
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
-    assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in csv.DictReader(
-        open(straight.run_dir / "metrics.csv"))]
 
 
 def test_signal_handlers_are_restored(data_dir: Path, tmp_path: Path) -> None:
@@ -168,29 +145,6 @@ def test_evaluate_counts_every_sample(data_dir: Path) -> None:
     assert int(result.confusion.sum()) == 200 and model.training
 
 
-# ----------------------------------------------------------------------------- the refactor's guards
-
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "pre-refactor-run"
-
-
-def test_a_checkpoint_from_before_the_refactor_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A run interrupted at step 21 by the code of commit b53325f finishes with that code's straight-run numbers.
-
-    The fixture's config has data.data_dir null: it reads $RESLAB_DATA, here the same generated MNIST files.
-    """
-    import shutil
-
-    monkeypatch.setenv("RESLAB_DATA", str(write_mnist(tmp_path / "data")))
-    run = shutil.copytree(FIXTURE, tmp_path / "run")
-    assert runs.load_checkpoint(run / "last.pt")["state"]["step"] == 21
-    cfg = resolve(str(run / "config.yaml"))
-    resumed = train(cfg, resume=run, progress=False)
-    expected = json.loads((FIXTURE.parent / "pre-refactor-run.expected.json").read_text())
-    for key, value in expected.items():
-        assert resumed.summary[key] == (pytest.approx(value, rel=1e-5) if isinstance(value, float) else value), key
-    assert json.loads((run / "status.json").read_text())["status"] == "finished"
-
-
 def test_evaluate_keeps_the_models_mode(data_dir: Path) -> None:
     from reslab.data import DeviceLoader
 
@@ -202,18 +156,6 @@ def test_evaluate_keeps_the_models_mode(data_dir: Path) -> None:
         model.train(mode)
         evaluate(model, loader, 10)
         assert model.training is mode
-
-
-def test_a_second_ctrl_c_leaves_the_run_marked_interrupted(data_dir: Path, tmp_path: Path) -> None:
-    class SecondSignal(Observer):
-        def on_step(self, step: int, loss: torch.Tensor, lr: float) -> None:
-            if step == 5:
-                raise KeyboardInterrupt  # what the signal handler raises on a second Ctrl-C
-
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny_cfg(data_dir, tmp_path), observers=[SecondSignal()], progress=False)
-    (run,) = tmp_path.iterdir()
-    assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
 
 
 def test_no_validation_set_means_none_not_empty_strings(data_dir: Path, tmp_path: Path) -> None:
@@ -315,3 +257,14 @@ def test_a_test_size_beyond_the_test_set_is_one_line(tmp_path, data_dir, capsys)
                  "data.test_size=100000", "--set", "data.val_size=100", "--epochs", "1", "--quiet"]) == 2
     assert "data.test_size 100000 is more than" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_diverging_run_stops_and_is_recorded_as_diverged(data_dir: Path, tmp_path: Path) -> None:
+    result = train(tiny_cfg(data_dir, tmp_path, "train.log_every=5"), observers=[Poison(7)], progress=False)
+    folder = RunFolder(result.run_dir)
+    summary = strict_json(folder.summary)
+    assert summary["status"] == "diverged" and summary["diverged_step"] == 10 and summary["test_acc"] is None
+    assert strict_json(folder.status)["status"] == "diverged" and strict_json(folder.status)["step"] == 10
+    assert result.summary["steps"] == 10 and not folder.last.exists()
+    with pytest.raises(ConfigError, match="already finished|diverged"):
+        train(tiny_cfg(data_dir, tmp_path), resume=result.run_dir, progress=False)
