@@ -24,6 +24,7 @@ from reslab.gradflow import GradientProbe, weight_layers
 from reslab.models import build_model
 from reslab.train import Interrupted, train
 from helpers.cli import fails_one_line
+from helpers.figures import assert_png
 from helpers.shared import SHARED_DATA, needs_shared_data
 from helpers.training import SignalAt
 
@@ -240,7 +241,7 @@ def test_training_records_every_n_steps(data_dir: Path, tmp_path: Path) -> None:
     rows = files.read_csv(run / "gradflow.csv")
     assert {r["layer"] for r in rows} == {"fc1", "hidden_layers.0", "hidden_layers.1", "head"}
     assert all(float(r["update_norm"]) > 0 and float(r["output_std"]) > 0 for r in rows)
-    assert (run / "gradflow.png").is_file()
+    assert_png(run / "gradflow.png")
     off = train(_train_cfg(data_dir, tmp_path, "gradflow.every=0"), progress=False).run_dir
     assert not (off / "gradflow.csv").exists() and not (off / "gradflow.png").exists()
 
@@ -294,7 +295,7 @@ def test_cli_measures_runs_and_presets_on_the_same_batches(data_dir: Path, tmp_p
     assert [s["model"] for s in stats] == ["seed-mlp", run.name, f"{run.name}@best", f"{run.name}@last"]
     assert stats[0]["mean"] == stats[1]["mean"], "a run at init is its preset at init: same seed, same batches"
     assert stats[3]["mean"] != stats[1]["mean"]
-    assert (out / f"gradflow-heatmap-{run.name}.png").is_file()
+    assert_png(out / f"gradflow-heatmap-{run.name}.png")
     assert any("seed-mlp(width=16, depth=2)" in line for line in printed), "the output says what model ran"
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import signal
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
 
+from helpers.figures import assert_png
 from helpers.training import Poison, strict_json, tiny_cfg
 from reslab import runs
 from reslab.config import OptimConfig, from_dict
@@ -92,17 +95,50 @@ def test_signal_handlers_are_restored(data_dir: Path, tmp_path: Path) -> None:
 def test_no_validation_set(data_dir: Path, tmp_path: Path) -> None:
     result = train(tiny_cfg(data_dir, tmp_path, "data.val_size=0", "train.epochs=1"), progress=False)
     assert result.summary["best_val_acc"] is None and not (result.run_dir / "best.pt").exists()
-    assert (result.run_dir / "curves.png").is_file()
+    assert_png(result.run_dir / "curves.png")
 
 
-@pytest.mark.parametrize("extra", [("optim.name=sgd", "optim.schedule=step", "optim.milestones=[1]"),
-                                   ("optim.name=adamw", "optim.schedule=cosine", "optim.warmup_epochs=1"),
-                                   ("optim.schedule=onecycle", "optim.grad_clip=1.0", "optim.label_smoothing=0.1"),
-                                   ("optim.name=sgd", "optim.nesterov=true", "optim.weight_decay=1e-4")])
-def test_optimizers_and_schedules_train(data_dir: Path, tmp_path: Path, extra: tuple[str, ...]) -> None:
-    result = train(tiny_cfg(data_dir, tmp_path, "train.epochs=2", *extra), progress=False)
+def _cosine(start: float, end: float, t: float) -> float:
+    """Half a cosine from `start` (t = 0) to `end` (t = 1)."""
+    return end + (start - end) * (1 + math.cos(math.pi * t)) / 2
+
+
+# 2 epochs of 16 steps at lr 3e-3; `expected(s)` is the LR of 0-based step s, written from the schedules'
+# definitions (not from reslab.optim), and the checkpoint's optimizer shows the optimizer's own settings
+SCHEDULES = [
+    (("optim.name=sgd", "optim.schedule=step", "optim.milestones=[1]"),  # /10 from epoch 1 on
+     lambda s: 3e-3 if s < 16 else 3e-4, {"momentum": 0.9, "nesterov": False}, "momentum_buffer"),
+    (("optim.name=adamw", "optim.schedule=cosine", "optim.warmup_epochs=1"),  # linear ramp over epoch 0, then cosine to 0
+     lambda s: 3e-3 * (s + 1) / 16 if s < 16 else _cosine(3e-3, 0.0, (s - 16) / 16), {"weight_decay": 0.0}, "exp_avg"),
+    (("optim.schedule=onecycle", "optim.grad_clip=1.0", "optim.label_smoothing=0.1"),  # up over 30%, then down
+     lambda s: _cosine(3e-3 / 25, 3e-3, (s / 32) / 0.3) if s / 32 < 0.3 else _cosine(3e-3, 3e-3 * 1e-4,
+                                                                                      (s / 32 - 0.3) / 0.7),
+     {}, "exp_avg"),
+    (("optim.name=sgd", "optim.nesterov=true", "optim.weight_decay=1e-4"),  # the default schedule: constant
+     lambda s: 3e-3, {"nesterov": True, "weight_decay": 1e-4}, "momentum_buffer"),
+]
+
+
+@pytest.mark.parametrize("extra, expected, group, state_key", SCHEDULES)
+def test_optimizers_and_schedules_train(data_dir: Path, tmp_path: Path, extra: tuple[str, ...],
+                                        expected: Callable[[int], float], group: dict, state_key: str) -> None:
+    seen: dict[int, float] = {}
+
+    class Lrs(Observer):
+        def on_step(self, step: int, loss: torch.Tensor, lr: float) -> None:
+            seen[step] = lr
+
+    result = train(tiny_cfg(data_dir, tmp_path, "train.epochs=2", "train.log_every=1", *extra), observers=[Lrs()],
+                   progress=False)
     assert all(torch.isfinite(torch.tensor(v)) for v in (result.summary["test_loss"],
                                                           result.summary["final_train_loss"]))
+    assert sorted(seen) == list(range(1, 33))  # on_step gets the 1-based step and the LR it trained with
+    assert [seen[s + 1] for s in range(32)] == pytest.approx([expected(s) for s in range(32)], rel=1e-9)
+    recorded = [float(r["lr"]) for r in csv.DictReader(open(result.run_dir / "steps.csv"))]
+    assert recorded == pytest.approx([expected(s) for s in range(32)], rel=1e-5)  # steps.csv, every step
+    optimizer = runs.load_checkpoint(result.run_dir / "last.pt")["optimizer"]
+    assert {k: optimizer["param_groups"][0][k] for k in group} == group
+    assert all(state_key in state for state in optimizer["state"].values()), list(optimizer["state"].values())[0]
 
 
 def test_lr_is_a_pure_function_of_the_step() -> None:
