@@ -20,10 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 
 SETTINGS = ("data.train_size=199", "train.epochs=2", "train.log_every=3", "train.threads=1", "data.val_size=100",
-            "data.batch_size=32", "train.deterministic=true", "optim.lr=3e-3")  # as tests/test_distributed.py
+            "data.batch_size=32", "train.deterministic=true", "optim.lr=3e-3")  # as tests/train/test_distributed.py
 
 
 def one_run(i: int, data: Path, work: Path) -> tuple[int, str]:
@@ -44,12 +43,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data",
+                        help="a folder with MNIST/raw (the tests' generated copy is not imported from here)")
     args = parser.parse_args()
-    from fakedata import write_mnist
-
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        data = write_mnist(work / "data")
+        data = args.data_dir
         t0, failed = time.perf_counter(), 0
         with ThreadPoolExecutor(args.parallel) as pool:
             for i, (code, last) in enumerate(pool.map(lambda i: one_run(i, data, work), range(args.runs))):

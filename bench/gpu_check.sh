@@ -4,7 +4,7 @@
 #
 #   bash bench/gpu_check.sh
 #
-# Prints the card and versions, runs the GPU tests (tests/test_gpu.py), then the benchmark (bench/gpu.py),
+# Prints the card and versions, runs the GPU tests (tests/train/test_gpu.py), then the benchmark (bench/gpu.py),
 # and ends by about 330 s. Everything is also written to $OUT (set by the device tool; else /tmp/out):
 # nvidia-smi.txt, versions.txt, pytest.log, gpu-bench.md, gpu-bench.json, gpu-bench.stderr.log.
 # Dry run on a CPU: RESLAB_TEST_DEVICE=cpu PYTHON=.venv/bin/python GPU_BENCH_ARGS="--quick --threads 1 ..." \
@@ -45,7 +45,7 @@ gunzip -kf .devdata/MNIST/raw/*.gz
 ls -la .devdata .devdata/MNIST/raw
 
 RESLAB_TEST_DEVICE=$DEVICE timeout -k 10 120 "$PY" -m pytest -m gpu -v -x -rs --durations=0 -p no:cacheprovider \
-    tests/test_gpu.py 2>&1 | tee "$OUT/pytest.log"
+    tests/train/test_gpu.py 2>&1 | tee "$OUT/pytest.log"
 echo "gpu_check: pytest exit ${PIPESTATUS[0]} after $(( $(date +%s) - START )) s"
 
 LEFT=$(( END_BY - ($(date +%s) - START) ))

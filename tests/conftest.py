@@ -1,16 +1,29 @@
-"""Fixtures and helpers shared by the test modules (tests never import from each other)."""
+"""Fixtures shared by the test modules; helpers that are not fixtures are in tests/helpers/ (tests never import
+from each other). `from conftest import tiny_cfg, SignalAt, fails_one_line` still works: they are re-exported."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 import torch
 
-from browser import find_chromium
-from fakedata import write_mnist
-from reslab.protocols import Observer
+from helpers.browser import find_chromium
+from helpers.cli import fails_one_line
+from helpers.fakedata import write_mnist
+from helpers.training import SignalAt, tiny_cfg
+
+__all__ = ["SignalAt", "fails_one_line", "tiny_cfg"]
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads() -> Iterator[None]:
+    """A run with train.threads sets torch's thread count for the process: give it back, so that no test (nor a
+    shared reference run) computes under a count another test left behind."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
@@ -19,38 +32,29 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_mnist(tmp_path_factory.mktemp("data"))
 
 
-class SignalAt(Observer):
-    """Sends this process a real signal at a given step, as Ctrl-C or `kill` would."""
+@pytest.fixture(scope="session")
+def straight_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """`straight_run(*extra, preset=...)`: the run folder of tiny_cfg(*extra) trained straight through, once per
+    session per settings; the reference the resumed, killed or sharded runs must equal. Read-only for tests."""
+    from reslab.train import train
 
-    def __init__(self, step: int, sig: int) -> None:
-        self.step, self.sig = step, sig
+    made: dict[tuple, Path] = {}
 
-    def on_step(self, step: int, loss: torch.Tensor, lr: float) -> None:
-        if step == self.step:
-            os.kill(os.getpid(), self.sig)
+    def get(*extra: str, preset: str = "seed-mlp") -> Path:
+        if (preset, extra) not in made:
+            cfg = tiny_cfg(data_dir, tmp_path_factory.mktemp("straight"), *extra, preset=preset)
+            made[preset, extra] = train(cfg, progress=False).run_dir
+        return made[preset, extra]
 
-
-def tiny_cfg(data_dir: Path, runs_dir: Path, *extra: str, preset: str = "seed-mlp"):
-    """A deterministic 3-epoch CPU run on the generated MNIST: 500 train images, 16 steps of 32 per epoch."""
-    from reslab.config import resolve
-
-    return resolve(preset, [f"data.data_dir={data_dir}", f"runs_dir={runs_dir}", "data.val_size=100",
-                            "data.batch_size=32", "train.epochs=3", "train.deterministic=true", "optim.lr=3e-3",
-                            "train.device=cpu", *extra])
+    return get
 
 
-def fails_one_line(capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
-    """`reslab argv` fails as a user error should: exit code 2 and one line on stderr that says `message`."""
-    from reslab.cli import main
-
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse's own usage errors
-        code = exc.code
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and message in lines[0], err
-    assert "Traceback" not in err
+@pytest.fixture()
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Never touch the user's ~/.cache or $RESLAB_DATA from a test: the data cache goes to tmp_path/cache."""
+    monkeypatch.setenv("RESLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("RESLAB_DATA", raising=False)
+    return tmp_path / "cache"
 
 
 @pytest.fixture(scope="module")

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import signal
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
 
-from conftest import SignalAt, tiny_cfg
-from fakedata import write_mnist
+from helpers.figures import assert_png
+from helpers.training import Poison, strict_json, tiny_cfg
 from reslab import runs
-from reslab.config import OptimConfig, from_dict, resolve
+from reslab.config import OptimConfig, from_dict
 from reslab.data import load_dataset
 from reslab.models import build_model
 from reslab.errors import ConfigError
 from reslab.evaluate import evaluate
 from reslab.optim import lr_at
 from reslab.protocols import Observer
-from reslab.train import Interrupted, train
+from reslab.runs import RunFolder
+from reslab.train import train
 
 METRIC_KEYS = ["test_acc", "test_loss", "best_val_acc", "best_epoch", "epochs", "params", "final_train_loss",
                "final_train_acc", "final_val_acc", "confusion_matrix", "test_f1", "steps"]
@@ -83,29 +86,6 @@ def test_same_seed_repeats_bit_for_bit(data_dir: Path, tmp_path: Path) -> None:
     assert a.summary["final_train_loss"] != c.summary["final_train_loss"]
 
 
-@pytest.mark.parametrize("preset, extra", [("seed-mlp", ()),
-                                           ("resnet20", ("model.depth=8", "data.augment=true", "data.dataset=mnist"))])
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_and_resumed_equals_straight_through(data_dir: Path, tmp_path: Path, sig: int, preset: str,
-                                                         extra: tuple[str, ...]) -> None:
-    if preset == "resnet20" and sig == signal.SIGTERM:
-        pytest.skip("one signal is enough for the conv net")
-    cfg = tiny_cfg(data_dir, tmp_path, *extra, preset=preset)
-    straight = train(cfg, progress=False)
-    with pytest.raises(Interrupted) as info:
-        train(cfg, observers=[SignalAt(16 + 5, sig)], progress=False)  # mid-way through epoch 2
-    run = info.value.run_dir
-    assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
-    assert runs.load_checkpoint(run / "last.pt")["state"]["step"] == 21
-    assert signal.getsignal(sig) is not None and len(list(csv.DictReader(open(run / "metrics.csv")))) == 1
-    resumed = train(cfg, resume=run, progress=False)
-    assert resumed.run_dir == run
-    assert {k: resumed.summary[k] for k in METRIC_KEYS} == {k: straight.summary[k] for k in METRIC_KEYS}
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
-    assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in csv.DictReader(
-        open(straight.run_dir / "metrics.csv"))]
-
-
 def test_signal_handlers_are_restored(data_dir: Path, tmp_path: Path) -> None:
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     train(tiny_cfg(data_dir, tmp_path, "train.epochs=1"), progress=False)
@@ -115,17 +95,50 @@ def test_signal_handlers_are_restored(data_dir: Path, tmp_path: Path) -> None:
 def test_no_validation_set(data_dir: Path, tmp_path: Path) -> None:
     result = train(tiny_cfg(data_dir, tmp_path, "data.val_size=0", "train.epochs=1"), progress=False)
     assert result.summary["best_val_acc"] is None and not (result.run_dir / "best.pt").exists()
-    assert (result.run_dir / "curves.png").is_file()
+    assert_png(result.run_dir / "curves.png")
 
 
-@pytest.mark.parametrize("extra", [("optim.name=sgd", "optim.schedule=step", "optim.milestones=[1]"),
-                                   ("optim.name=adamw", "optim.schedule=cosine", "optim.warmup_epochs=1"),
-                                   ("optim.schedule=onecycle", "optim.grad_clip=1.0", "optim.label_smoothing=0.1"),
-                                   ("optim.name=sgd", "optim.nesterov=true", "optim.weight_decay=1e-4")])
-def test_optimizers_and_schedules_train(data_dir: Path, tmp_path: Path, extra: tuple[str, ...]) -> None:
-    result = train(tiny_cfg(data_dir, tmp_path, "train.epochs=2", *extra), progress=False)
+def _cosine(start: float, end: float, t: float) -> float:
+    """Half a cosine from `start` (t = 0) to `end` (t = 1)."""
+    return end + (start - end) * (1 + math.cos(math.pi * t)) / 2
+
+
+# 2 epochs of 16 steps at lr 3e-3; `expected(s)` is the LR of 0-based step s, written from the schedules'
+# definitions (not from reslab.optim), and the checkpoint's optimizer shows the optimizer's own settings
+SCHEDULES = [
+    (("optim.name=sgd", "optim.schedule=step", "optim.milestones=[1]"),  # /10 from epoch 1 on
+     lambda s: 3e-3 if s < 16 else 3e-4, {"momentum": 0.9, "nesterov": False}, "momentum_buffer"),
+    (("optim.name=adamw", "optim.schedule=cosine", "optim.warmup_epochs=1"),  # linear ramp over epoch 0, then cosine to 0
+     lambda s: 3e-3 * (s + 1) / 16 if s < 16 else _cosine(3e-3, 0.0, (s - 16) / 16), {"weight_decay": 0.0}, "exp_avg"),
+    (("optim.schedule=onecycle", "optim.grad_clip=1.0", "optim.label_smoothing=0.1"),  # up over 30%, then down
+     lambda s: _cosine(3e-3 / 25, 3e-3, (s / 32) / 0.3) if s / 32 < 0.3 else _cosine(3e-3, 3e-3 * 1e-4,
+                                                                                      (s / 32 - 0.3) / 0.7),
+     {}, "exp_avg"),
+    (("optim.name=sgd", "optim.nesterov=true", "optim.weight_decay=1e-4"),  # the default schedule: constant
+     lambda s: 3e-3, {"nesterov": True, "weight_decay": 1e-4}, "momentum_buffer"),
+]
+
+
+@pytest.mark.parametrize("extra, expected, group, state_key", SCHEDULES)
+def test_optimizers_and_schedules_train(data_dir: Path, tmp_path: Path, extra: tuple[str, ...],
+                                        expected: Callable[[int], float], group: dict, state_key: str) -> None:
+    seen: dict[int, float] = {}
+
+    class Lrs(Observer):
+        def on_step(self, step: int, loss: torch.Tensor, lr: float) -> None:
+            seen[step] = lr
+
+    result = train(tiny_cfg(data_dir, tmp_path, "train.epochs=2", "train.log_every=1", *extra), observers=[Lrs()],
+                   progress=False)
     assert all(torch.isfinite(torch.tensor(v)) for v in (result.summary["test_loss"],
                                                           result.summary["final_train_loss"]))
+    assert sorted(seen) == list(range(1, 33))  # on_step gets the 1-based step and the LR it trained with
+    assert [seen[s + 1] for s in range(32)] == pytest.approx([expected(s) for s in range(32)], rel=1e-9)
+    recorded = [float(r["lr"]) for r in csv.DictReader(open(result.run_dir / "steps.csv"))]
+    assert recorded == pytest.approx([expected(s) for s in range(32)], rel=1e-5)  # steps.csv, every step
+    optimizer = runs.load_checkpoint(result.run_dir / "last.pt")["optimizer"]
+    assert {k: optimizer["param_groups"][0][k] for k in group} == group
+    assert all(state_key in state for state in optimizer["state"].values()), list(optimizer["state"].values())[0]
 
 
 def test_lr_is_a_pure_function_of_the_step() -> None:
@@ -168,29 +181,6 @@ def test_evaluate_counts_every_sample(data_dir: Path) -> None:
     assert int(result.confusion.sum()) == 200 and model.training
 
 
-# ----------------------------------------------------------------------------- the refactor's guards
-
-FIXTURE = Path(__file__).parent / "fixtures" / "pre-refactor-run"
-
-
-def test_a_checkpoint_from_before_the_refactor_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A run interrupted at step 21 by the code of commit b53325f finishes with that code's straight-run numbers.
-
-    The fixture's config has data.data_dir null: it reads $RESLAB_DATA, here the same generated MNIST files.
-    """
-    import shutil
-
-    monkeypatch.setenv("RESLAB_DATA", str(write_mnist(tmp_path / "data")))
-    run = shutil.copytree(FIXTURE, tmp_path / "run")
-    assert runs.load_checkpoint(run / "last.pt")["state"]["step"] == 21
-    cfg = resolve(str(run / "config.yaml"))
-    resumed = train(cfg, resume=run, progress=False)
-    expected = json.loads((FIXTURE.parent / "pre-refactor-run.expected.json").read_text())
-    for key, value in expected.items():
-        assert resumed.summary[key] == (pytest.approx(value, rel=1e-5) if isinstance(value, float) else value), key
-    assert json.loads((run / "status.json").read_text())["status"] == "finished"
-
-
 def test_evaluate_keeps_the_models_mode(data_dir: Path) -> None:
     from reslab.data import DeviceLoader
 
@@ -202,18 +192,6 @@ def test_evaluate_keeps_the_models_mode(data_dir: Path) -> None:
         model.train(mode)
         evaluate(model, loader, 10)
         assert model.training is mode
-
-
-def test_a_second_ctrl_c_leaves_the_run_marked_interrupted(data_dir: Path, tmp_path: Path) -> None:
-    class SecondSignal(Observer):
-        def on_step(self, step: int, loss: torch.Tensor, lr: float) -> None:
-            if step == 5:
-                raise KeyboardInterrupt  # what the signal handler raises on a second Ctrl-C
-
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny_cfg(data_dir, tmp_path), observers=[SecondSignal()], progress=False)
-    (run,) = tmp_path.iterdir()
-    assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
 
 
 def test_no_validation_set_means_none_not_empty_strings(data_dir: Path, tmp_path: Path) -> None:
@@ -315,3 +293,14 @@ def test_a_test_size_beyond_the_test_set_is_one_line(tmp_path, data_dir, capsys)
                  "data.test_size=100000", "--set", "data.val_size=100", "--epochs", "1", "--quiet"]) == 2
     assert "data.test_size 100000 is more than" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_diverging_run_stops_and_is_recorded_as_diverged(data_dir: Path, tmp_path: Path) -> None:
+    result = train(tiny_cfg(data_dir, tmp_path, "train.log_every=5"), observers=[Poison(7)], progress=False)
+    folder = RunFolder(result.run_dir)
+    summary = strict_json(folder.summary)
+    assert summary["status"] == "diverged" and summary["diverged_step"] == 10 and summary["test_acc"] is None
+    assert strict_json(folder.status)["status"] == "diverged" and strict_json(folder.status)["step"] == 10
+    assert result.summary["steps"] == 10 and not folder.last.exists()
+    with pytest.raises(ConfigError, match="already finished|diverged"):
+        train(tiny_cfg(data_dir, tmp_path), resume=result.run_dir, progress=False)

@@ -249,7 +249,7 @@ def test_damaged_analysis_folders_are_notes(tmp_path: Path) -> None:
 
 
 def test_a_runs_own_analyses_are_in_its_section(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from conftest import tiny_cfg
+    from helpers.training import tiny_cfg
     from reslab.train import train
 
     run = train(tiny_cfg(data_dir, tmp_path / "runs", "train.epochs=1", "gradflow.every=0"), progress=False).run_dir

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import torch
 
-from browser import check_page
-from fakedata import write_mnist
+from helpers.browser import check_page
+from helpers.fakedata import write_mnist
 from reslab import files
 from reslab.cli import main
 from reslab.config import resolve
@@ -202,7 +202,7 @@ def test_bad_input_is_one_line_and_exit_2(run_root: Path, tmp_path: Path, monkey
 
 
 def test_the_comparison_shows_the_settings_that_differ(data_dir: Path, tmp_path: Path) -> None:
-    from conftest import tiny_cfg
+    from helpers.training import tiny_cfg
 
     a = train(tiny_cfg(data_dir, tmp_path / "runs", "train.epochs=1", "optim.lr=0.003"), progress=False)
     b = train(tiny_cfg(data_dir, tmp_path / "runs", "train.epochs=1", "optim.lr=0.01", "train.seed=1"),

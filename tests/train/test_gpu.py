@@ -1,7 +1,7 @@
 """Training, compile, resume, gradient flow and packing on a CUDA device, on tiny generated data.
 
 Every test is marked `gpu` and skipped where CUDA is absent. The device is `$RESLAB_TEST_DEVICE`
-(default `cuda`); `RESLAB_TEST_DEVICE=cpu python -m pytest -m gpu tests/test_gpu.py` dry-runs the same
+(default `cuda`); `RESLAB_TEST_DEVICE=cpu python -m pytest -m gpu tests/train/test_gpu.py` dry-runs the same
 logic on the CPU (bf16 autocast then runs on the CPU). `RESLAB_TEST_SKIP_COMPILE=1` skips the compile test.
 """
 
@@ -20,17 +20,16 @@ from typing import Any
 # cuBLAS is deterministic only with a fixed workspace, which must be set before its first use in the process
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
-import numpy as np
 import pytest
 import torch
 
-from fakedata import learnable_images, write_mnist
+from helpers.fakedata import write_colour_folder, write_mnist
 from reslab.cli import main
 from reslab.config import resolve
 from reslab.protocols import Observer
 from reslab.train import Interrupted, train
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEVICE = os.environ.get("RESLAB_TEST_DEVICE", "cuda")
 ON_CUDA = DEVICE.startswith("cuda")
 
@@ -63,24 +62,8 @@ def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def colour_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """train/<class>/*.png and test/<class>/*.png, 3x32x32: a square of a class-specific colour and place on noise.
-
-    The colour matters: a conv net that ends in global average pooling hardly sees where the square is.
-    """
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("colour")
-    palette = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [255, 0, 255], [0, 255, 255],
-                        [255, 128, 0], [128, 0, 255], [255, 255, 255], [0, 128, 128]], dtype=np.uint8)
-    for split, n, seed in (("train", 600, 2), ("test", 200, 3)):
-        images, labels = learnable_images(n, seed, size=32, channels=3)
-        for i, (img, label) in enumerate(zip(images, labels)):
-            square = img.max(0) == 255  # (H, W): the class's square
-            img[:, square] = palette[label][:, None]
-            folder = root / split / f"class{label}"
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(np.ascontiguousarray(img.transpose(1, 2, 0))).save(folder / f"{i:04d}.png")
-    return root
+    """train/<class>/*.png and test/<class>/*.png, 3x32x32, 600 and 200 images: fakedata's colour squares."""
+    return write_colour_folder(tmp_path_factory.mktemp("colour"), n_train=600, n_test=200)
 
 
 def _cfg(preset: str, runs_dir: Path, *extra: str, mnist_dir: Path | None = None, folder: Path | None = None):

@@ -16,7 +16,7 @@ from reslab.analyze.shatter import (GridResult, GridSettings, autocorrelation, c
 from reslab.analyze.shatter_summary import grid_sentences, lag1_rows
 from reslab.cli import main
 from reslab.models import build_model
-from conftest import fails_one_line
+from helpers.cli import fails_one_line
 
 
 @pytest.mark.parametrize("form", ["plain", "plain-bn", "resnet", "resnet-bn"])

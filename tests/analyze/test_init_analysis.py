@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import tiny_cfg, fails_one_line
+from helpers.cli import fails_one_line
+from helpers.training import tiny_cfg
 from reslab import files
 from reslab.analyze.init import BlockStats, measure
 from reslab.analyze.init_summary import growth

@@ -15,12 +15,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
 
 import reslab
-from conftest import SignalAt, tiny_cfg
+from helpers.training import SignalAt, tiny_cfg
 from reslab import runs
 from reslab.cli import main
 from reslab.config import from_dict, to_dict
@@ -64,8 +65,10 @@ def _assert_same_training(run: Path, single: Path) -> None:
 
 
 @pytest.mark.slow
-def test_torchrun_on_two_cpu_processes_matches_one_process(data_dir: Path, tmp_path: Path) -> None:
-    single = train(tiny_cfg(data_dir, tmp_path / "single", *SETTINGS), progress=False)
+def test_torchrun_on_two_cpu_processes_matches_one_process(data_dir: Path, tmp_path: Path,
+                                                           straight_run: Callable) -> None:
+    single = straight_run(*SETTINGS)  # the one-process reference, shared
+    single_summary = json.loads((single / "summary.json").read_text())
     sets = [arg for setting in (*SETTINGS, "data.val_size=100", "data.batch_size=32", "train.deterministic=true",
                                 "optim.lr=3e-3") for arg in ("--set", setting)]
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -77,11 +80,11 @@ def test_torchrun_on_two_cpu_processes_matches_one_process(data_dir: Path, tmp_p
     assert len(folders) == 1  # rank 0 alone made a run folder, and printed it: the only line on stdout
     run = folders[0]
     assert proc.stdout.splitlines() == [str(run)]
-    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in single.run_dir.iterdir())
-    _assert_same_training(run, single.run_dir)
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in single.iterdir())
+    _assert_same_training(run, single)
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["confusion_matrix"] == single.summary["confusion_matrix"]  # the sharded test set, summed
-    assert summary["test_loss"] == pytest.approx(single.summary["test_loss"], rel=1e-5)
+    assert summary["confusion_matrix"] == single_summary["confusion_matrix"]  # the sharded test set, summed
+    assert summary["test_loss"] == pytest.approx(single_summary["test_loss"], rel=1e-5)
     env = json.loads((run / "env.json").read_text())
     assert env["world_size"] == 2 and env["backend"] == "gloo"
 
@@ -115,12 +118,14 @@ def _rank(rank: int, ports: tuple[int, int], cfg_values: dict, stop_at: int, out
 
 
 @pytest.mark.slow
-def test_a_signal_to_one_rank_stops_both_and_resume_continues_exactly(data_dir: Path, tmp_path: Path) -> None:
+def test_a_signal_to_one_rank_stops_both_and_resume_continues_exactly(data_dir: Path, tmp_path: Path,
+                                                                       straight_run: Callable) -> None:
     cfg = tiny_cfg(data_dir, tmp_path / "ddp", *SETTINGS)
     context = torch.multiprocessing.start_processes(  # rank 0's SIGTERM comes mid-way through epoch 2
         _rank, args=((_free_port(), _free_port()), to_dict(cfg), 7 + 3, str(tmp_path)), nprocs=2, join=False,
         start_method="spawn")
-    single = train(tiny_cfg(data_dir, tmp_path / "single", *SETTINGS), progress=False)
+    single = straight_run(*SETTINGS)  # the one-process reference, shared
+    single_summary = json.loads((single / "summary.json").read_text())
     deadline = time.monotonic() + 180
     while not context.join(timeout=1):
         if time.monotonic() > deadline:
@@ -135,9 +140,9 @@ def test_a_signal_to_one_rank_stops_both_and_resume_continues_exactly(data_dir: 
     assert (saved["step"], saved["batch"]) == (11, 4)  # both ranks agreed to stop one step after the signal
     assert saved["running"]["seen"] == 4 * 32  # the open epoch's sums over both ranks
     assert first["second"] == other["second"] == "finished" and first["resumed_dir"] == other["resumed_dir"] == str(run)
-    assert first["test_acc"] == other["test_acc"] == single.summary["test_acc"]
+    assert first["test_acc"] == other["test_acc"] == single_summary["test_acc"]
     assert list(tmp_path.joinpath("ddp").iterdir()) == [run]
-    _assert_same_training(run, single.run_dir)
+    _assert_same_training(run, single)
 
 
 def _cli_as_rank_zero(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, argv: list[str]) -> tuple:

@@ -15,7 +15,8 @@ import pytest
 import torch
 import yaml
 
-from conftest import SignalAt, tiny_cfg
+from helpers.sweeps import SWEEP, write_sweep as _write
+from helpers.training import SignalAt, tiny_cfg
 from reslab.cli import main
 from reslab.data import load_dataset
 from reslab.errors import ConfigError, DataError
@@ -28,25 +29,10 @@ from reslab.sweep.aggregate import choose_tuned
 from reslab.sweep.summary import edge_warnings
 from reslab.train import train
 
-SWEEP: dict[str, Any] = {
-    "name": "tiny",
-    "base": "plain-mlp8",
-    "set": {"model.width": 8, "model.layers_per_block": 2, "data.val_size": 100, "data.batch_size": 32,
-            "optim.lr": 3e-3, "train": {"epochs": 1, "deterministic": True, "device": "cpu", "threads": 1},
-            "gradflow.every": 0},
-    "grid": {"model.depth": [1, 3], "model.residual": [False, True]},
-    "seeds": 2,
-}
 NO_LR = {k: v for k, v in SWEEP["set"].items() if k != "optim.lr"}  # for sweeps that tune optim.lr
 KEYS = [f"model.depth={d},model.residual={r},seed={s}" for d in (1, 3) for r in ("false", "true") for s in (0, 1)]
 TIMING = ("train_seconds", "samples_per_s", "run_folder")  # what may differ between two runs of the same sweep
 STAMP = r"-\d{8}-\d{6}-[0-9a-f]{4}"
-
-
-def _write(path: Path, **changes: Any) -> Path:
-    values = {**SWEEP, **changes}
-    path.write_text(yaml.safe_dump({k: v for k, v in values.items() if v is not None}, sort_keys=False))
-    return path
 
 
 def _sweep(file: Path, runs: Path, data_dir: Path, *extra: str) -> int:

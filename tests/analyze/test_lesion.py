@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import tiny_cfg, fails_one_line
-from fakedata import learnable_images
+from helpers.cli import fails_one_line
+from helpers.training import tiny_cfg
+from helpers.fakedata import learnable_images
 from reslab import files
 from reslab.analyze.lesion import Lesion, block_infos, lesioned, plan
 from reslab.cli import main

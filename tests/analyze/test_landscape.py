@@ -20,7 +20,9 @@ from reslab.config import load_source
 from reslab.data import load_dataset, split_indices
 from reslab.models import build_model
 from reslab.train import train
-from conftest import fails_one_line, tiny_cfg
+from helpers.cli import fails_one_line
+from helpers.figures import assert_png
+from helpers.training import tiny_cfg
 
 
 @pytest.mark.parametrize("name, kw", [("cifar-resnet", {"depth": 8, "width": 4}), ("mlp", {"norm": "batch"}),
@@ -135,7 +137,7 @@ def test_2d_saves_the_directions_it_used(trained_pair: list[Path], tmp_path: Pat
     weights = torch.load(trained_pair[1] / "last.pt", weights_only=False)["model"]
     d = saved["models"][label][1]["head.weight"]
     torch.testing.assert_close(d.norm(dim=1), weights["head.weight"].norm(dim=1))
-    assert (out / "landscape-2d.png").is_file()
+    assert_png(out / "landscape-2d.png")
 
 
 def test_cli_bad_input_is_one_line_and_writes_nothing(data_dir: Path, tmp_path: Path,

@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fakedata import write_colour_folder
+from helpers.fakedata import write_colour_folder
 from reslab.config import resolve
 from reslab.data import DeviceLoader, load_dataset, split_indices
 from reslab.models import build_model

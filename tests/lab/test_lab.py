@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from browser import check_page
-from fakedata import write_colour_folder, write_mnist
+from helpers.browser import check_page
+from helpers.fakedata import write_colour_folder, write_mnist
 from reslab.cli import main
 from reslab.lab import profiles
 from reslab.lab.profiles import Profile, Study
@@ -156,7 +156,7 @@ def test_the_lab_report_in_a_browser(finished_lab: dict[str, Any], chromium: str
 
 RUNNER = """
 import sys
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{tests!r}, {here!r}]
 from test_lab import TINY
 from reslab.lab import profiles
 profiles.PROFILE_TABLE["tiny"] = TINY
@@ -174,7 +174,8 @@ def test_ctrl_c_at_any_moment_then_rerun_loses_and_repeats_no_run(finished_lab: 
     import sys
 
     script = tmp_path / "run_lab.py"
-    script.write_text(RUNNER.format(tests=str(Path(__file__).parent)))
+    script.write_text(RUNNER.format(tests=str(Path(__file__).resolve().parents[1]),
+                                     here=str(Path(__file__).resolve().parent)))
     out = tmp_path / "lab"
     argv = [sys.executable, str(script), "lab", "--profile", "tiny", "--data-dir", lab_data["data_dir"], "--cifar",
             lab_data["cifar"], "--out", str(out), "--jobs", "1"]

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from helpers.sweeps import SWEEP, write_sweep as _write
 from reslab.cli import EXIT_FAILED, EXIT_INTERRUPTED, lab_exit_code, main, sweep_exit_code
 from reslab.lab.run import LabResult
 from reslab.status import RunStatus
 from reslab.sweep import Failure, SweepFolder, load_sweep, local, run_sweep
-from test_sweep import SWEEP, _write
 
 
 @pytest.fixture(scope="module")

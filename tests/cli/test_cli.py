@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
-from conftest import fails_one_line as _fails
+from helpers.cli import fails_one_line as _fails
+from helpers.fakedata import image_tree, write_folder
 from reslab.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +69,7 @@ def test_missing_dataset_names_the_files(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_model_that_cannot_take_the_images(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    for split in ("train", "test"):
-        for cls in ("a", "b"):
-            (tmp_path / "tiny" / split / cls).mkdir(parents=True)
-            for i in range(4):
-                Image.new("RGB", (4, 4), (i * 40, 0, 0)).save(tmp_path / "tiny" / split / cls / f"{i}.png")
+    write_folder(tmp_path / "tiny", image_tree(classes=("a", "b"), per_class=4, size=4))
     os.environ["RESLAB_CACHE"] = str(tmp_path / "cache")
     try:
         _fails(capsys, ["train", "seed-cnn", "--dataset", f"imagefolder:{tmp_path / 'tiny'}", "--quiet",
@@ -127,3 +123,45 @@ def test_console_script_in_a_subprocess(tmp_path: Path) -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here, so asking for it is not an error")
 def test_unavailable_device_is_a_one_line_error(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     _fails(capsys, _train(data_dir, tmp_path)[:-2] + ["--device", "cuda"], "CUDA is not available here")
+
+
+def test_the_cli_reports_divergence_in_one_line(data_dir: Path, tmp_path: Path) -> None:
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from helpers.training import Poison; import reslab.observers as o;"
+            "real = o.default_observers; o.default_observers = lambda cfg: [*real(cfg), Poison(3)];"
+            "import reslab.train as t; t.default_observers = o.default_observers;"
+            "from reslab.cli import main; sys.exit(main(sys.argv[2:]))")
+    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve().parents[1]), "train", "seed-mlp", "--quiet",
+                          "--data-dir", str(data_dir), "--runs-dir", str(tmp_path), "--set", "train.log_every=4",
+                          "--set", "data.val_size=100", "--device", "cpu"], capture_output=True, text=True)
+    assert out.returncode == 3, out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("reslab: seed-mlp diverged at step 4")
+    assert "Traceback" not in out.stderr and Path(out.stdout.strip().splitlines()[-1]).is_dir()
+
+
+@pytest.mark.parametrize("override", ["optim.lr=.inf", "optim.weight_decay=.inf", "optim.warmup_epochs=.nan",
+                                      "train.seed=18446744073709551616", "train.device=cpu:abc",
+                                      "train.threads=100000"])
+def test_values_that_crashed_after_validation_are_config_errors(override: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", "seed-mlp", "--set", override, "--print-config"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("reslab: error:") and len(err.splitlines()) == 1
+
+
+def test_names_and_yaml_that_could_mislead(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", "seed-mlp", "--name", "two\nlines", "--print-config"]) == 2
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("train:\n  epochs: 2\n  epochs: 3\n")
+    assert main(["train", str(twice), "--print-config"]) == 2
+    assert "epochs given twice" in capsys.readouterr().err
+
+
+def test_a_model_or_image_size_that_cannot_fit_is_refused_before_building(data_dir: Path, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    """width 10^6 x 64 blocks would be ~2 TB of weights: refused from a build on the meta device, in one line."""
+    assert main(["train", "seed-mlp", "--data-dir", str(data_dir), "--runs-dir", str(tmp_path), "--quiet",
+                 "--set", "model.name=mlp", "--set", "model.width=1000000", "--set", "model.depth=64"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "GiB" in err and "parameters" in err and len(err.splitlines()) == 1 and not list(tmp_path.iterdir())
+    assert main(["train", "seed-mlp", "--data-dir", str(data_dir), "--runs-dir", str(tmp_path), "--quiet",
+                 "--set", "data.image_size=200000"]) == 2
+    assert "data.image_size=200000" in capsys.readouterr().err

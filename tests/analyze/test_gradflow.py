@@ -23,9 +23,11 @@ from reslab.config import dump_yaml, resolve
 from reslab.gradflow import GradientProbe, weight_layers
 from reslab.models import build_model
 from reslab.train import Interrupted, train
-from conftest import SignalAt, fails_one_line
+from helpers.cli import fails_one_line
+from helpers.figures import assert_png
+from helpers.shared import SHARED_DATA, needs_shared_data
+from helpers.training import SignalAt
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CIFAR_ZIP = SHARED_DATA / "CIFAR10-JPEG" / "cifar10-jpeg.zip"
 
 
@@ -239,7 +241,7 @@ def test_training_records_every_n_steps(data_dir: Path, tmp_path: Path) -> None:
     rows = files.read_csv(run / "gradflow.csv")
     assert {r["layer"] for r in rows} == {"fc1", "hidden_layers.0", "hidden_layers.1", "head"}
     assert all(float(r["update_norm"]) > 0 and float(r["output_std"]) > 0 for r in rows)
-    assert (run / "gradflow.png").is_file()
+    assert_png(run / "gradflow.png")
     off = train(_train_cfg(data_dir, tmp_path, "gradflow.every=0"), progress=False).run_dir
     assert not (off / "gradflow.csv").exists() and not (off / "gradflow.png").exists()
 
@@ -293,7 +295,7 @@ def test_cli_measures_runs_and_presets_on_the_same_batches(data_dir: Path, tmp_p
     assert [s["model"] for s in stats] == ["seed-mlp", run.name, f"{run.name}@best", f"{run.name}@last"]
     assert stats[0]["mean"] == stats[1]["mean"], "a run at init is its preset at init: same seed, same batches"
     assert stats[3]["mean"] != stats[1]["mean"]
-    assert (out / f"gradflow-heatmap-{run.name}.png").is_file()
+    assert_png(out / f"gradflow-heatmap-{run.name}.png")
     assert any("seed-mlp(width=16, depth=2)" in line for line in printed), "the output says what model ran"
 
 
@@ -311,7 +313,7 @@ def test_cli_svg_writes_an_svg_beside_every_png(data_dir: Path, tmp_path: Path) 
 
 
 @pytest.mark.realdata
-@pytest.mark.skipif(not CIFAR_ZIP.is_file(), reason=f"CIFAR-10 JPEG copy not found at {CIFAR_ZIP}")
+@needs_shared_data("CIFAR10-JPEG", "cifar10-jpeg.zip")
 def test_notebook_comparison_on_cifar(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """Exercise 2: the ResNet's mean per-parameter gradient norm is far above the plain CNN's (0.115 vs 0.011)."""
     assert main(["gradflow", "seed-cnn", "seed-resnet", "--notebook-kernel", "--dataset", f"imagefolder:{CIFAR_ZIP}",
@@ -321,3 +323,10 @@ def test_notebook_comparison_on_cifar(tmp_path: Path, capsys: pytest.CaptureFixt
     assert int(cnn["batches"]) == 11 and 0.005 < float(cnn["mean"]) < 0.03
     assert float(resnet["mean"]) > 5 * float(cnn["mean"])
     assert float(resnet["first_to_last"]) > 10 * float(cnn["first_to_last"])
+
+
+def test_gradflow_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["gradflow", str(tmp_path / "no-such-run"), "--quiet"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["gradflow", "seed-mlp", "--seed", "-1", "--quiet", "--device", "cpu"]) == 2
+    assert "--seed must be" in capsys.readouterr().err

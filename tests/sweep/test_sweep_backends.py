@@ -140,7 +140,7 @@ def test_slurm_flags_reach_the_sbatch_file(tmp_path: Path, monkeypatch: pytest.M
 def test_slurm_time_limit_warning_checkpoints_the_run(tmp_path: Path, data_dir: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Slurm's USR2 before the time limit (submitit would end the task mid-step) becomes a checkpoint."""
-    from conftest import tiny_cfg
+    from helpers.training import tiny_cfg
     from reslab.config import to_dict
     from reslab.protocols import Observer
     from reslab.sweep import local, slurm_backend
