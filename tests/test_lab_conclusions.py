@@ -138,7 +138,8 @@ def test_gradient_flow_over_depth_quotes_its_table() -> None:
     assert "less than 0.0001 of its norm per step does not learn" in text, "the threshold is stated"
     assert "plain MLP's first layer does not learn at initialisation from depth 32 on" in text, \
         "depth 8: a gradient ratio of 0.03 (the old 'vanishes') but a step of 0.021: it learns"
-    assert "residual MLP's first layer learns at initialisation at every depth measured (its smallest step: 0.009" in text
+    assert "residual MLP's first layer learns at initialisation at every depth measured (its smallest step: 0.009" \
+        in text
     assert "plain MLP's first layer does not learn while training from depth 32 on" in text
     dead = gradient_depth([{**row, "first_to_last": 0.0} if row["skip"] == "no" and row["depth"] == 32 else row
                            for row in stats])

@@ -214,7 +214,8 @@ def _update_figures(layer_rows: Rows, stats: Rows, recorded: Mapping[str, Rows])
         figures += [Figure(UPDATES_PNG, lambda path, svg: plot_depth(
                         per_step, stats, path, metric="relative_update", svg=svg, threshold=STALL,
                         ylabel="||W_after - W_before|| / ||W||", title="Relative update of one optimizer step at init "
-                        f"by depth (band: min to max over batches; dotted: {STALL:g}, below it a layer does not learn)")),
+                        f"by depth (band: min to max over batches; dotted: {STALL:g}, below it a layer does not "
+                        "learn)")),
                     Figure("gradflow-effective-lr.png", lambda path, svg: plot_depth(
                         per_step, stats, path, metric="effective_lr", svg=svg, ylabel="||W_after - W_before|| / ||g||",
                         title="Effective learning rate of one optimizer step at init, by depth"))]

@@ -110,7 +110,8 @@ def stats_columns(init: Rows, training: Rows) -> dict[str, Any]:
                 "last_effective_lr": init[-1]["effective_lr"]}
     if training:
         low = _lowest(training)
-        out |= {"train_run": training[0]["model"], "train_steps": training[0]["steps"], "train_first_update": training[0]["relative_update"],
+        out |= {"train_run": training[0]["model"], "train_steps": training[0]["steps"],
+                "train_first_update": training[0]["relative_update"],
                 "train_min_update": low["relative_update"], "train_min_update_layer": low["layer"]}
     return out
 
