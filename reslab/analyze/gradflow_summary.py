@@ -210,14 +210,16 @@ def _update_figures(layer_rows: Rows, stats: Rows, recorded: Mapping[str, Rows])
                  "effective_lr": row_ratio(row, "update_norm", "grad_norm")}
                 for row in layer_rows if str(row.get("update_norm", "")).strip()]
     figures = []
+    stepped = {str(row["model"]) for row in per_step}
+    init = [s for s in stats if str(s["model"]) in stepped]  # a checkpoint takes no step: no empty panel for it
     if per_step:
         figures += [Figure(UPDATES_PNG, lambda path, svg: plot_depth(
-                        per_step, stats, path, metric="relative_update", svg=svg, threshold=STALL,
+                        per_step, init, path, metric="relative_update", svg=svg, threshold=STALL,
                         ylabel="||W_after - W_before|| / ||W||", title="Relative update of one optimizer step at init "
                         f"by depth (band: min to max over batches; dotted: {STALL:g}, below it a layer does not "
                         "learn)")),
                     Figure("gradflow-effective-lr.png", lambda path, svg: plot_depth(
-                        per_step, stats, path, metric="effective_lr", svg=svg, ylabel="||W_after - W_before|| / ||g||",
+                        per_step, init, path, metric="effective_lr", svg=svg, ylabel="||W_after - W_before|| / ||g||",
                         title="Effective learning rate of one optimizer step at init, by depth"))]
     model_of = {str(r["train_run"]): r for r in stats if r.get("train_run")}
     runs = [{**row, "model": run} for run, rows in recorded.items() for row in rows if run in model_of]

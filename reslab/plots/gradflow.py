@@ -98,7 +98,8 @@ def plot_depth(layer_rows: Rows, stats_rows: Rows, path: Path, *, metric: str, y
             ax.set_xlabel("weight layer (1 = input side, in forward order)")
             ax.set_title(panel_title)
             ax.grid(alpha=0.1, which="minor")
-            ax.legend(fontsize=8)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
         axes[0].set_ylabel(ylabel)
         fig.suptitle(title)
 
