@@ -12,6 +12,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from reslab.analyze.gradflow import GradflowMeasurement, GradflowOptions, ModelResult
+from reslab.analyze.gradflow_updates import (INIT, STALL, STATS_UPDATE_FIELDS, UPDATE_FIELDS, UPDATES_CSV,
+                                             describe_updates, init_rows, row_ratio, stats_columns, training_rows)
 from reslab.analyze.registry import Common
 from reslab.analyze.targets import NOTEBOOK_KERNEL, family_of, model_spec, skip_of, twin_pairs
 from reslab.analyze.writer import Analysis, Figure, Table
@@ -19,11 +21,12 @@ from reslab.gradflow import LAYER_FIELDS, csv_number
 from reslab.plots import Rows, plot_depth, plot_param_boxplots, plot_training_heatmap
 
 STATS_CSV, BOXPLOTS_PNG, DEPTH_PNG = "gradflow-stats.csv", "gradflow-boxplots.png", "gradflow-depth.png"  # the lab
-# report reads these three
+# report reads these three, and the update sizes' figures at init and while training:
+UPDATES_PNG, TRAINING_UPDATES_PNG = "gradflow-updates.png", "gradflow-updates-training.png"
 PARAM_FIELDS = ["model", "at", "batch", "param", "grad_norm"]
 STATS_FIELDS = ["model", "at", "model_spec", "family", "depth", "skip", "pair", "batches", "param_tensors", "mean",
                 "std", "median", "min", "max", "layers", "first_layer", "last_layer", "first_grad", "last_grad",
-                "first_to_last", "loss"]
+                "first_to_last", "loss", *STATS_UPDATE_FIELDS]
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -34,12 +37,22 @@ def pairs(results: Sequence[ModelResult]) -> dict[str, str]:
     return twin_pairs([r.target for r in results])
 
 
-def stats_rows(results: Sequence[ModelResult]) -> list[dict[str, Any]]:
+def update_rows(results: Sequence[ModelResult], recorded: Mapping[str, Rows]) -> list[dict[str, Any]]:
+    """gradflow-updates.csv: each model's init step, then each run's record during training, a row per layer."""
+    return [row for r in results for row in init_rows(r.target.label, r.records, r.lr)] + [
+        row for run, rows in recorded.items() for row in training_rows(run, rows)]
+
+
+def stats_rows(results: Sequence[ModelResult], updates: Rows = ()) -> list[dict[str, Any]]:
     """The statistics table: per-parameter gradient norms (every named parameter x every batch, as the notebook
-    computes its mean and std) and the first weight layer's gradient norm over the last one's (batch means)."""
+    computes its mean and std), the first weight layer's gradient norm over the last one's (batch means), and the
+    update sizes of `updates` (`update_rows`: the model's init step, its run's record during training)."""
     pair_of = pairs(results)
     rows = []
     for r in results:
+        run = r.target.run_dir.name if r.target.run_dir is not None else None
+        init = [u for u in updates if u["phase"] == INIT and u["model"] == r.target.label]
+        training = [u for u in updates if u["phase"] != INIT and run is not None and u["model"] == run]
         per_param = np.stack([rec.param_grad_norm for rec in r.records])  # (B, P)
         per_layer = np.stack([rec.grad_norm for rec in r.records])  # (B, L)
         first, last = float(np.nanmean(per_layer[:, 0])), float(np.nanmean(per_layer[:, -1]))
@@ -54,7 +67,7 @@ def stats_rows(results: Sequence[ModelResult]) -> list[dict[str, Any]]:
                      "max": float(per_param.max()), "layers": len(names), "first_layer": names[0],
                      "last_layer": names[-1], "first_grad": first, "last_grad": last,
                      "first_to_last": first / last if last > 0 else float("nan"),
-                     "loss": float(np.mean([rec.loss for rec in r.records]))})
+                     "loss": float(np.mean([rec.loss for rec in r.records])), **stats_columns(init, training)})
     return rows
 
 
@@ -146,6 +159,11 @@ def summary_text(results: Sequence[ModelResult], stats: Rows) -> str:
     lines += ["", "Gradient L2 norm of every named parameter (biases and norm layers included) over every batch, as "
               "the notebook computes its mean and std;", "first/last: the first weight layer's gradient norm over "
               "the last one's (means over the batches).", format_table(stats), ""]
+    updates = describe_updates(stats)
+    if updates:
+        lines += [f"Update sizes, ||W_after - W_before|| / ||W|| per step (a small gradient is not a small update: "
+                  f"Adam rescales each step); a layer that moves by less than {STALL:g} of its norm per step does "
+                  "not learn. The first/last gradient ratio above is descriptive only.", *updates, ""]
     return "\n".join(lines + describe(stats))
 
 
@@ -160,7 +178,8 @@ def summarise(measured: GradflowMeasurement, options: GradflowOptions, common: C
                   for name, v in zip(rec.param_names, rec.param_grad_norm)]
     layer_rows = [row for r in results for b, rec in enumerate(r.records)
                   for row in rec.layer_rows(model=r.target.label, at=r.target.at, batch=b + 1)]
-    stats = stats_rows(results)
+    updates = update_rows(results, measured.recorded)
+    stats = stats_rows(results, updates)
     figures = [Figure(BOXPLOTS_PNG, partial(plot_param_boxplots, param_rows)),
                Figure(DEPTH_PNG, lambda path, svg: plot_depth(
                    layer_rows, stats, path, metric="grad_norm", svg=svg, ylabel="gradient L2 norm of the layer's "
@@ -170,12 +189,45 @@ def summarise(measured: GradflowMeasurement, options: GradflowOptions, common: C
                    title="Layer responses by depth (std of each Linear/Conv output, before norm and activation)"))]
     figures += [Figure(f"gradflow-heatmap-{run}.png", partial(plot_training_heatmap, rows))
                 for run, rows in measured.recorded.items()]
-    findings = {f"{row['model']}.{key}": row[key] for row in stats for key in ("mean", "std", "first_to_last", "loss")}
+    figures += _update_figures(layer_rows, stats, measured.recorded)
+    keys = ("mean", "std", "first_to_last", "loss", "first_update", "min_update", "train_min_update")
+    findings = {f"{row['model']}.{key}": row[key] for row in stats for key in keys}
     return Analysis(
         text=summary_text(results, stats),
         tables=(Table(STATS_CSV, stats, STATS_FIELDS),
                 Table("gradflow-layers.csv", layer_rows, ["model", "at", "batch", *LAYER_FIELDS]),
-                Table("gradflow-params.csv", param_rows, PARAM_FIELDS)),
+                Table("gradflow-params.csv", param_rows, PARAM_FIELDS),
+                *([Table(UPDATES_CSV, updates, UPDATE_FIELDS)] if updates else [])),
         figures=tuple(sorted(figures, key=lambda f: f.name)),  # as listed before: by name
         settings={"at": list(options.at), "batches": options.batches, "seed": common.seed}, findings=findings,
         reference="the lab notebook's Exercise 2: gradient norms of the CNN and the ResNetCNN at initialisation")
+
+
+def _update_figures(layer_rows: Rows, stats: Rows, recorded: Mapping[str, Rows]) -> list[Figure]:
+    """Relative update and effective LR by depth at the init step (where one was taken), and the relative update per
+    step by depth over each run's training record; a dotted line at the stall threshold."""
+    per_step = [{**row, "relative_update": row_ratio(row, "update_norm", "weight_norm"),
+                 "effective_lr": row_ratio(row, "update_norm", "grad_norm")}
+                for row in layer_rows if str(row.get("update_norm", "")).strip()]
+    figures = []
+    stepped = {str(row["model"]) for row in per_step}
+    init = [s for s in stats if str(s["model"]) in stepped]  # a checkpoint takes no step: no empty panel for it
+    if per_step:
+        figures += [Figure(UPDATES_PNG, lambda path, svg: plot_depth(
+                        per_step, init, path, metric="relative_update", svg=svg, threshold=STALL,
+                        ylabel="||W_after - W_before|| / ||W||", title="Relative update of one optimizer step at init "
+                        f"by depth (band: min to max over batches; dotted: {STALL:g}, below it a layer does not "
+                        "learn)")),
+                    Figure("gradflow-effective-lr.png", lambda path, svg: plot_depth(
+                        per_step, init, path, metric="effective_lr", svg=svg, ylabel="||W_after - W_before|| / ||g||",
+                        title="Effective learning rate of one optimizer step at init, by depth"))]
+    model_of = {str(r["train_run"]): r for r in stats if r.get("train_run")}
+    runs = [{**row, "model": run} for run, rows in recorded.items() for row in rows if run in model_of]
+    if runs:
+        training = [{**row, "relative_update": row_ratio(row, "update_norm", "weight_norm")} for row in runs]
+        panels = [{**model_of[run], "model": run} for run in dict.fromkeys(str(r["model"]) for r in runs)]
+        figures.append(Figure(TRAINING_UPDATES_PNG, lambda path, svg: plot_depth(
+            training, panels, path, metric="relative_update", svg=svg, threshold=STALL,
+            ylabel="||W_after - W_before|| / ||W|| per step", title="Relative update per step while training, by "
+            f"depth (mean over the recorded steps, band: min to max; dotted: {STALL:g})")))
+    return figures

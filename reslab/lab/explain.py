@@ -5,50 +5,59 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from reslab.analyze.gradflow_updates import STALL  # below it per step a layer does not learn: the instrument's words
 from reslab.lab.conclude import Finding, Rows, num
 from reslab.report.document import Heading, Table
 
-VANISH = 0.1  # first-layer gradient below this fraction of the last layer's: the gradient vanishes toward the input
-EXPLODE = 10.0  # above this many times: it explodes
 
 
 def _r(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:.3g}"
 
 
-def _flow(ratio: float) -> str:
-    if math.isnan(ratio):
+def _learns(rel: float) -> str:
+    if math.isnan(rel):
         return "was not measured"
-    if ratio < VANISH:
-        return "vanishes toward the input"
-    if ratio > EXPLODE:
-        return "explodes toward the input"
-    return "reaches the input at a similar size"
+    return "does not learn" if rel < STALL else "learns"
 
 
 def gradient_depth(stats: Rows) -> Finding:
-    """First-layer over last-layer gradient norm, plain against residual, at init and trained, over depth."""
-    cell = {(str(r.get("depth")), str(r.get("skip")), str(r.get("at"))): num(r.get("first_to_last")) for r in stats}
+    """Whether the first layer learns, plain against residual, over depth: how far one optimizer step at init, and
+    a step while training, moves its weights relative to their norm. The first-to-last gradient-norm ratio is
+    kept beside it as a descriptive number: with Adam a small gradient is not a small update."""
+    keys = {"step": "first_update", "train": "train_first_update", "ratio": "first_to_last"}
+    cell = {(str(r.get("depth")), str(r.get("skip")), what): num(r.get(key)) for r in stats
+            for what, key in keys.items() if str(r.get("at")) == "init"}
     depths = sorted({d for d, _, _ in cell if d}, key=num)
-    points = [p for p in ("init", "last") if any(k[2] == p for k in cell)]
-    header = ["depth"] + [f"{side} {'at init' if p == 'init' else 'trained'}" for p in points
+    header = ["depth"] + [f"{side} {what}" for what in ("step at init", "step in training", "grad ratio at init")
                           for side in ("plain", "residual")]
-    rows = [[d] + [_r(cell.get((d, skip, p), math.nan)) for p in points for skip in ("no", "yes")] for d in depths]
+    rows = [[d] + [_r(cell.get((d, skip, what), math.nan)) for what in keys for skip in ("no", "yes")]
+            for d in depths]
     table = Table(header, rows, numeric=[True] * len(header))
-    caption = ("Gradient flow: the first weight layer's gradient norm over the last one's (mean over batches), "
-               "fair MLP twins, seed 0")
-    thresholds = {"vanish": _r(VANISH), "explode": _r(EXPLODE)}
+    caption = ("Gradient flow: how far a step moves the first weight layer, ||W_after - W_before|| / ||W|| (median "
+               "over the init step's batches, and over the steps recorded while training), and, descriptive only, its "
+               "gradient norm over the last layer's at init; fair MLP twins, seed 0")
+    thresholds = {"stall": f"{STALL:g}"}
     if not depths:
         return Finding(("No gradient-flow measurement over depth was found.",), table, caption, thresholds)
     lo, hi = depths[0], depths[-1]
-    plain = [cell.get((d, "no", "init"), math.nan) for d in (lo, hi)]
-    res = [cell.get((d, "yes", "init"), math.nan) for d in (lo, hi)]
-    sentences = [f"At initialisation, the plain MLP's first layer gets {_times(plain[1], hi)} ({_r(plain[0])} times "
-                 f"at depth {lo}): its gradient {_flow(plain[1])}; the residual twin's ratio "
-                 f"is {_r(res[1])} at depth {hi} ({_r(res[0])} at depth {lo}): its gradient {_flow(res[1])} "
-                 f"(thresholds: below {_r(VANISH)} vanishes, above {_r(EXPLODE)} explodes)."]
-    sentences += [_onset(name, [(d, cell.get((d, skip, "init"), math.nan)) for d in depths])
+    step = {side: [cell.get((d, skip, "step"), math.nan) for d in (lo, hi)] for side, skip in (("p", "no"),
+                                                                                                  ("r", "yes"))}
+    sentences = [f"At initialisation, one optimizer step moves the plain MLP's first layer by {_r(step['p'][1])} of "
+                 f"its norm at depth {hi} ({_r(step['p'][0])} at depth {lo}): it {_learns(step['p'][1])}; the residual "
+                 f"twin's by {_r(step['r'][1])} ({_r(step['r'][0])} at depth {lo}): it {_learns(step['r'][1])} "
+                 f"(a layer that moves by less than {STALL:g} of its norm per step does not learn)."]
+    sentences += [_onset(name, [(d, cell.get((d, skip, "step"), math.nan)) for d in depths], "at initialisation")
                   for name, skip in (("plain MLP", "no"), ("residual MLP", "yes"))]
+    trained = [[(d, cell.get((d, skip, "train"), math.nan)) for d in depths] for skip in ("no", "yes")]
+    if any(not math.isnan(r) for side in trained for _, r in side):
+        sentences += [_onset(name, side, "while training") for name, side in zip(("plain MLP", "residual MLP"),
+                                                                                  trained)]
+    ratio = {skip: [cell.get((d, skip, "ratio"), math.nan) for d in (lo, hi)] for skip in ("no", "yes")}
+    sentences.append(f"Descriptive only (not whether a layer learns: Adam rescales each step): at initialisation the "
+                     f"plain MLP's first layer gets {_times(ratio['no'][1], hi)} ({_r(ratio['no'][0])} times at depth "
+                     f"{lo}); the residual twin's ratio is {_r(ratio['yes'][1])} at depth {hi} "
+                     f"({_r(ratio['yes'][0])} at depth {lo}).")
     return Finding(tuple(sentences), table, caption, thresholds)
 
 
@@ -59,22 +68,23 @@ def _times(ratio: float, depth: str) -> str:
     return f"{_r(ratio)} times the gradient of its last at depth {depth}"
 
 
-def _onset(name: str, ratios: list[tuple[str, float]]) -> str:
-    """From which depth on the gradient vanishes at initialisation, or that it never does over the depths measured."""
-    measured = [(d, r) for d, r in ratios if not math.isnan(r)]
+def _onset(name: str, updates: list[tuple[str, float]], when: str) -> str:
+    """From which depth on the first layer stops learning (its step below STALL), or that it never does."""
+    measured = [(d, r) for d, r in updates if not math.isnan(r)]
     if not measured:
-        return f"The {name}'s gradient flow at initialisation was not measured."
-    first = next((i for i, (_, r) in enumerate(measured) if r < VANISH), None)
-    if first is not None and all(r < VANISH for _, r in measured[first:]):
+        return f"The {name}'s update size {when} was not measured."
+    first = next((i for i, (_, r) in enumerate(measured) if r < STALL), None)
+    if first is not None and all(r < STALL for _, r in measured[first:]):
         d, r = measured[first]
-        return (f"The {name}'s gradient vanishes toward the input at initialisation from depth {d} on "
-                f"(ratio {_r(r)} there, below {_r(VANISH)}).")
+        return (f"The {name}'s first layer does not learn {when} from depth {d} on (a step moves it by {_r(r)} of "
+                f"its norm there, below {STALL:g}).")
     if first is not None:
-        low = [d for d, r in measured if r < VANISH]
-        return f"The {name}'s gradient vanishes at initialisation at depth {', '.join(low)} but not at every depth above."
+        low = [d for d, r in measured if r < STALL]
+        return (f"The {name}'s first layer does not learn {when} at depth {', '.join(low)} (a step below {STALL:g} "
+                "of its norm) but does at some depth above.")
     d, r = min(measured, key=lambda dr: dr[1])
-    return (f"The {name}'s gradient does not vanish at initialisation at any depth measured (its lowest ratio: "
-            f"{_r(r)}, at depth {d}).")
+    return (f"The {name}'s first layer learns {when} at every depth measured (its smallest step: {_r(r)} of its "
+            f"norm, at depth {d}; the threshold {STALL:g}).")
 
 
 INSTRUMENTS = (("Lesion: deleting and reordering blocks", ("lesion-mlp", "lesion-conv")),

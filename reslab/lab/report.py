@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from reslab import files
-from reslab.analyze.gradflow_summary import BOXPLOTS_PNG, DEPTH_PNG, STATS_CSV
+from reslab.analyze.gradflow_summary import BOXPLOTS_PNG, DEPTH_PNG, STATS_CSV, TRAINING_UPDATES_PNG, UPDATES_PNG
 from reslab.lab.conclude import Finding
 from reslab.lab.grid import grid_findings
 from reslab.lab.explain import gradient_depth, instrument_sections
@@ -220,7 +220,8 @@ def _sections(doc: _Doc, folder: LabFolder, profile: Profile) -> dict[str, Any]:
             if cell in ("", reference, "across inits", "degradation"):
                 answer.append((label + (f" ({cell})" if cell else ""), f))
 
-    section("5. Exercise 2: gradient flow", "why do the residual nets learn better? What do gradient norms show?")
+    section("5. Exercise 2: gradient flow", "why do the residual nets learn better? What do gradient norms show, and "
+                                            "do the layers' weights actually move?")
     nb = folder.analysis("gradflow-notebook")
     norms = gradient_norms(files.read_csv(nb / STATS_CSV, missing_ok=True), profile.gradflow_batches)
     doc.finding("gradflow-notebook", norms)
@@ -229,7 +230,10 @@ def _sections(doc: _Doc, folder: LabFolder, profile: Profile) -> dict[str, Any]:
     depth = folder.analysis("gradflow-depth")
     gd = gradient_depth(files.read_csv(depth / STATS_CSV, missing_ok=True))
     doc.finding("gradflow-depth", gd)
-    doc.figure(depth / DEPTH_PNG, DEPTH_PNG, "Gradient norm per layer, plain and residual MLPs")
+    doc.figure(depth / UPDATES_PNG, UPDATES_PNG, "Relative update of one optimizer step at init per layer, plain and "
+               "residual MLPs (dotted: the threshold below which a layer does not learn)")
+    doc.figure(depth / TRAINING_UPDATES_PNG, TRAINING_UPDATES_PNG, "Relative update per step while training, per layer")
+    doc.figure(depth / DEPTH_PNG, DEPTH_PNG, "Gradient norm per layer, plain and residual MLPs (descriptive)")
     answer += [("The notebook's CNN against its ResNetCNN", cnns), ("Gradient flow", gd),
                ("The notebook's gradient statistics", norms)]
     titles += instrument_sections(folder, doc, first=6)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
@@ -60,10 +61,11 @@ def depth_panels(stats_rows: Rows) -> list[tuple[str, list[str]]]:
 
 
 def plot_depth(layer_rows: Rows, stats_rows: Rows, path: Path, *, metric: str, ylabel: str, title: str,
-               svg: bool = False) -> None:
+               svg: bool = False, threshold: float | None = None) -> None:
     """Mean of `metric` over batches against weight-layer depth (log y), band = min..max over batches.
 
     Residual models are solid lines, plain ones dashed; panels share the y axis so they compare directly.
+    `threshold`: a dotted horizontal line there (a criterion the words judge by).
     """
     from matplotlib.ticker import MaxNLocator
 
@@ -83,16 +85,21 @@ def plot_depth(layer_rows: Rows, stats_rows: Rows, path: Path, *, metric: str, y
                 if not depths or np.isnan(values).all():
                     continue
                 style = "--" if skip.get(model) == "no" else "-"
-                ax.plot(depths, np.nanmean(values, axis=1), style, marker="o", markersize=3, color=colours[model],
+                with warnings.catch_warnings():  # a depth with no value (a layer that got no gradient) is a gap
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    mean, low, high = (f(values, axis=1) for f in (np.nanmean, np.nanmin, np.nanmax))
+                ax.plot(depths, mean, style, marker="o", markersize=3, color=colours[model],
                         label=f"{model}" + {"yes": " (skip)", "no": " (plain)"}.get(skip.get(model, ""), ""))
-                ax.fill_between(depths, np.nanmin(values, axis=1), np.nanmax(values, axis=1),
-                                color=colours[model], alpha=0.15, linewidth=0)
+                ax.fill_between(depths, low, high, color=colours[model], alpha=0.15, linewidth=0)
+            if threshold is not None:
+                ax.axhline(threshold, color="grey", linestyle=":", linewidth=1)
             ax.set_yscale("log")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("weight layer (1 = input side, in forward order)")
             ax.set_title(panel_title)
             ax.grid(alpha=0.1, which="minor")
-            ax.legend(fontsize=8)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
         axes[0].set_ylabel(ylabel)
         fig.suptitle(title)
 

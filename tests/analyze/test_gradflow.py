@@ -306,8 +306,9 @@ def test_cli_svg_writes_an_svg_beside_every_png(data_dir: Path, tmp_path: Path) 
                  "--set", "data.batch_size=32", "--batches", "2", "--out", str(out), "--quiet", "--device", "cpu",
                  "--svg"]) == 0
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == ["gradflow-boxplots.png", "gradflow-depth.png", f"gradflow-heatmap-{run.name}.png",
-                    "gradflow-output-std.png"]
+    assert pngs == ["gradflow-boxplots.png", "gradflow-depth.png", "gradflow-effective-lr.png",
+                    f"gradflow-heatmap-{run.name}.png", "gradflow-output-std.png", "gradflow-updates-training.png",
+                    "gradflow-updates.png"]  # at init an optimizer step is taken: update sizes and their figures
     assert sorted(p.name for p in out.glob("*.svg")) == [p.replace(".png", ".svg") for p in pngs]
     assert all((out / p).with_suffix(".svg").read_text().lstrip().startswith("<?xml") for p in pngs)
 
