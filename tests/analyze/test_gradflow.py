@@ -296,7 +296,8 @@ def test_cli_measures_runs_and_presets_on_the_same_batches(data_dir: Path, tmp_p
     assert stats[0]["mean"] == stats[1]["mean"], "a run at init is its preset at init: same seed, same batches"
     assert stats[3]["mean"] != stats[1]["mean"]
     assert_png(out / f"gradflow-heatmap-{run.name}.png")
-    assert any("seed-mlp(width=16, depth=2)" in line for line in printed), "the output says what model ran"
+    assert any("seed-mlp(width=16, depth=2, init=torch-default)" in line for line in printed), \
+        "the output says what model ran, its init included"
 
 
 def test_cli_svg_writes_an_svg_beside_every_png(data_dir: Path, tmp_path: Path) -> None:
