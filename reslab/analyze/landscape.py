@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from reslab.analyze.registry import Common
+from reslab.analyze.registry import Common, bounded
+from reslab.checks import require
 from reslab.analyze.targets import Target, build, check_seed, draw_batches, resolve_targets, shared_data
 from reslab.analyze.shatter import seed_for
 from reslab.data import ImageData
@@ -50,6 +51,12 @@ class LandscapeSettings:
             raise ConfigError(f"--subset must be >= 1, got {self.subset}")
         if not self.span > 0:
             raise ConfigError(f"--span must be > 0, got {self.span}")
+        bounded("--span", self.span, 0, 1e6)  # a finite step: inf or 1e300 times a direction is no landscape
+        bounded("--points", self.points, 3, 100_001 if self.dims == 1 else 1001)
+        bounded("--subset", self.subset, 1, 10_000_000)
+        require(self.per_axis**self.dims * self.subset <= 10**9,
+                f"--points {self.per_axis} per axis in {self.dims}-D on --subset {self.subset} images would evaluate "
+                f"{self.per_axis**self.dims * self.subset:.2g} images (at most 1e9); lower --points or --subset")
 
     @property
     def per_axis(self) -> int:

@@ -22,7 +22,7 @@ from typing import Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from reslab.analyze.registry import Common
+from reslab.analyze.registry import Common, bounded
 from reslab.analyze.targets import Batches, Target, build, check_seed, in_format, resolve_targets, shared_data
 from reslab.data import DeviceLoader, ImageData
 from reslab.errors import ConfigError, DataError
@@ -246,6 +246,10 @@ class LesionOptions:
     at: str = "best"  # the checkpoint: best | last
     subset: int | None = None  # test images drawn with the seed (None: those the runs were tested on)
     draws: int = 10  # random draws per k
+
+    def __post_init__(self) -> None:
+        bounded("--draws", self.draws, 1, 10_000)  # evaluations: about 2 x blocks x draws, each over the test images
+        bounded("--subset", self.subset, 1, 10_000_000)
 
 
 def prepare(sources: Sequence[str], options: LesionOptions, common: Common) -> list[Target]:

@@ -4,6 +4,8 @@ outside the folder (and the report's own folder)."""
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import random
 import shutil
@@ -60,3 +62,46 @@ def test_a_damaged_sweep_folder_never_ends_in_a_traceback(sweep_source: dict[str
     assert "Traceback" not in err, (done, err)
     assert code in (0, 1) or (code == 2 and len(err.strip().splitlines()) == 1), (done, code, err)
     assert tree_hash(tmp_path, skip=(target, tmp_path / "report")) == before, done
+
+
+# ----------------------------------------------------------------------------- the damages issue 19 names (item 9)
+
+
+def _copy(sweep_source: dict[str, Path], tmp_path: Path) -> Path:
+    target = tmp_path / "runs" / "tiny"
+    shutil.copytree(sweep_source["folder"], target, symlinks=True)
+    return target
+
+
+def test_a_summary_with_text_for_a_number_is_left_out_with_the_reason(sweep_source: dict[str, Path], data_dir: Path,
+                                                                      tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    target = _copy(sweep_source, tmp_path)
+    run = sorted((target / "runs").iterdir())[0]
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "test_acc": "abc"}))
+    (target / "summary.txt").write_text("stale\n")
+    before = tree_hash(tmp_path, skip=(target,))
+    code, err = _run(["sweep", str(sweep_source["file"]), "--runs-dir", str(tmp_path / "runs"), "--data-dir",
+                      str(data_dir)], capsys)
+    assert code == 0 and "Traceback" not in err
+    assert [line for line in err.splitlines() if "left out" in line and run.name in line and "'abc'" in line]
+    text = (target / "summary.txt").read_text()
+    assert "Left out of the means" in text and run.name in text  # rebuilt, with the reason
+    ns = [row["n"] for row in csv.DictReader(open(target / "aggregate.csv"))]
+    assert sorted(ns) == ["1", "2", "2", "2"]
+    assert tree_hash(tmp_path, skip=(target,)) == before
+
+
+@pytest.mark.parametrize("cell", ["²", "--5", "9" * 5000])
+def test_one_damaged_aggregate_cell_is_a_dash_not_a_failed_report(sweep_source: dict[str, Path], tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture, cell: str) -> None:
+    target = _copy(sweep_source, tmp_path)
+    rows = list(csv.reader(open(target / "aggregate.csv", newline="")))
+    rows[1][2], rows[2][4] = cell, cell  # a count and a mean
+    with open(target / "aggregate.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    before = tree_hash(tmp_path, skip=(tmp_path / "report",))
+    code, err = _run(["report", str(target), "--out", str(tmp_path / "report")], capsys)
+    assert code == 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert tree_hash(tmp_path, skip=(tmp_path / "report",)) == before
