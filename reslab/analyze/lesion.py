@@ -249,7 +249,6 @@ class LesionOptions:
 
     def __post_init__(self) -> None:
         bounded("--draws", self.draws, 1, 10_000)  # evaluations: about 2 x blocks x draws, each over the test images
-        bounded("--subset", self.subset, 1, 10_000_000)
 
 
 def prepare(sources: Sequence[str], options: LesionOptions, common: Common) -> list[Target]:

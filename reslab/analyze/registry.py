@@ -152,8 +152,8 @@ MAX_WORK = 10**13  # multiply-adds an instrument may be asked for: days on a CPU
 def bounded(flag: str, value: int | float | None, low: float, high: float) -> None:
     """A flag's value within [low, high] and finite (None: the default); a one-line ConfigError otherwise."""
     if value is not None:
-        require(isinstance(value, (int, float)) and low <= value <= high,  # NaN and inf fail here
-                f"{flag} must be a finite number in {low:g}..{high:g}, got {value}")
+        require(not value < low, f"{flag} must be >= {low:g}, got {value}")
+        require(value <= high, f"{flag} must be a finite number <= {high:g}, got {value}")  # NaN and inf fail here
 
 
 def require_work(work: float, what: str, memory: float = 0) -> None:

@@ -43,7 +43,7 @@ MICRO = Profile(  # the smallest lab with every section: one epoch, two seeds on
 def micro_lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("microlab")
     write_mnist(root / "data")
-    cifar = write_colour_folder(root / "data" / "colour", n_train=120, n_test=40)
+    cifar = write_colour_folder(root / "data" / "colour", n_train=200, n_test=40)
     argv = ["lab", "--profile", "micro", "--data-dir", str(root / "data"), "--cifar", f"imagefolder:{cifar}",
             "--jobs", "1"]
     mp = pytest.MonkeyPatch()
