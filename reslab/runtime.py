@@ -18,7 +18,7 @@ from torch import nn
 from reslab.checks import require_memory
 from reslab.config import RunConfig, TrainConfig
 from reslab.data import ImageData
-from reslab.errors import ConfigError
+from reslab.errors import ConfigError, first_line
 from reslab.models import build_model
 
 
@@ -30,7 +30,10 @@ def select_device(name: str) -> torch.device:
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name} asked for, but CUDA is not available here (use --device cpu or auto)")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
@@ -103,9 +106,14 @@ def _require_room(cfg: RunConfig, data: ImageData, device: torch.device) -> None
 
     The model is first built on the meta device (no memory), so a width of 10^6 is one line, not a crash.
     """
-    with torch.device("meta"):
-        shape = build_model(cfg.model.name, input_shape=data.input_shape, num_classes=data.num_classes,
-                            **dict(cfg.model.args))
+    try:
+        with torch.device("meta"):
+            shape = build_model(cfg.model.name, input_shape=data.input_shape, num_classes=data.num_classes,
+                                **dict(cfg.model.args))
+    except (RuntimeError, OverflowError) as exc:  # a tensor whose size overflows 64 bits, even without memory
+        if "overflow" not in str(exc).lower():
+            raise
+        raise ConfigError(f"model {cfg.model.name} is too large for any memory ({first_line(exc)})") from None
     params = sum(p.numel() for p in shape.parameters())
     copies = 2 + {"sgd": 1 if cfg.optim.momentum > 0 else 0}.get(cfg.optim.name, 2)  # weights, grads, optimizer
     available = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None

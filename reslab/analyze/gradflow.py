@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reslab import files
-from reslab.analyze.registry import Common
+from reslab.analyze.registry import Common, bounded
 from reslab.analyze.targets import Batches, Target, build, in_format, resolve_targets, shared_batches
 from reslab.config import OptimConfig
 from reslab.evaluate import check_model_takes
@@ -99,6 +99,9 @@ class GradflowOptions:
     at: tuple[str, ...] = ("init",)  # init, best, last, every
     batches: int = 11
     notebook_kernel: bool = False  # seed-cnn with kernel size 4, as the notebook's Exercise 2 cell built it
+
+    def __post_init__(self) -> None:
+        bounded("--batches", self.batches, 1, 100_000)
 
 
 @dataclass(frozen=True)

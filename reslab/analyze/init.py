@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from reslab.analyze.registry import Common
+from reslab.analyze.registry import Common, bounded
 from reslab.analyze.targets import Batches, Target, build, in_format, resolve_targets, shared_batches
 from reslab.evaluate import check_model_takes
 from reslab.errors import ConfigError
@@ -157,6 +157,9 @@ def analyse(pairs: Sequence[tuple[Target, str]], *, batches: int = 4, device: st
 class InitOptions:
     forms: str | None = None  # --forms as given: comma-separated FORMS, 'given', or None (the default)
     batches: int = 4
+
+    def __post_init__(self) -> None:
+        bounded("--batches", self.batches, 1, 100_000)
 
 
 def prepare(sources: Sequence[str], options: InitOptions, common: Common) -> list[tuple[Target, str]]:

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from reslab.analyze.registry import Common
+from reslab.analyze.registry import Common, bounded
+from reslab.checks import require
 from reslab.analyze.targets import Target, build, check_seed, draw_batches, resolve_targets, shared_data
 from reslab.analyze.shatter import seed_for
 from reslab.data import ImageData
@@ -54,8 +55,16 @@ class LandscapeSettings:
             raise ConfigError(f"--subset must be >= 1, got {self.subset}")
         if not self.span > 0:
             raise ConfigError(f"--span must be > 0, got {self.span}")
+        bounded("--span", self.span, 0, 1e6)  # a finite step: inf or 1e300 times a direction is no landscape
+        bounded("--points", self.points, 3, 100_001 if self.dims == 1 else 1001)
+        bounded("--subset", self.subset, 1, 10_000_000)
         if self.directions < 1 or (self.dims == 2 and self.directions != 1):
             raise ConfigError(f"--directions must be >= 1 (and 1 with --dims 2), got {self.directions}")
+        bounded("--directions", self.directions, 1, 100)
+        require(self.per_axis**self.dims * self.subset * self.cuts <= 10**9,
+                f"--points {self.per_axis} per axis in {self.dims}-D on --subset {self.subset} images along "
+                f"{self.cuts} cut(s) would evaluate {self.per_axis**self.dims * self.subset * self.cuts:.2g} images "
+                "(at most 1e9); lower --points, --subset or --directions")
 
     @property
     def cuts(self) -> int:

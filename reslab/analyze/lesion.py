@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from reslab.analyze.lesion_paths import gradient_by_length, is_residual
-from reslab.analyze.registry import Common
+from reslab.analyze.registry import Common, bounded
 from reslab.analyze.targets import Batches, Target, build, check_seed, in_format, resolve_targets, shared_data
 from reslab.data import DeviceLoader, ImageData
 from reslab.errors import ConfigError, DataError
@@ -262,6 +262,10 @@ class LesionOptions:
     subset: int | None = None  # test images drawn with the seed (None: those the runs were tested on)
     draws: int = 10  # random draws per k
     path_images: int = 128  # test images the path gradients are measured on (0: no paths)
+
+    def __post_init__(self) -> None:
+        bounded("--draws", self.draws, 1, 10_000)  # evaluations: about 2 x blocks x draws, each over the test images
+        bounded("--path-images", self.path_images, 0, 100_000)
 
 
 def prepare(sources: Sequence[str], options: LesionOptions, common: Common) -> list[Target]:

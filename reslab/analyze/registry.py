@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from reslab.analyze.record import check_output_dir, make_output_dir
+from reslab.checks import require, require_memory
 from reslab.analyze.writer import Analysis, AnalysisWriter
 
 
@@ -141,6 +142,25 @@ def run_call(instrument: Instrument, call: Call, common: Common = Common()) -> t
     return run_instrument(instrument, call.sources, call.options, Common(
         overrides=common.overrides, settings=settings, device=common.device, seed=common.seed, out=common.out,
         svg=common.svg, progress=common.progress))
+
+
+# ----------------------------------------------------------------------------- bounds of the instruments' flags
+
+MAX_WORK = 10**13  # multiply-adds an instrument may be asked for: days on a CPU, hours on a GPU; beyond is a typo
+
+
+def bounded(flag: str, value: int | float | None, low: float, high: float) -> None:
+    """A flag's value within [low, high] and finite (None: the default); a one-line ConfigError otherwise."""
+    if value is not None:
+        require(not value < low, f"{flag} must be >= {low:g}, got {value}")
+        require(value <= high, f"{flag} must be a finite number <= {high:g}, got {value}")  # NaN and inf fail here
+
+
+def require_work(work: float, what: str, memory: float = 0) -> None:
+    """Refuse, before measuring, a flag combination whose work (multiply-adds) or memory (bytes) is out of reach."""
+    require(work <= MAX_WORK, f"{what} would take about {work:.2g} multiply-adds (more than {MAX_WORK:.0g}); "
+                              "lower the flags that multiply it")
+    require_memory(int(memory), what)
 
 
 # ----------------------------------------------------------------------------- the flags most instruments share

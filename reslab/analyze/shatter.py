@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from reslab.analyze.registry import Common
+from reslab.analyze.registry import Common, bounded, require_work
 from reslab.analyze.targets import Target, build, check_seed, resolve_targets, shared_data
 from reslab.data import ImageData, normalize
 from reslab.errors import ConfigError
@@ -71,6 +71,16 @@ class GridSettings:
                 raise ConfigError(f"{flag} must be >= {least}, got {value}")
         if self.max_lag >= self.points // 2:
             raise ConfigError(f"--max-lag {self.max_lag} must be below half the {self.points} grid points")
+        bounded("--depths", max(self.depths), 1, 10_000)
+        for flag, value, most in (("--seeds", self.seeds, 1000), ("--width", self.width, 100_000),
+                                  ("--grid-points", self.points, 1_000_000)):
+            bounded(flag, value, 1, most)
+        bounded("--reach", self.reach, 1e-6, 1e6)
+        # each net: depth x width^2 weights, a forward and a backward pass per grid point
+        work = 3.0 * self.width**2 * sum(self.depths) * self.points * self.seeds * len(self.forms)
+        memory = 4.0 * (self.width**2 * max(self.depths) * 2 + self.width * self.points * max(self.depths) * 2)
+        require_work(work, f"the grid (--width {self.width}, --depths up to {max(self.depths)}, --grid-points "
+                           f"{self.points})", memory)
 
 
 @dataclass(frozen=True, eq=False)
@@ -240,6 +250,10 @@ class ShatterOptions:
     at: tuple[str, ...] = ("init",)
     pairs: int = 4  # lines between test images per model
     line_points: int = 128
+
+    def __post_init__(self) -> None:
+        bounded("--pairs", self.pairs, 1, 10_000)
+        bounded("--line-points", self.line_points, 3, 100_000)
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ class OptimConfig:
         require(all(0 <= b < 1 for b in self.betas), f"optim.betas must be in [0, 1), got {list(self.betas)}")
         require(all(m > 0 for m in self.milestones), f"optim.milestones must be > 0, got {list(self.milestones)}")
         require(0 < self.gamma <= 1, f"optim.gamma must be in (0, 1], got {self.gamma}")
-        require(self.warmup_epochs >= 0, f"optim.warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        require(0 <= self.warmup_epochs <= 1e6, f"optim.warmup_epochs must be in [0, 1e6], got {self.warmup_epochs}")
         require(0 < self.warmup_factor <= 1, f"optim.warmup_factor must be in (0, 1], got {self.warmup_factor}")
         require(self.grad_clip is None or self.grad_clip > 0, f"optim.grad_clip must be > 0, got {self.grad_clip}")
         require(0 <= self.label_smoothing < 1, f"optim.label_smoothing must be in [0, 1), got {self.label_smoothing}")

@@ -60,14 +60,18 @@ def find_source(path: str, root: Path) -> Path:
     raise DataError(f"image folder {path!r} not found (tried {', '.join(str(c) for c in candidates)})")
 
 
+DECODE_COPIES = 3  # the decoded images, their stack per split and its (N, C, H, W) layout are alive at once
+
+
 def load_image_folder(source: Path, image_size: int | None) -> ImageData:
     """Decode once with PIL, then serve from a cache keyed by the source's content identity."""
     if image_size is not None and image_size < 1:
         raise DataError(f"data.image_size must be a positive number of pixels, got {image_size}")
     members = _scan(source)
-    if image_size is not None:  # 3 channels at most, uint8
-        require_memory(len(members) * 3 * image_size**2,
-                       f"data.image_size={image_size} ({len(members):,} images of {image_size}x{image_size})")
+    if image_size is not None:  # sized before decoding: 3 channels at most, uint8, DECODE_COPIES at the peak
+        require_memory(DECODE_COPIES * len(members) * 3 * image_size**2,
+                       f"data.image_size={image_size} ({len(members):,} images of {image_size}x{image_size}, "
+                       f"decoded, stacked and laid out as tensors)")
     path = cache_path(source.stem, [str(source), image_size, [(m.name, *m.stamp) for m in members]])
     if path.is_file():
         try:

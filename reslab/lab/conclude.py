@@ -142,6 +142,8 @@ def _wins(pr: PairRow | None) -> str:
 
 def _trainability(cell: Mapping, depths: Sequence[str], chance: float, what: str, depth_word: str, classes: int,
                   side: bool) -> str:
+    if not depths:  # no cell with a readable depth and side (a damaged aggregate.csv): nothing to say
+        return ""
     at_chance = [d for d in depths if _stat(cell.get((d, side)), "test_acc_mean") < chance + CHANCE_MARGIN]
     name = f"{'residual' if side else 'plain'} {what}"
     if not at_chance:

@@ -23,6 +23,7 @@ from reslab.runs import RunFolder
 from reslab.sweep import RunRow
 from reslab.report.sweeps import sweep_blocks
 from reslab.report.document import Block, Heading, Note, Paragraph, Table
+from reslab.report.values import is_real
 from reslab.report.writer import HTML, Report, write_folder
 
 TITLE = "reslab lab: how depth and residual connections change what a network can learn"
@@ -128,7 +129,8 @@ def _front(doc: _Doc, profile: Profile, record: dict[str, Any], answer: list[str
            studies: Sequence[Study], folder: LabFolder) -> list[Block]:
     train_s = sum(r.metric("train_seconds") or 0.0 for s in studies for r in _runs(folder, s))
     runs = sum(len(_runs(folder, s)) for s in studies)
-    wall = sum(v.get("seconds", 0) for v in record.get("stages", {}).values())
+    wall = sum(v["seconds"] for v in record["stages"].values()  # what lab.json says, where it is a number
+               if isinstance(v, dict) and is_real(v.get("seconds")) and 0 <= v["seconds"] < 1e12)
     env = _environment(folder, studies)
     blocks: list[Block] = [Heading("The answer"), *(Paragraph(a) for a in answer),
                            Heading("Set-up", 3),

@@ -113,10 +113,10 @@ def run_lab(*, profile: str | None = None, mnist: str = "mnist", cifar: str = "c
     folder = LabFolder(Path(out))
     asked = {"profile": profile, "mnist": mnist, "cifar": cifar, "data_dir": data_dir}
     stages = plan(get_profile(profile))
-    record = folder.check(asked)  # a foreign folder or another lab's fails before anything else
+    record = _checked(folder.check(asked), folder)  # a foreign folder or another lab's fails before anything else
     if record is None or any(s.name not in record["stages"] for s in stages):
         check_data(mnist, cifar, data_dir)
-    record = folder.open(asked)
+    record = _checked(folder.open(asked), folder)
     ctx = LabContext(folder, get_profile(profile), mnist, cifar, data_dir, jobs, backend, device, stream)
     overall = _Overall(stages, record["stages"], ctx.profile.expected_s, stream)
     failed_runs = 0
@@ -130,6 +130,19 @@ def run_lab(*, profile: str | None = None, mnist: str = "mnist", cifar: str = "c
     html = write_lab_report(folder, stages, record)
     print(f"lab: report written in {_duration(time.perf_counter() - overall.start)}: {html}", file=stream)
     return LabResult(folder.path, completed=True, report=html, failed_runs=failed_runs)
+
+
+def _checked(record: dict[str, Any] | None, folder: LabFolder) -> Any:
+    """lab.json's record with only the stages it says are done: an entry that is not {"status": "done", ...} is a
+    stage to run again; stages that are not a mapping at all are a damaged record, refused in one line."""
+    if record is None:
+        return None
+    if not isinstance(record.get("stages"), dict):
+        kind = "null" if record.get("stages") is None else type(record.get("stages")).__name__
+        raise ConfigError(f"{folder.record} is damaged: its stages are {kind}, not a mapping of stage -> status; "
+                          "delete the \"stages\" entry to check every stage again")
+    record["stages"] = {k: v for k, v in record["stages"].items() if isinstance(v, dict) and v.get("status") == "done"}
+    return record
 
 
 def _run_stages(stages: Sequence[Stage], record: dict[str, Any], ctx: LabContext, overall: _Overall,

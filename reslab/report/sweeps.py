@@ -8,6 +8,7 @@ sections of their own (a sweep has dozens); failed and missing ones are listed.
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -259,9 +260,9 @@ def sweep_blocks(folder: Path, out_dir: Path, *, level: int, svg: bool) -> list[
 
 def _number(value: str) -> int | float | str | None:
     """A CSV value as JSON: whole numbers as ints, other finite numbers as floats, empty as null, text as text."""
-    if value.strip().lstrip("-").isdigit():
+    if re.fullmatch(r"-?[0-9]{1,18}", value.strip()):  # not isdigit: '²' is a digit to it, and int() refuses it
         return int(value)
-    return value or None if finite(value) is None else finite(value)
+    return inline(value, 200) or None if finite(value) is None else finite(value)
 
 
 def sweep_numbers(folder: Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ intervals over seeds; plain and residual twins of the same seed are compared pai
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any, Mapping, Sequence
 
@@ -23,6 +24,7 @@ METRICS = ("test_acc", "best_val_acc", "final_train_loss", "final_train_acc")  #
 PAIRED = ("test_acc", "final_train_loss")  # residual - plain, per seed
 LOWER_IS_BETTER = ("final_train_loss",)
 MISSING = "missing"  # results.csv's status of a run that has no run folder yet
+UNKNOWN = "unknown"  # results.csv's status of a run folder whose status.json is damaged or missing
 
 
 def _completed(status: object) -> bool:
@@ -31,7 +33,10 @@ def _completed(status: object) -> bool:
 
 
 def collect(folder: SweepFolder, planned: Sequence[PlannedRun]) -> list[dict[str, Any]]:
-    """A row per planned run: its swept values, seed, status, summary numbers (no per-class lists), folder."""
+    """A row per planned run: its swept values, seed, status, summary numbers (no per-class lists), folder.
+
+    A completed run whose summary.json is unreadable or holds a metric that is not a number keeps its row, with the
+    damaged numbers left empty, and is left out of the cells and pairs: `_left_out` says why."""
     index = folder.read_index()
     rows = []
     for run in planned:
@@ -40,13 +45,51 @@ def collect(folder: SweepFolder, planned: Sequence[PlannedRun]) -> list[dict[str
         row.update(_key=run.key, _cell=run.cell, _values=run.values)
         if path is not None:
             rf = RunFolder(path)
-            summary = rf.read_json(rf.summary) if rf.summary.is_file() else {}
-            status = rf.read_json(rf.status).get("status")
-            row["status"] = summary["status"] if _completed(summary.get("status")) else (status or MISSING)
-            row.update({k: v for k, v in summary.items() if k != "status" and not isinstance(v, (list, dict))})
+            problems: list[str] = []
+            summary = rf.read_summary(problems) or {}
+            status = RunStatus.parse(rf.read_json(rf.status).get("status"))
+            from_summary = RunStatus.parse(summary.get("status"))
+            status = from_summary if from_summary is not None and from_summary.completed else status
+            row["status"] = status.value if status is not None else UNKNOWN
+            row.update({k: v for k, v in summary.items()
+                        if k not in row and not k.startswith("_") and isinstance(v, (str, int, float, bool))})
             row["run_folder"] = folder.relative(path)
+            if status is not None and status.completed:
+                problems += [f"{rf.summary.name} has no numbers"] if not summary else []
+                problems += [f"{rf.summary.name}'s {m} is {_shown(row.pop(m))}, not a finite number"
+                             for m in METRICS if row.get(m) is not None and _metric(row[m]) is None]
+                if problems:
+                    row["_left_out"] = f"{row['run_folder']}: {'; '.join(problems)}"
         rows.append(row)
     return rows
+
+
+def _metric(value: Any) -> float | None:
+    """A summary number as a float: None for text, bools, NaN, infinities and ints beyond a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _shown(value: Any) -> str:
+    """A damaged value in a note: short (an int of thousands of digits is not even printable)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**18:
+        return "a number beyond a float"
+    return repr(value)[:40]
+
+
+def _counted(row: dict[str, Any]) -> bool:
+    """A finished run whose numbers are all readable: it counts in the cells, pairs and the tuning."""
+    return row["status"] == RunStatus.FINISHED and "_left_out" not in row
+
+
+def left_out(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """A line per completed run left out of the aggregate, saying why (a damaged summary.json)."""
+    return [row["_left_out"] for row in rows if "_left_out" in row]
 
 
 def typed_run(row: dict[str, Any], folder: SweepFolder) -> RunRow:
@@ -63,8 +106,9 @@ def choose_tuned(rows: Sequence[dict[str, Any]], spec: SweepSpec) -> dict[str, A
         return {}
     scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        if row["status"] == RunStatus.FINISHED and row.get(spec.tune.by) is not None:
-            scores[row["_cell"]][text(row["_values"][spec.tune.key])].append(float(row[spec.tune.by]))
+        score = _metric(row.get(spec.tune.by))
+        if _counted(row) and score is not None:
+            scores[row["_cell"]][text(row["_values"][spec.tune.key])].append(score)
     chosen = {}
     for cell, by_value in scores.items():
         best = max(by_value, key=lambda v: sum(by_value[v]) / len(by_value[v]))
@@ -86,14 +130,14 @@ def cells(rows: Sequence[dict[str, Any]], spec: SweepSpec, chosen: dict[str, Any
         by_cell[row["_cell"]].append(row)
     out = []
     for cell, members in by_cell.items():
-        done = [r for r in members if r["status"] == RunStatus.FINISHED]
+        done = [r for r in members if _counted(r)]
         agg: dict[str, Any] = {k: members[0][k] for k in spec.grid}
         if spec.tune:
             agg[spec.tune.key] = text(chosen[cell])
         agg.update(n=len(done), n_diverged=sum(r["status"] == RunStatus.DIVERGED for r in members), _cell=cell,
                    _values=members[0]["_values"])
         for metric in METRICS:
-            values = [float(r[metric]) for r in done if r.get(metric) is not None]
+            values = [x for x in (_metric(r.get(metric)) for r in done) if x is not None]
             agg[f"{metric}_mean"], agg[f"{metric}_std"], agg[f"{metric}_ci_low"], agg[f"{metric}_ci_high"] = \
                 t_interval(values)
             agg[f"_{metric}"] = values
@@ -108,7 +152,8 @@ def pairs(rows: Sequence[dict[str, Any]], spec: SweepSpec, chosen: dict[str, Any
     others = [k for k in spec.grid if k != RESIDUAL]
     groups: dict[str, dict[bool, dict[int, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
     for row in _kept(rows, spec, chosen):
-        if row["status"] == RunStatus.FINISHED and isinstance(row["_values"][RESIDUAL], bool):
+        if _counted(row) and isinstance(row["_values"][RESIDUAL], bool) and \
+                all(_metric(row.get(m)) is not None for m in PAIRED):
             group = ",".join(f"{k}={text(row['_values'][k])}" for k in others)
             groups[group][row["_values"][RESIDUAL]][row["seed"]] = row
     out = []
@@ -144,8 +189,10 @@ def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(k for row in rows for k in row if not k.startswith("_")))
 
 
-def write_all(folder: SweepFolder, spec: SweepSpec, planned: Sequence[PlannedRun], svg: bool = False) -> dict[str, Any]:
-    """Write every aggregate file of the sweep folder; returns the tuned value chosen per cell (with `tune`)."""
+def write_all(folder: SweepFolder, spec: SweepSpec, planned: Sequence[PlannedRun], svg: bool = False
+              ) -> tuple[dict[str, Any], list[str]]:
+    """Write every aggregate file of the sweep folder; returns the tuned value chosen per cell (with `tune`) and a
+    line per completed run left out because its summary.json is damaged."""
     rows = collect(folder, planned)
     chosen = choose_tuned(rows, spec)
     if spec.tune:
@@ -166,5 +213,5 @@ def write_all(folder: SweepFolder, spec: SweepSpec, planned: Sequence[PlannedRun
                                     ("final_train_loss", folder.loss_figure, "final training loss")):
             plot_vs_depth(figure_series(per_cell, spec, depth, metric), path, xlabel=depth, ylabel=label,
                           title=f"{spec.name}: {label} vs {depth}", log_y=metric == "final_train_loss", svg=svg)
-    files.write_text(folder.summary, summary_text(spec, rows, per_cell, paired, chosen, depth))
-    return chosen
+    files.write_text(folder.summary, summary_text(spec, rows, per_cell, paired, chosen, depth, left_out(rows)))
+    return chosen, left_out(rows)

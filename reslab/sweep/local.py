@@ -106,6 +106,7 @@ def _init_worker(threads: int, gpus: Any, stopping: Any) -> None:
     _stopping = stopping
     os.setpgrp()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent while it started us
     if gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpus.get())  # before CUDA starts in this process
     torch.set_num_threads(threads)
@@ -149,22 +150,30 @@ def run_local(tasks: Sequence[Task], jobs: int, on_done: Callable[[dict[str, Any
     stopped = False
     try:
         with stop_on_signal(at_once=True):
-            pending = {pool.submit(_pool_task, task): task for task in tasks}
+            # a worker starts (imports torch) before its initializer ignores SIGINT: a stop forwarded then would
+            # kill it, break the pool and print tracebacks; it starts with SIGINT blocked (delivered here after)
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                pending = {pool.submit(_pool_task, task): task for task in tasks}
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     on_done(_outcome(future, pending.pop(future)))
     except KeyboardInterrupt:
         stopped = True
-        stopping.set()
-        for future in pending:
-            future.cancel()
+        stopping.set()  # queued runs end at once as NOT_STARTED; none is cancelled here, since the pool's own thread
+        # sets an exception on every future it still holds when a worker dies, and a cancelled one would raise
         for pid in list(getattr(pool, "_processes", {}) or {}):  # the workers: forward the stop, once
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGINT)
         for future in list(pending):
-            outcome = None if future.cancelled() else _outcome(future, pending[future])
-            if outcome is not None and outcome["status"] != NOT_STARTED:
+            try:
+                outcome = future.result()
+            except BaseException:  # a worker that died in the stop: its run is resumed or started next time
+                continue
+            if outcome["status"] != NOT_STARTED:
                 on_done(outcome)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

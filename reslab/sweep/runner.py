@@ -143,14 +143,14 @@ def run_sweep(spec: SweepSpec, *, jobs: int | None = None, backend: str = "local
     with backends.connect(backend, options) as runner:  # an unreachable cluster fails here, before anything is written
         folder.create(spec)
         with folder.locked():
-            outcomes, completed, chosen = _run(spec, folder, planned, runner, out)
+            outcomes, completed, (chosen, left_out) = _run(spec, folder, planned, runner, out)
     failed = tuple(Failure(o["key"], RunStatus.parse(o["status"]), Path(o["run_dir"]) if o.get("run_dir") else None,
                            o.get("error")) for o in outcomes if not _completed(o))
     if not completed:
         print(f"reslab: sweep {spec.name} stopped; run the same command again to resume it", file=out)
         runs = tuple(typed_run(row, folder) for row in collect(folder, planned))
         return SweepResult(folder.path, completed=False, runs=runs, failed=failed)
-    for warning in edge_warnings(spec, chosen):
+    for warning in [*edge_warnings(spec, chosen), *(f"left out of the aggregate: {n}" for n in left_out)]:
         print(f"reslab: warning: {warning}", file=out)
     print(f"sweep {spec.name}: results in {folder.results.name}, {folder.aggregate.name}, {folder.paired.name}, "
           f"{folder.summary.name}", file=out)
@@ -168,9 +168,9 @@ def _completed(outcome: dict[str, Any]) -> bool:
 
 
 def _run(spec: SweepSpec, folder: SweepFolder, planned: Sequence[PlannedRun], runner: backends.Runner, out: IO[str]
-         ) -> tuple[list[dict[str, Any]], bool, dict[str, Any]]:
+         ) -> tuple[list[dict[str, Any]], bool, tuple[dict[str, Any], list[str]]]:
     """Under the sweep folder's lock: move failed attempts aside, run what is left, aggregate when it all ran.
-    Returns the outcomes, whether the sweep ran to its end, and the tuned values chosen."""
+    Returns the outcomes, whether the sweep ran to its end, the tuned values chosen and the runs left out."""
     index = folder.read_index()
     tasks = []
     for run in planned:
@@ -201,4 +201,4 @@ def _run(spec: SweepSpec, folder: SweepFolder, planned: Sequence[PlannedRun], ru
         progress(outcome, len(tasks) - len(outcomes))
 
     completed = runner.run(tasks, on_done, folder) if tasks else True
-    return outcomes, completed, (write_all(folder, spec, planned) if completed else {})
+    return outcomes, completed, (write_all(folder, spec, planned) if completed else ({}, []))

@@ -65,7 +65,10 @@ def parameters(options: BackendOptions) -> dict[str, Any]:
         if key not in generic and key not in sbatch:
             raise ConfigError(f"--slurm-arg {key}: not a submitit Slurm parameter; valid: "
                               f"{', '.join(sorted(set(generic) | sbatch))}")
-        value = yaml.safe_load(text) if text.strip() else None
+        try:  # a YAML scalar or list, as in a sweep file (`account=[` is text that does not parse)
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--slurm-arg {key}: {text!r} is not a value ({first_line(exc)})") from None
         expected = generic.get(key)
         if expected is not None and not (isinstance(value, expected) or (expected is float and type(value) is int)):
             raise ConfigError(f"--slurm-arg {key} must be {expected.__name__}, got {text!r}")

@@ -133,10 +133,14 @@ def _trend_word(verdict: str) -> str:
 
 
 def summary_text(spec: SweepSpec, rows: Sequence[dict[str, Any]], per_cell: Sequence[dict[str, Any]],
-                 paired: Sequence[dict[str, Any]], chosen: dict[str, Any], depth: str | None) -> str:
+                 paired: Sequence[dict[str, Any]], chosen: dict[str, Any], depth: str | None,
+                 left_out: Sequence[str] = ()) -> str:
     lines = [_counts(spec, rows),
              "Intervals are 95% Student t intervals over seeds (scipy.stats.t); a difference is called real when its "
              "interval excludes 0. Diverged, failed and missing runs are left out of the means and counted above.", ""]
+    if left_out:
+        lines += [f"Left out of the means, though completed (runs whose numbers are damaged: {len(left_out)}; fix or "
+                  "delete their summary.json and run the sweep again):", *(f"  {line}" for line in left_out), ""]
     if spec.tune:
         lines += [*_tune_lines(spec, chosen), ""]
     for cell in per_cell:
