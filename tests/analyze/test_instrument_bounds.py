@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import fails_one_line
-from damage import tree_hash
+from helpers.damage import tree_hash
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from conftest import fails_one_line
-from damage import tree_hash
+from helpers.damage import tree_hash
 
 SWEEP = {"name": "s", "base": "plain-mlp8", "set": {"model.width": 8, "train.epochs": 1, "train.device": "cpu"},
          "grid": {"model.depth": [1]}, "seeds": 1}

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import pytest
 
-from damage import damage, tree_hash
+from helpers.damage import damage, tree_hash
 from fakedata import write_colour_folder, write_mnist
 from reslab.cli import main
 from reslab.lab import profiles

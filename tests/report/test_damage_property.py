@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from damage import damage, tree_hash
+from helpers.damage import damage, tree_hash
 from reslab.cli import main
 
 SWEEP = {"name": "tiny", "base": "plain-mlp8",
