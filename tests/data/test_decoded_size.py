@@ -9,7 +9,7 @@ import pytest
 
 from conftest import fails_one_line
 from helpers.damage import tree_hash
-from fakedata import write_colour_folder
+from helpers.fakedata import write_colour_folder
 from reslab import checks
 
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pytest
 
 from helpers.damage import damage, tree_hash
-from fakedata import write_colour_folder, write_mnist
+from helpers.fakedata import write_colour_folder, write_mnist
 from reslab.cli import main
 from reslab.lab import profiles
 from reslab.lab.profiles import Profile, Study
