@@ -17,13 +17,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import torch
 
 from reslab import files, reading
 from reslab.errors import CheckpointError, first_line
 from reslab.status import RunStatus
+
+if TYPE_CHECKING:  # torch is imported where a checkpoint is read or written: a CLI that only parses stays light
+    import torch
 
 CHECKPOINT_FORMAT = "reslab-checkpoint-1"
 METRICS_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "samples_per_s"]
@@ -150,11 +152,15 @@ def _noted(problems: list[str] | None) -> list[str]:
 
 def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
     """torch.save to a temp file, then rename: a crash mid-write leaves the previous checkpoint intact."""
+    import torch
+
     files.atomic_write(Path(path), lambda fh: torch.save({"format": CHECKPOINT_FORMAT, **state}, fh), mode="wb")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a reslab checkpoint on the CPU; unreadable, truncated or foreign files are CheckpointErrors."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -197,6 +203,7 @@ def _git_commit() -> dict[str, Any]:
 def capture_env(device: torch.device, argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Versions, device and code version: what it takes to say where a number came from."""
     import numpy
+    import torch
     import torchvision
 
     import reslab

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from reslab.analyze import gradflow, gradflow_summary, init, init_summary, lesion, lesion_summary
-from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common
+from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common, deferred
 from reslab.analyze.instruments_geometry import LANDSCAPE, SHATTER, has_learned_pair, learned_pair
 
 
@@ -38,12 +37,16 @@ def _gradflow_arguments(g: argparse.ArgumentParser) -> None:
 
 
 def _gradflow_call(args: argparse.Namespace) -> Call:
+    from reslab.analyze import gradflow
+
     return Call(tuple(args.sources), gradflow.GradflowOptions(at=tuple(args.at or ["init"]), batches=args.batches,
                                                               notebook_kernel=args.notebook_kernel))
 
 
 def _gradflow_notebook(lab: LabSource) -> Call:
     """The notebook's Exercise 2 as it ran: its CNN (kernel 4, as its cell built it) and ResNetCNN at init."""
+    from reslab.analyze import gradflow
+
     val_size = lab.profile.notebook_cnn.settings.get("data.val_size", 5000)  # batches come from the training split
     return Call(("seed-cnn", "seed-resnet"), gradflow.GradflowOptions(
         at=("init",), batches=lab.profile.gradflow_batches, notebook_kernel=True),
@@ -52,6 +55,8 @@ def _gradflow_notebook(lab: LabSource) -> Call:
 
 def _gradflow_depth(lab: LabSource) -> Call:
     """Gradient flow of the fair MLP twins at every depth, at init and after training (seed 0)."""
+    from reslab.analyze import gradflow
+
     return Call(tuple(lab.depth_runs()), gradflow.GradflowOptions(at=("init", "last"),
                                                                  batches=lab.profile.gradflow_batches))
 
@@ -61,8 +66,9 @@ GRADFLOW = Instrument(
     description="Measure per-parameter and per-layer gradient norms (and layer output stds) of every model on the "
                 "same batches; write CSVs, figures and a statistics table into a new folder. The last line printed "
                 "on stdout is that folder.",
-    add_arguments=_gradflow_arguments, from_args=_gradflow_call, prepare=gradflow.prepare,
-    measure=gradflow.measure_targets, summarise=gradflow_summary.summarise,
+    add_arguments=_gradflow_arguments, from_args=_gradflow_call, prepare=deferred("reslab.analyze.gradflow", "prepare"),
+    measure=deferred("reslab.analyze.gradflow", "measure_targets"),
+    summarise=deferred("reslab.analyze.gradflow_summary", "summarise"),
     lab=(LabStage("gradflow-notebook", "Exercise 2: the notebook's gradient norms", _gradflow_notebook),
          LabStage("gradflow-depth", "Gradient flow over depth", _gradflow_depth)))
 
@@ -85,6 +91,8 @@ def _lesion_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _lesion_call(args: argparse.Namespace) -> Call:
+    from reslab.analyze import lesion
+
     return Call(tuple(args.sources), lesion.LesionOptions(at=args.at, subset=args.subset, draws=args.draws,
                                                           path_images=args.path_images))
 
@@ -93,6 +101,8 @@ def _lesion_of(runs: str, title: str) -> LabStage:
     """Veit et al.'s lesion of trained twins: each block deleted, k random blocks, k swapped pairs, paths by length."""
 
     def call(lab: LabSource) -> Call:
+        from reslab.analyze import lesion
+
         pair = lab.mlp_pair() if runs == "mlp" else learned_pair(lab) if runs == "mlp-learned" else lab.conv_pair()
         return Call(tuple(pair), lesion.LesionOptions(at="last", subset=lab.profile.subset,
                                                       draws=lab.profile.lesion_draws,
@@ -109,8 +119,10 @@ LESION = Instrument(
     description="Delete each block alone (a block becomes its shortcut), k random blocks (k = 1..n) and swap k pairs "
                 "of same-shape blocks of trained nets; write the test errors, figures and a summary beside Veit et "
                 "al. 2016's expectation. The last line printed on stdout is the output folder.",
-    add_arguments=_lesion_arguments, from_args=_lesion_call, prepare=lesion.prepare, measure=lesion.measure_targets,
-    summarise=lesion_summary.summarise, lab=(_lesion_of("mlp", "Lesion: deleting and swapping blocks of the MLP twins"),
+    add_arguments=_lesion_arguments, from_args=_lesion_call, prepare=deferred("reslab.analyze.lesion", "prepare"),
+    measure=deferred("reslab.analyze.lesion", "measure_targets"),
+    summarise=deferred("reslab.analyze.lesion_summary", "summarise"),
+    lab=(_lesion_of("mlp", "Lesion: deleting and swapping blocks of the MLP twins"),
          _lesion_of("conv", "Lesion: deleting and swapping blocks of the conv twins"),
          _lesion_of("mlp-learned", "Lesion: the MLP twins where both learned")))
 
@@ -130,15 +142,21 @@ def _init_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _init_call(args: argparse.Namespace) -> Call:
+    from reslab.analyze import init
+
     return Call(tuple(args.sources), init.InitOptions(forms=args.forms, batches=args.batches))
 
 
 def _init_mlp(lab: LabSource) -> Call:
     """The residual twin's depth in every block form at initialisation: plain, batch norm, plain sum, ReZero, Fixup."""
+    from reslab.analyze import init
+
     return Call(tuple(lab.mlp_pair()[1:]), init.InitOptions(batches=lab.profile.gradflow_batches))
 
 
 def _init_conv(lab: LabSource) -> Call:
+    from reslab.analyze import init
+
     return Call(tuple(lab.conv_pair()[1:]), init.InitOptions(batches=lab.profile.gradflow_batches))
 
 
@@ -149,8 +167,9 @@ INIT = Instrument(
     description="At initialisation, measure the std of each block's output and the ratio of its branch to its skip. "
                 "Given one model, compare the block forms at its depth; given several, measure them as given. The "
                 "last line printed on stdout is the output folder.",
-    add_arguments=_init_arguments, from_args=_init_call, prepare=init.prepare, measure=init.measure_targets,
-    summarise=init_summary.summarise,
+    add_arguments=_init_arguments, from_args=_init_call, prepare=deferred("reslab.analyze.init", "prepare"),
+    measure=deferred("reslab.analyze.init", "measure_targets"),
+    summarise=deferred("reslab.analyze.init_summary", "summarise"),
     lab=(LabStage("init-mlp", "Block forms at initialisation, at the MLP twins' depth", _init_mlp),
          LabStage("init-conv", "Block forms at initialisation, at the conv twins' depth", _init_conv)))
 

@@ -7,8 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from reslab.analyze import landscape, landscape_summary, shatter, shatter_summary
-from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common
+from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common, deferred
 from reslab.errors import ConfigError
 from reslab.runs import RunFolder
 
@@ -61,6 +60,8 @@ def _shatter_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _shatter_call(args: argparse.Namespace) -> Call:
+    from reslab.analyze import shatter
+
     grid = None if args.no_grid else shatter.GridSettings(
         depths=tuple(args.depths or shatter.DEFAULT_DEPTHS), forms=tuple(args.forms or shatter.FORMS),
         seeds=args.seeds, width=args.width, points=args.grid_points, max_lag=args.max_lag)
@@ -70,16 +71,22 @@ def _shatter_call(args: argparse.Namespace) -> Call:
 
 def _shatter_mlp(lab: LabSource) -> Call:
     """Balduzzi et al.'s 1-D grid over depth, and the MLP twins along lines between test images (init, trained)."""
+    from reslab.analyze import shatter
+
     grid = shatter.GridSettings(depths=lab.profile.shatter_depths, seeds=lab.profile.shatter_seeds)
     return Call(tuple(lab.mlp_pair()), shatter.ShatterOptions(grid=grid, at=("init", "last")))
 
 
 def _shatter_learned(lab: LabSource) -> Call:
     """The MLP twins at the depth where both learned, along lines between test images (init, trained)."""
+    from reslab.analyze import shatter
+
     return Call(tuple(learned_pair(lab)), shatter.ShatterOptions(grid=None, at=("init", "last")))
 
 
 def _shatter_conv(lab: LabSource) -> Call:
+    from reslab.analyze import shatter
+
     return Call(tuple(lab.conv_pair()), shatter.ShatterOptions(grid=None, at=("init", "last")))
 
 
@@ -91,8 +98,9 @@ SHATTER = Instrument(
                 "autocorrelation of d output / d input against lag) and, for each model or run given, the "
                 "correlation of input gradients at neighbouring points along straight lines between test images. "
                 "The last line printed on stdout is the output folder.",
-    add_arguments=_shatter_arguments, from_args=_shatter_call, prepare=shatter.prepare,
-    measure=shatter.measure_targets, summarise=shatter_summary.summarise,
+    add_arguments=_shatter_arguments, from_args=_shatter_call, prepare=deferred("reslab.analyze.shatter", "prepare"),
+    measure=deferred("reslab.analyze.shatter", "measure_targets"),
+    summarise=deferred("reslab.analyze.shatter_summary", "summarise"),
     lab=(LabStage("shatter-mlp", "Shattered gradients: the paper's grid and the MLP twins", _shatter_mlp),
          LabStage("shatter-conv", "Shattered gradients: the conv twins", _shatter_conv),
          LabStage("shatter-mlp-learned", "Shattered gradients: the MLP twins where both learned", _shatter_learned,
@@ -117,6 +125,8 @@ def _landscape_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _landscape_call(args: argparse.Namespace) -> Call:
+    from reslab.analyze import landscape
+
     cut = landscape.LandscapeSettings(dims=args.dims, points=args.points, subset=args.subset, span=args.span,
                                       directions=args.directions)
     return Call(tuple(args.sources), landscape.LandscapeOptions(cut=cut, at=args.at))
@@ -127,6 +137,8 @@ def _landscape_of(runs: str, dims: int, title: str) -> LabStage:
     profile's several directions, or one 2-D surface."""
 
     def call(lab: LabSource) -> Call:
+        from reslab.analyze import landscape
+
         points = lab.profile.landscape_points if dims == 1 else None
         cut = landscape.LandscapeSettings(dims=dims, points=points, subset=lab.profile.subset,
                                           directions=lab.profile.landscape_directions if dims == 1 else 1)
@@ -148,10 +160,12 @@ LANDSCAPE = Instrument(
     description="Li et al. 2018: the loss and accuracy of each trained run along one or two random directions, each "
                 "filter rescaled to the norm of the trained filter (biases and norm layers not moved), batch norm in "
                 "eval mode, on a fixed seeded subset of the training split. Runs given together are cut along "
-                "directions drawn from the same seed (saved in "
-                f"{landscape_summary.DIRECTIONS}). The last line printed on stdout is the output folder.",
-    add_arguments=_landscape_arguments, from_args=_landscape_call, prepare=landscape.prepare,
-    measure=landscape.measure_targets, summarise=landscape_summary.summarise,
+                "directions drawn from the same seed (saved in the output folder). The last line printed on stdout "
+                "is the output folder.",
+    add_arguments=_landscape_arguments, from_args=_landscape_call,
+    prepare=deferred("reslab.analyze.landscape", "prepare"),
+    measure=deferred("reslab.analyze.landscape", "measure_targets"),
+    summarise=deferred("reslab.analyze.landscape_summary", "summarise"),
     lab=(_landscape_of("mlp", 1, "Loss landscape of the MLP twins"),
          _landscape_of("conv", 1, "Loss landscape of the conv twins"),
          _landscape_of("conv", 2, "2-D loss landscape of the conv twins"),

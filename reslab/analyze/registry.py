@@ -9,6 +9,7 @@ write through `AnalysisWriter`, record analysis.json with the time taken.
 from __future__ import annotations
 
 import argparse
+import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,18 @@ class Instrument:
 
 
 _REGISTERED: dict[str, Instrument] = {}  # registered at run time (tests, plug-ins), after the built-in ones
+
+
+def deferred(module: str, name: str) -> Callable[..., Any]:
+    """`module.name`, imported when first called: registering an instrument imports no torch, so building the
+    command line (`reslab --help`) stays fast."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__module__ = module  # where it is defined: the owner of the names it writes
+    return call
 
 
 def instruments() -> tuple[Instrument, ...]:

@@ -165,3 +165,12 @@ def test_a_model_or_image_size_that_cannot_fit_is_refused_before_building(data_d
     assert main(["train", "seed-mlp", "--data-dir", str(data_dir), "--runs-dir", str(tmp_path), "--quiet",
                  "--set", "data.image_size=200000"]) == 2
     assert "data.image_size=200000" in capsys.readouterr().err
+
+
+def test_building_the_command_line_imports_no_torch() -> None:
+    """`reslab --help` and every parse stay fast: the instruments' registrations defer their measure modules, and
+    run folders import torch only where a checkpoint is read or written (torch costs ~2 s to import)."""
+    code = ("import sys, reslab.cli as cli; cli._build_parser().parse_args(['analyze', 'lesion', 'r']); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
