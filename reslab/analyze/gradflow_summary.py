@@ -92,7 +92,7 @@ def _factor(a: float, b: float) -> str:
     return f"{b / a:.3g}x larger" if b >= a else f"{a / b:.3g}x smaller"
 
 
-def describe(rows: Rows) -> list[str]:
+def sentences(rows: Rows) -> list[str]:
     """Sentences computed from the table: each model's first-to-last ratio, what the skip does to it in
     each plain/residual pair, how it moves with depth, and the notebook's mean comparison."""
     by = {str(r["model"]): r for r in rows}
@@ -164,7 +164,7 @@ def summary_text(results: Sequence[ModelResult], stats: Rows) -> str:
         lines += [f"Update sizes, ||W_after - W_before|| / ||W|| per step (a small gradient is not a small update: "
                   f"Adam rescales each step); a layer that moves by less than {STALL:g} of its norm per step does "
                   "not learn. The first/last gradient ratio above is descriptive only.", *updates, ""]
-    return "\n".join(lines + describe(stats))
+    return "\n".join(lines + sentences(stats))
 
 
 # ----------------------------------------------------------------------------- the analysis

@@ -72,7 +72,7 @@ def _g(x: Any) -> str:
     return f"{float(x):.3g}"
 
 
-def describe(stats: Sequence[Mapping[str, Any]]) -> list[str]:
+def sentences(stats: Sequence[Mapping[str, Any]]) -> list[str]:
     """A sentence per model, then per source the verdict against the expectation, under the rules above."""
     out = [f"{s['model']} ({s['kind']}): activation std {_g(s['first_std'])} after block 1, {_g(s['last_std'])} after "
            f"block {s['blocks']} (growth x{_g(s['growth'])}, largest {_g(s['max_std'])})"
@@ -107,7 +107,7 @@ def summary_text(results: Sequence[InitResult], stats: Sequence[Mapping[str, Any
     lines += ["", f"At initialisation, train mode (batch norm on the batch's statistics), {batches} training batches; "
               "std of each block's output, and of its branch (alpha * body(x)) against its shortcut.", "",
               f"Expected ({REFERENCE}).", ""]
-    return "\n".join(lines + describe(stats))
+    return "\n".join(lines + sentences(stats))
 
 
 def summarise(results: Sequence[InitResult], options: InitOptions, common: Common) -> Analysis:

@@ -179,7 +179,7 @@ def _directions_sentence(rows: Sequence[Mapping[str, Any]], plain: str, res: str
             f"per direction: {held}.")
 
 
-def describe(rows: Sequence[Mapping[str, Any]], settings: LandscapeSettings) -> list[str]:
+def sentences(rows: Sequence[Mapping[str, Any]], settings: LandscapeSettings) -> list[str]:
     axes = ("one random direction" if settings.cuts == 1 else f"{settings.cuts} random directions, each its own cut") \
         if settings.dims == 1 else "two random directions"
     grid = "x".join([str(settings.per_axis)] * settings.dims)
@@ -222,7 +222,7 @@ def summarise(measured: LandscapeMeasurement, options: LandscapeOptions, common:
     findings = {f"{r['model']}.{key}": r[key] for r in (stats if settings.cuts == 1 else model_means(stats))
                 for key in ("loss_origin", "acc_origin", "loss_range", "convex_share", "local_minima")}
     return Analysis(
-        text="\n".join(describe(stats, settings) + ["", f"Reference: {REFERENCE}."]),
+        text="\n".join(sentences(stats, settings) + ["", f"Reference: {REFERENCE}."]),
         tables=(Table("landscape-stats.csv", stats, STATS_FIELDS), Table("landscape.csv", surface_rows, SURFACE_FIELDS)),
         figures=(Figure(f"landscape-{settings.dims}d.png",
                         partial(plot_landscape_1d if settings.dims == 1 else plot_landscape_2d, surface_rows)),),

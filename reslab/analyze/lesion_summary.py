@@ -144,7 +144,7 @@ def _ks(n: int) -> list[int]:
     return sorted({1, max(1, n // 4), max(1, n // 2), n})
 
 
-def describe(t: Mapping[str, list[dict[str, Any]]]) -> list[str]:
+def sentences(t: Mapping[str, list[dict[str, Any]]]) -> list[str]:
     """Per model: what was measured, then the verdict against Veit et al. under the rules above."""
     out = []
     for s in t["stats"]:
@@ -216,7 +216,7 @@ def summary_text(results: Sequence[LesionResult], t: Mapping[str, list[dict[str,
     lines += ["", f"Test error on {where} ({r0.images} images), in eval mode. A deleted block is replaced by its "
               "shortcut (identity, or option A at a downsampling block, then post-act's ReLU), in the plain twin "
               "too.", "", f"Expected ({REFERENCE}).", ""]
-    return "\n".join(lines + describe(t) + spread_sentences(t) + path_sentences(t["paths"]))
+    return "\n".join(lines + sentences(t) + spread_sentences(t) + path_sentences(t["paths"]))
 
 
 # ----------------------------------------------------------------------------- the analysis

@@ -56,12 +56,15 @@ def make_output_dir(out: str | Path | None, kind: str, sources: Sequence[str] = 
     """--out (created), else a new uniquely named `<kind>-<date>-<time>-<id>` folder: inside the run's
     `analysis/` folder when the one source is a run folder, else under `analysis/` (gradflow: `gradflow/`)."""
     if out is None:
-        runs = [Path(s) for s in sources if RunFolder(Path(s)).config.is_file()]
+        runs = [Path(s) for s in sources if RunFolder.holds_run(Path(s))]
         if len(sources) == 1 and len(runs) == 1:
             parent = runs[0] / "analysis"
         else:
             parent = Path("gradflow" if kind == "gradflow" else "analysis")
-        return RunFolder.create(str(parent), kind).path
+        try:
+            return files.new_folder(parent, kind)
+        except OSError as exc:
+            raise ConfigError(f"cannot create an analysis folder in {parent}: {exc.strerror or exc}") from None
     check_output_dir(out)
     try:
         Path(out).mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from torch import nn
 from reslab import files, plots
 from reslab.analyze.gradflow import GradflowMeasurement, GradflowOptions, ModelResult, measure
 from reslab.analyze.targets import resolve_targets
-from reslab.analyze.gradflow_summary import describe, summarise
+from reslab.analyze.gradflow_summary import sentences, summarise
 from reslab.analyze.registry import Common
 from reslab.analyze.writer import AnalysisWriter
 from reslab.cli import main
@@ -220,9 +220,9 @@ def test_words_follow_the_numbers() -> None:
              "first_layer": "stem", "last_layer": "head", "first_to_last": 0.01, "mean": 0.1, "std": 0.1},
             {"model": "b", "at": "init", "family": "f", "depth": 8, "skip": "yes", "pair": "a vs b", "batches": 3,
              "first_layer": "stem", "last_layer": "head", "first_to_last": 0.5, "mean": 0.2, "std": 0.1}]
-    assert "50x larger with the skip" in " ".join(describe(rows))
+    assert "50x larger with the skip" in " ".join(sentences(rows))
     rows[1]["first_to_last"] = 0.002
-    assert "5x smaller with the skip" in " ".join(describe(rows))
+    assert "5x smaller with the skip" in " ".join(sentences(rows))
 
 
 def _train_cfg(data_dir: Path, runs_dir: Path, *extra: str):

@@ -9,7 +9,7 @@ import torch
 
 from conftest import tiny_cfg
 from reslab.analyze.landscape import LandscapeSettings, Surface, filter_normalised_direction
-from reslab.analyze.landscape_summary import describe, stats_rows
+from reslab.analyze.landscape_summary import sentences, stats_rows
 from reslab.analyze.targets import resolve_targets
 from reslab.errors import ConfigError
 
@@ -50,14 +50,14 @@ def test_verdict_states_its_directions(data_dir, tmp_path) -> None:
     bowl = np.linspace(-1, 1, 9) ** 2 + 0.5
     bumpy = bowl + 0.3 * np.cos(np.arange(9) * np.pi)  # alternating: many minima, half the second differences < 0
     one = _surfaces(data_dir, tmp_path, {("plain", 1): bumpy, ("res", 1): bowl})
-    text = " ".join(describe(stats_rows(one, LandscapeSettings(points=9)), LandscapeSettings(points=9)))
+    text = " ".join(sentences(stats_rows(one, LandscapeSettings(points=9)), LandscapeSettings(points=9)))
     assert "From a single 1-D direction (one random draw" in text
     three = _surfaces(data_dir, tmp_path, {("plain", 1): bumpy, ("plain", 2): bumpy, ("plain", 3): bowl,
                                            ("res", 1): bowl, ("res", 2): bowl, ("res", 3): bowl})
     settings = LandscapeSettings(points=9, directions=3)
     rows = stats_rows(three, settings)
     assert [r["direction"] for r in rows] == [1, 2, 3, 1, 2, 3]
-    text = " ".join(describe(rows, settings))
+    text = " ".join(sentences(rows, settings))
     assert "Over 3 random directions" in text and "single" not in text
     assert "residual smoother by convexity in 2 of 3" in text
 
