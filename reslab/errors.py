@@ -47,6 +47,3 @@ def first_line(exc: BaseException, default: str = "") -> str:
 def exception_line(exc: BaseException) -> str:
     """'Type: first line of the message', for one-line warnings."""
     return f"{type(exc).__name__}: {first_line(exc, 'no message')}"
-
-
-describe = exception_line  # the old name, until analyze/, sweep/ and lab/ call exception_line

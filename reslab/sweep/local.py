@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import torch
 
 from reslab.config import from_dict
-from reslab.errors import ReslabError, describe, first_line
+from reslab.errors import ReslabError, exception_line, first_line
 from reslab.protocols import Observer
 from reslab.runtime import stop_on_signal
 from reslab.status import RunStatus
@@ -62,7 +62,7 @@ def run_task(task: Task, progress: bool = False) -> dict[str, Any]:
     except ReslabError as exc:
         out.update(status=RunStatus.FAILED, error=first_line(exc, type(exc).__name__))
     except Exception as exc:  # a bug or a crash in one run: recorded with its traceback, the sweep goes on
-        out.update(status=RunStatus.FAILED, error=describe(exc), traceback=traceback.format_exc())
+        out.update(status=RunStatus.FAILED, error=exception_line(exc), traceback=traceback.format_exc())
     if seen.run_dir is not None:
         out["run_dir"] = str(seen.run_dir)
     out["seconds"] = time.perf_counter() - start
@@ -79,7 +79,7 @@ def died(task: Task, exc: BaseException) -> dict[str, Any]:
     """The outcome of a run whose worker died (killed, out of memory) before it could say: its state is in its
     folder, if it made one."""
     return {"key": task.key, "status": RunStatus.FAILED, "run_dir": task.resume,
-            "error": f"worker died: {describe(exc)}",
+            "error": f"worker died: {exception_line(exc)}",
             "traceback": None, "seconds": None}
 
 
@@ -194,7 +194,7 @@ class LocalRunner:
 
     jobs: int | None
 
-    def describe(self, tasks: int) -> str:
+    def plan_line(self, tasks: int) -> str:
         jobs = self._jobs(tasks)
         return f"with {jobs} job{'s' * (jobs > 1)}"
 

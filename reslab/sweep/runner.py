@@ -63,7 +63,7 @@ def dry_run(spec: SweepSpec, folder: SweepFolder, planned: Sequence[PlannedRun],
     cost = estimate(base, [run.cfg for run in planned])
     print(f"sweep {spec.name}: {len(planned)} runs into {folder.path}", file=out)
     for i, case in enumerate(spec.cases):
-        print(f"cases[{i}]: {case.describe()}", file=out)
+        print(f"cases[{i}]: {case.label()}", file=out)
     rows = [[*(text(v) for v in run.values.values()), str(run.seed), state.action, _duration(seconds),
              folder.relative(state.folder) if state.folder else f"runs/{run.key}-<date>-<time>-<id>"]
             for run, state, seconds in zip(planned, states, cost.seconds)]
@@ -187,7 +187,7 @@ def _run(spec: SweepSpec, folder: SweepFolder, planned: Sequence[PlannedRun], ru
     folder.write_index(index)
     resumed = sum(t.resume is not None for t in tasks)
     print(f"sweep {spec.name}: {len(planned)} runs, {len(planned) - len(tasks)} done already, {len(tasks)} to run "
-          f"({resumed} resumed) {runner.describe(len(tasks))} into {folder.path}", file=out)
+          f"({resumed} resumed) {runner.plan_line(len(tasks))} into {folder.path}", file=out)
     progress = _Progress(spec, len(planned), len(planned) - len(tasks), out)
     outcomes: list[dict[str, Any]] = []
 

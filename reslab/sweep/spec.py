@@ -50,7 +50,7 @@ class Case:
     def matches(self, grid_values: Mapping[str, Any]) -> bool:
         return all(text(grid_values[k]) == text(v) for k, v in self.when.items())
 
-    def describe(self) -> str:
+    def label(self) -> str:
         """'model.depth=110, model.residual=true: optim.warmup_epochs=1.137' (or ': skipped')."""
         what = "skipped" if self.skip else ", ".join(f"{k}={text(v)}" for k, v in self.settings.items())
         return ", ".join(f"{k}={text(v)}" for k, v in self.when.items()) + f": {what}"

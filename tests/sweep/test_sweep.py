@@ -100,7 +100,7 @@ def test_cases_set_per_cell_settings_and_skip_cells(tmp_path: Path) -> None:
     assert settings == {**{f"model.depth=1,model.residual=false,seed={s}": (3e-3, 0.0, "linear", 0.1) for s in (0, 1)},
                         **{f"model.depth=1,model.residual=true,seed={s}": (0.01, 0.0, "linear", 0.1) for s in (0, 1)},
                         **{f"model.depth=3,model.residual=true,seed={s}": (0.01, 0.5, "constant", 0.2) for s in (0, 1)}}
-    assert [c.describe() for c in spec.cases][1] == "model.depth=3, model.residual=false: skipped"
+    assert [c.label() for c in spec.cases][1] == "model.depth=3, model.residual=false: skipped"
 
 
 @pytest.mark.parametrize("changes, message", [
