@@ -83,7 +83,7 @@ def test_expansion_and_folder_names(tmp_path: Path) -> None:
     assert [dict(r.cfg.model.args) for r in expand(spec, runs_dir="r")][1] == {
         "channels": 4, "blocks": 2, "stages": 3, "kernel_size": 3, "residual": False, "norm": "batch",
         "layers_per_block": 2, "preact": False, "zero_init": False, "rezero": False,
-        "fixup": False}
+        "fixup": False, "init": "torch-default", "rezero_relu": False}
 
 
 def test_cases_set_per_cell_settings_and_skip_cells(tmp_path: Path) -> None:
