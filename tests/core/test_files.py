@@ -70,7 +70,6 @@ def test_folder_lock_refuses_a_second_holder_naming_the_first(tmp_path: Path) ->
 # ----------------------------------------------------------------------------- run-folder file names, spelled once
 
 # files of other owners that still spell a run-folder file name; each is to read through RunFolder instead
-_NOT_YET_THROUGH_RUNFOLDER = {"lab/report.py"}
 
 
 def _run_file_literals(path: Path, names: list[str]) -> list[str]:
@@ -99,8 +98,7 @@ def test_run_folder_file_names_are_spelled_in_runs_py_only(tmp_path: Path) -> No
     spelled = {str(p.relative_to(package)): found for p in sorted(package.rglob("*.py"))
                if p.name != "runs.py" or p.parent != package
                if (found := _run_file_literals(p, names))}
-    assert set(spelled) <= _NOT_YET_THROUGH_RUNFOLDER, {k: v for k, v in spelled.items()
-                                                        if k not in _NOT_YET_THROUGH_RUNFOLDER}
+    assert spelled == {}
     spelling = tmp_path / "spelling.py"  # the check itself finds a literal, and skips a docstring
     spelling.write_text('"""metrics.csv in a docstring"""\nPATH = "run/metrics.csv"\nOTHER = "my-metrics.csv"\n'
                         'SAY = "see metrics.csv"\n')
