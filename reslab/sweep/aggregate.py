@@ -47,7 +47,7 @@ def collect(folder: SweepFolder, planned: Sequence[PlannedRun]) -> list[dict[str
             rf = RunFolder(path)
             problems: list[str] = []
             summary = rf.read_summary(problems) or {}
-            status = RunStatus.parse(rf.read_json(rf.status).get("status"))
+            status = rf.run_status()
             from_summary = RunStatus.parse(summary.get("status"))
             status = from_summary if from_summary is not None and from_summary.completed else status
             row["status"] = status.value if status is not None else UNKNOWN
