@@ -8,7 +8,8 @@ import argparse
 from functools import partial
 from typing import Any
 
-from reslab.analyze.registry import Instrument, common_of, get, instruments, run_call
+from reslab.analyze.catalog import get, instruments
+from reslab.analyze.registry import Instrument, common_of, run_call
 
 
 def add_instrument(sub: Any, instrument: Instrument) -> None:

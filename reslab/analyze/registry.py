@@ -92,9 +92,6 @@ class Instrument:
     lab: tuple[LabStage, ...] = ()
 
 
-_REGISTERED: dict[str, Instrument] = {}  # registered at run time (tests, plug-ins), after the built-in ones
-
-
 def deferred(module: str, name: str) -> Callable[..., Any]:
     """`module.name`, imported when first called: registering an instrument imports no torch, so building the
     command line (`reslab --help`) stays fast."""
@@ -105,32 +102,6 @@ def deferred(module: str, name: str) -> Callable[..., Any]:
     call.__name__ = call.__qualname__ = name
     call.__module__ = module  # where it is defined: the owner of the names it writes
     return call
-
-
-def instruments() -> tuple[Instrument, ...]:
-    """Every instrument, in the order the CLI lists them and the lab runs their stages."""
-    from reslab.analyze.instruments import BUILTIN
-
-    return (*BUILTIN, *_REGISTERED.values())
-
-
-def get(name: str) -> Instrument:
-    found = {i.name: i for i in instruments()}
-    if name not in found:
-        raise KeyError(f"no instrument {name!r}; registered: {', '.join(found)}")
-    return found[name]
-
-
-def register(instrument: Instrument) -> Instrument:
-    """Add an instrument: it appears in `reslab analyze` and its lab stages in the lab's plan."""
-    if instrument.name in {i.name for i in instruments()}:
-        raise ValueError(f"an instrument named {instrument.name!r} is registered already")
-    _REGISTERED[instrument.name] = instrument
-    return instrument
-
-
-def unregister(name: str) -> None:
-    _REGISTERED.pop(name, None)
 
 
 def run_instrument(instrument: Instrument, sources: Sequence[str], options: Any,

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reslab.analyze.registry import Common, Instrument, LabStage, instruments, run_call
+from reslab.analyze.catalog import instruments
+from reslab.analyze.registry import Common, Instrument, LabStage, run_call
 from reslab.lab.profiles import Profile
 from reslab.lab.stages import LabContext, Stage, conv_pair, depth_runs, mlp_pair
 

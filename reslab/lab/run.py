@@ -15,7 +15,8 @@ from typing import IO, Any, Mapping, Sequence
 from reslab.errors import ConfigError, DataError
 from reslab.lab.folder import LabFolder, absolute
 from reslab.lab.profiles import PROFILE_TABLE, default_profile, get_profile
-from reslab.lab.stages import LabContext, LabStopped, Stage, plan, run_study
+from reslab.lab.plan import plan
+from reslab.lab.stages import LabContext, LabStopped, Stage, run_study
 from reslab.runtime import StopFlag, stop_on_signal
 
 

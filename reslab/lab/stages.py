@@ -119,17 +119,3 @@ def mlp_pair(ctx: LabContext) -> list[str]:
 def conv_pair(ctx: LabContext) -> list[str]:
     """The deepest trained conv twins (seed 0)."""
     return pair(ctx, ctx.profile.conv_depth, ctx.profile.depth_key_conv)
-
-
-def plan(profile: Profile) -> list[Stage]:
-    """Every stage, in the order it runs: the sweeps, then the instruments' analyses."""
-    from reslab.lab.instruments import analysis_stages
-
-    return [
-        Stage("ex1-mlp", "Exercise 1.1: the notebook's MLP on MNIST", study=profile.notebook_mlp),
-        Stage("ex1-cnn", "Exercise 1.2: the notebook's CNN on CIFAR-10", study=profile.notebook_cnn),
-        Stage("ex1-resnet", "Exercise 1.2: the notebook's ResNetCNN on CIFAR-10", study=profile.notebook_resnet),
-        Stage("mlp-depth", "Plain vs residual MLPs over depth on MNIST", study=profile.mlp_depth),
-        Stage("conv-depth", "Plain vs residual conv nets over depth on CIFAR-10", study=profile.conv_depth),
-        *analysis_stages(profile),  # each instrument's, from its registration (reslab.lab.instruments)
-    ]

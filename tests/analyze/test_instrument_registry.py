@@ -16,7 +16,7 @@ import torch
 
 import reslab
 from reslab import files
-from reslab.analyze import registry
+from reslab.analyze import catalog
 from reslab.analyze.instruments import BUILTIN
 from reslab.analyze.registry import Call, Common, Instrument, LabSource, LabStage, add_common
 from reslab.analyze.targets import Target, build, resolve_targets, shared_data
@@ -24,7 +24,7 @@ from reslab.analyze.writer import Analysis, Figure, Table
 from reslab.cli import main
 from reslab.config import resolve
 from reslab.lab.profiles import PROFILE_TABLE
-from reslab.lab.stages import plan
+from reslab.lab.plan import plan
 from reslab.models import build_model
 
 PACKAGE = Path(reslab.__file__).parent
@@ -87,11 +87,11 @@ TOY = Instrument(
 
 @pytest.fixture()
 def toy() -> Iterator[Instrument]:
-    registry.register(TOY)
+    catalog.register(TOY)
     try:
         yield TOY
     finally:
-        registry.unregister(TOY.name)
+        catalog.unregister(TOY.name)
 
 
 def _help(argv: list[str], capsys: pytest.CaptureFixture) -> str:
@@ -103,7 +103,7 @@ def _help(argv: list[str], capsys: pytest.CaptureFixture) -> str:
 def test_a_registered_instrument_is_a_command(toy: Instrument, capsys: pytest.CaptureFixture) -> None:
     assert "mean weight norm per model (a test's toy)" in _help(["analyze", "--help"], capsys)
     assert "--scale SCALE" in _help(["analyze", "toy", "--help"], capsys)
-    registry.unregister("toy")
+    catalog.unregister("toy")
     assert "toy" not in _help(["analyze", "--help"], capsys)
 
 
