@@ -19,6 +19,7 @@ from typing import Any, ContextManager, Sequence
 
 import yaml
 
+from reslab import yamlsafe
 from reslab.errors import ConfigError, first_line
 from reslab.runtime import stop_on_signal
 from reslab.sweep.backends import BackendOptions, OnDone, absolute_paths, require, threads_of
@@ -65,7 +66,10 @@ def parameters(options: BackendOptions) -> dict[str, Any]:
         if key not in generic and key not in sbatch:
             raise ConfigError(f"--slurm-arg {key}: not a submitit Slurm parameter; valid: "
                               f"{', '.join(sorted(set(generic) | sbatch))}")
-        value = yaml.safe_load(text) if text.strip() else None
+        try:
+            value = yamlsafe.load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--slurm-arg {key}: {str(exc).splitlines()[0]}") from None
         expected = generic.get(key)
         if expected is not None and not (isinstance(value, expected) or (expected is float and type(value) is int)):
             raise ConfigError(f"--slurm-arg {key} must be {expected.__name__}, got {text!r}")
