@@ -85,7 +85,8 @@ class Tracker(Observer):
 
     def state_dict(self) -> dict[str, Any]:
         """The open window (loss sum, steps, and its last step and lr), so a resumed run's next record covers the
-        same steps, also when no step follows (a run stopped after its last checkpoint records the window at its end)."""
+        same steps, also when no step follows (a run stopped after its last checkpoint records the window at its
+        end)."""
         loss_sum = float(self._loss_sum) if self._loss_sum is not None else self._restored  # a sync per checkpoint
         return {"loss_sum": loss_sum, "window": self._window, "step": self._last[0], "lr": self._last[1]}
 

@@ -28,7 +28,8 @@ class StrictLoader(yaml.SafeLoader):
                                               "values out", event.start_mark)
         self._nodes += 1
         if self._nodes > MAX_NODES:
-            raise yaml.composer.ComposerError(None, None, f"more than {MAX_NODES:,} values", self.peek_event().start_mark)
+            raise yaml.composer.ComposerError(None, None, f"more than {MAX_NODES:,} values",
+                                              self.peek_event().start_mark)
         return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
