@@ -1,14 +1,16 @@
-"""Files written atomically and CSVs read tolerantly: the one place both are done.
+"""Files written atomically, read back safely, and CSVs read tolerantly: the one place all are done.
 
 Every write goes to a temp file in the target's folder, is flushed to disk, then renamed over the
 target, so a crash or a full disk never leaves half a file where a complete one was. Readers accept
-what a killed writer leaves behind (a torn last line) and skip it.
+what a killed writer leaves behind (a torn last line) and skip it. A file read back is a regular file of
+bounded size (`read_capped`), and a folder a file names lies inside the folder that holds it (`inside`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import functools
 import io
 import json
@@ -140,6 +142,48 @@ def append_csv(path: str | Path, rows: Sequence[Mapping[str, Any]], fields: Sequ
         writer.writerows(rows)
 
 
+class NotAFile(OSError):
+    """What `read_capped` raises for a folder, a pipe, a device, or a link out of the folder it must stay in."""
+
+
+class TooLarge(OSError):
+    """What `read_capped` raises for a file over its size cap; `size` is its size in bytes."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(errno.EFBIG, f"larger than {limit:,} bytes")
+        self.size = size
+
+
+def read_capped(path: str | Path, limit: int, *, within: str | Path | None = None) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes (FileNotFoundError when absent; NotAFile, TooLarge or
+    another OSError else). With `within`, a link out of that folder is NotAFile. Opened without blocking, so a
+    pipe never hangs the reader; its type is checked on the open file, so nothing can be swapped in between."""
+    path = Path(path)
+    if within is not None and path.is_symlink() and not inside(within, path):
+        raise NotAFile(errno.ELOOP, "a link out of its folder", str(path))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotAFile(errno.EINVAL, "not a regular file", str(path))
+        if info.st_size > limit:
+            raise TooLarge(info.st_size, limit)
+        chunks = [b""]
+        while sum(map(len, chunks)) <= limit and (chunk := os.read(fd, 2**20)):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    if len(data := b"".join(chunks)) > limit:  # a file still growing
+        raise TooLarge(len(data), limit)
+    return data
+
+
+def inside(parent: str | Path, path: str | Path) -> bool:
+    """Whether `path`, every link and `..` on the way resolved, lies strictly inside `parent` (also resolved)."""
+    root, target = Path(parent).resolve(), Path(path).resolve()
+    return target != root and target.is_relative_to(root)
+
+
 def read_csv(path: str | Path, *, missing_ok: bool = False, skipped: list[int] | None = None) -> list[dict[str, str]]:
     """The complete rows of a CSV file, as strings; damaged lines are dropped.
 
@@ -223,8 +267,18 @@ def folder_lock(folder: str | Path, what: str, error: Callable[[str], Exception]
         yield
         return
     lock_file = Path(folder) / LOCK_NAME
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+    flags = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    refused = error(f"{what} {folder}: its lock file {lock_file} is not a regular file of its own; remove it")
+    try:  # a link is never followed (its target would be overwritten), a pipe never blocks
+        fd = os.open(lock_file, flags, 0o666)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK, errno.ENXIO, errno.EISDIR):
+            raise refused from None
+        raise
     try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+            raise refused
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -240,7 +294,7 @@ def folder_lock(folder: str | Path, what: str, error: Callable[[str], Exception]
 
 def _read_holder(lock_file: Path) -> dict[str, Any]:
     try:
-        holder = json.loads(lock_file.read_text())
+        holder = json.loads(read_capped(lock_file, 4096))
     except (OSError, ValueError, RecursionError):
         return {}
     return holder if isinstance(holder, dict) else {}

@@ -8,6 +8,7 @@ report and a runaway file would fill the memory. Text read from files is cleaned
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import re
@@ -15,9 +16,7 @@ import stat
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
-from reslab import files
+from reslab import files, yamlsafe
 from reslab.errors import exception_line
 
 MAX_BYTES = 256 * 2**20  # a run's files are kilobytes to a few megabytes; larger ones are not read
@@ -66,40 +65,45 @@ def why(exc: BaseException) -> str:
     return inline(exception_line(exc), 160)
 
 
-def _usable(path: Path, problems: list[str], limit: int) -> bool:
-    """Whether `path` is a regular file of at most `limit` bytes; a file that is absent is not noted."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        problems.append(f"{inline(path.name)} could not be read ({why(exc)})")
-        return False
-    if not stat.S_ISREG(info.st_mode):
-        problems.append(f"{inline(path.name)} is not a file")
-    elif info.st_size > limit:
-        problems.append(f"{inline(path.name)} is too large to read ({info.st_size:,} bytes; the report reads "
-                        f"files up to {limit:,} bytes)")
+def _note(path: Path, exc: OSError, problems: list[str], limit: int) -> None:
+    """One line in `problems` saying why `path` was not read (an absent file is not noted)."""
+    if isinstance(exc, FileNotFoundError):
+        return
+    if isinstance(exc, files.NotAFile):
+        what = "is not a file" if exc.errno == errno.EINVAL else "is a link out of its folder; not read"
+        problems.append(f"{inline(path.name)} {what}")
+    elif isinstance(exc, files.TooLarge):
+        problems.append(f"{inline(path.name)} is too large to read ({exc.size:,} bytes; the report reads files up "
+                        f"to {limit:,} bytes)")
     else:
-        return True
-    return False
+        problems.append(f"{inline(path.name)} could not be read ({why(exc)})")
+
+
+def _usable(path: Path, problems: list[str], limit: int) -> bool:
+    """Whether `path` is a regular file of at most `limit` bytes, not a link out of its folder (else noted)."""
+    try:
+        if path.is_symlink() and not files.inside(path.parent, path):
+            raise files.NotAFile(errno.ELOOP, "a link out of its folder", str(path))
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise files.NotAFile(errno.EINVAL, "not a regular file", str(path))
+        if info.st_size > limit:
+            raise files.TooLarge(info.st_size, limit)
+    except OSError as exc:
+        _note(path, exc, problems, limit)
+        return False
+    return True
 
 
 def read_bytes(path: Path, problems: list[str], limit: int | None = None) -> bytes | None:
-    """The file's bytes, or None: absent, or (noted) not a regular file, too large, or unreadable."""
+    """The file's bytes, or None: absent, or (noted) not a regular file, a link out of its folder, too large, or
+    unreadable. A pipe or a device is never opened for reading (it would block, or never end)."""
     limit = MAX_BYTES if limit is None else limit
-    if not _usable(path, problems, limit):
-        return None
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(limit + 1)  # a file still growing is cut here
+        return files.read_capped(path, limit, within=path.parent)
     except OSError as exc:
-        problems.append(f"{inline(path.name)} could not be read ({why(exc)})")
+        _note(path, exc, problems, limit)
         return None
-    if len(data) > limit:
-        problems.append(f"{inline(path.name)} is too large to read (the report reads files up to {limit:,} bytes)")
-        return None
-    return data
 
 
 def read_parsed(path: Path, parse: Callable[[bytes], Any], problems: list[str]) -> Any:
@@ -116,7 +120,7 @@ def read_parsed(path: Path, parse: Callable[[bytes], Any], problems: list[str]) 
 
 def read_mapping(path: Path, problems: list[str]) -> dict[str, Any] | None:
     """A JSON object (.json) or YAML mapping (.yaml), or None; any other value is noted as the wrong kind."""
-    value = read_parsed(path, yaml.safe_load if path.suffix == ".yaml" else json.loads, problems)
+    value = read_parsed(path, yamlsafe.load if path.suffix == ".yaml" else json.loads, problems)
     if value is None or isinstance(value, dict):
         return value
     kind = _KINDS.get(type(value), type(value).__name__)

@@ -8,7 +8,6 @@ a half-written checkpoint or summary, and nothing a user already has is overwrit
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import pickle
 import platform
@@ -85,12 +84,9 @@ class RunFolder:
                                        "host": platform.node()})
 
     def read_json(self, path: Path) -> dict[str, Any]:
-        """One of the folder's JSON files; empty when missing or unreadable."""
-        try:
-            values = json.loads(path.read_text())
-        except (OSError, ValueError, RecursionError):
-            return {}
-        return values if isinstance(values, dict) else {}
+        """One of the folder's JSON files; empty when missing or unreadable (a pipe, a huge file or a link out of
+        the folder is not read)."""
+        return reading.read_mapping(path, []) or {}
 
     def locked(self) -> contextlib.AbstractContextManager[None]:
         """Hold the folder's lock while writing it: a second process gets a CheckpointError naming the holder."""

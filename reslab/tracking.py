@@ -53,6 +53,8 @@ class Tracker(Observer):
 
     def on_start(self, run_dir: Path, model: nn.Module, cfg: RunConfig, start_step: int) -> None:
         self._run_dir = run_dir
+        if self._window and not self._last[0]:  # a restored window from a checkpoint that did not keep its step
+            self._last = (start_step, self._last[1])
         self._fan_out("start", run_dir, cfg, start_step)
 
     def on_step(self, step: int, loss: torch.Tensor, lr: float) -> None:
@@ -82,21 +84,27 @@ class Tracker(Observer):
             self._fan_out("close")
 
     def state_dict(self) -> dict[str, Any]:
-        """The open window (loss sum and steps), so a resumed run's next record covers the same steps."""
+        """The open window (loss sum, steps, and its last step and lr), so a resumed run's next record covers the
+        same steps, also when no step follows (a run stopped after its last checkpoint records the window at its
+        end)."""
         loss_sum = float(self._loss_sum) if self._loss_sum is not None else self._restored  # a sync per checkpoint
-        return {"loss_sum": loss_sum, "window": self._window}
+        return {"loss_sum": loss_sum, "window": self._window, "step": self._last[0], "lr": self._last[1]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._window = int(state.get("window", 0))
         self._restored = float(state.get("loss_sum", 0.0))
+        self._last = (int(state.get("step", 0)), float(state.get("lr", math.nan)))  # older checkpoints: no lr
 
     def _flush_window(self, check: bool = True) -> None:
         """Send the open window's mean loss; a NaN or infinite one stops the run (`Diverged`) when `check`."""
-        if not self._window or self._loss_sum is None:
+        if not self._window:
             return
-        mean_loss = float(self._loss_sum) / self._window  # the one host sync per record
+        total = float(self._loss_sum) if self._loss_sum is not None else self._restored  # the one sync per record
+        mean_loss = total / self._window
         step, lr = self._last
-        self._loss_sum.zero_()
+        if self._loss_sum is not None:
+            self._loss_sum.zero_()
+        self._restored = 0.0
         self._window = 0
         self._fan_out("log", step, {"train/loss": mean_loss, "lr": lr})
         if check and not math.isfinite(mean_loss):

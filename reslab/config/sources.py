@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from reslab import files, yamlsafe
 from reslab.config.schema import RunConfig, from_dict, to_dict
 from reslab.errors import ConfigError
 
@@ -16,20 +17,12 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("reslab.presets").iterdir() if p.name.endswith(".yaml"))
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """YAML's safe loader, but a key given twice in one mapping is an error instead of the last one winning."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
-        twice = sorted({str(k) for k in keys if keys.count(k) > 1})
-        if twice:
-            raise yaml.constructor.ConstructorError(None, None, f"key {twice[0]} given twice", node.start_mark)
-        return super().construct_mapping(node, deep=deep)
+MAX_CONFIG_BYTES = 2**20  # a config or sweep file is a few kilobytes
 
 
 def _read_yaml(text: str, where: str) -> dict[str, Any]:
     try:
-        values = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        values = yamlsafe.load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(values, dict):
@@ -37,17 +30,28 @@ def _read_yaml(text: str, where: str) -> dict[str, Any]:
     return values
 
 
+def _read_file(path: Path, what: str) -> str:
+    """A config file's text: a regular file of at most MAX_CONFIG_BYTES (a pipe or /dev/zero is refused, not read)."""
+    try:
+        return files.read_capped(path, MAX_CONFIG_BYTES).decode()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} does not exist") from None
+    except files.NotAFile:
+        raise ConfigError(f"{what} is not a file") from None
+    except files.TooLarge as exc:
+        raise ConfigError(f"{what} is too large ({exc.size:,} bytes; a config file is read up to "
+                          f"{MAX_CONFIG_BYTES:,} bytes)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {what}: {exc}") from None
+
+
 def load_source(preset_or_file: str) -> dict[str, Any]:
     """Raw values of a preset name or a YAML file (not yet validated)."""
     path = Path(preset_or_file)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
+        if path.is_dir():
             raise ConfigError(f"config file {preset_or_file} does not exist")
-        try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read config file {preset_or_file}: {exc}") from None
-        return _read_yaml(text, f"config file {preset_or_file}")
+        return _read_yaml(_read_file(path, f"config file {preset_or_file}"), f"config file {preset_or_file}")
     if preset_or_file not in preset_names():
         if "/" in preset_or_file or preset_or_file.startswith((".", "~")):  # meant as a path, not a preset
             raise ConfigError(f"{preset_or_file} does not exist (neither a run folder nor a config file)")
@@ -63,7 +67,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not sep or not key.strip():
         raise ConfigError(f"--set expects key=value (e.g. model.depth=8), got {item!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yamlsafe.load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     if isinstance(value, str) and _looks_like_float(value):

@@ -20,6 +20,7 @@ from reslab.errors import ConfigError
 from reslab.sweep import SweepFolder
 
 LAB_FORMAT = "reslab-lab-1"
+MAX_RECORD_BYTES = 16 * 2**20  # lab.json: a few kilobytes
 ASKED_KEYS = ("profile", "mnist", "cifar", "data_dir")  # a lab folder holds one lab: these must match to continue
 
 
@@ -47,8 +48,8 @@ class LabFolder:
         if not self.record.is_file():
             return None
         try:
-            values = json.loads(self.record.read_text())
-        except (OSError, ValueError) as exc:
+            values = json.loads(files.read_capped(self.record, MAX_RECORD_BYTES, within=self.path))
+        except (OSError, ValueError, RecursionError) as exc:
             raise ConfigError(f"{self.record} cannot be read ({exc}); give the lab a new --out") from None
         if not isinstance(values, dict) or values.get("format") != LAB_FORMAT:
             raise ConfigError(f"{self.record} is not a reslab lab record; give the lab a new --out")
@@ -58,6 +59,7 @@ class LabFolder:
         """lab.json when this folder holds the same lab, None when it is new or empty; anything else is an error.
 
         Writes nothing."""
+        self.check_links()
         values = self.read()
         if values is None:
             if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
@@ -85,11 +87,35 @@ class LabFolder:
         values["stages"][stage] = {"status": "done", "seconds": round(seconds, 2), "finished": _now(), **extra}
         files.write_json(self.record, values)
 
+    def check_links(self) -> None:
+        """Refuse a lab whose stage folders (or the folders in them) are links: the lab renames and deletes in
+        them, and a link would lead that out of the lab folder (the link's target is never touched)."""
+        for stage in (self.sweeps, self.analyses, self.report):
+            inner = list(stage.iterdir()) if stage.is_dir() and not stage.is_symlink() else []
+            for path in (stage, *inner):
+                if path.is_symlink():
+                    raise ConfigError(f"{path} is a link; the lab writes, renames and deletes only inside "
+                                      f"{self.path}: remove the link (its target is left as it is)")
+
+    def _own(self, path: Path) -> Path:
+        """`path` when it lies inside the lab folder with no link on the way; else a one-line error."""
+        self.check_links()
+        for part in (path, *path.parents):
+            if part == self.path:
+                break
+            if part.is_symlink() or not files.inside(self.path, part):
+                raise ConfigError(f"{part} is a link or lies outside the lab folder {self.path}; the lab deletes "
+                                  "and renames only inside it: remove it")
+        else:
+            raise ConfigError(f"{path} is not inside the lab folder {self.path}")
+        return path
+
     @contextmanager
     def building(self, final: Path) -> Iterator[Path]:
         """A fresh hidden folder beside `final`, renamed to `final` when the block ends without an error."""
-        temp = final.parent / f".{final.name}.building"
-        for stale in (temp, final):  # the lab's own leftovers of an interrupted stage
+        final = self._own(final)
+        temp = self._own(final.parent / f".{final.name}.building")
+        for stale in (temp, final):  # the lab's own leftovers of an interrupted stage (checked: not links)
             if stale.exists():
                 shutil.rmtree(stale)
         final.parent.mkdir(parents=True, exist_ok=True)

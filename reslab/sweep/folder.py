@@ -17,7 +17,7 @@ from typing import Any, Iterator, Mapping
 
 import yaml
 
-from reslab import files
+from reslab import files, reading
 from reslab.config import changed_keys, from_dict, load_source
 from reslab.errors import CheckpointError, ConfigError, first_line
 from reslab.runs import RunFolder
@@ -108,6 +108,19 @@ class SweepFolder:
         runs = RunFolder(self.path).read_json(self.index).get("runs")
         return {k: v for k, v in runs.items() if isinstance(v, dict)} if isinstance(runs, dict) else {}
 
+    def holds(self, folder: Path) -> bool:
+        """Whether `folder`, links and `..` resolved, is a folder of the sweep's own runs/ (a child of it): the
+        only folders a sweep renames or resumes, whatever its files say."""
+        runs = self.path.resolve() / self.runs.name
+        return not self.runs.is_symlink() and Path(folder).resolve().parent == runs and files.inside(runs, folder)
+
+    def _checked(self, folder: Path, named_by: Path) -> Path:
+        """`folder` as `named_by` names it, when the sweep holds it; else a one-line error naming the file."""
+        if not self.holds(folder):
+            raise ConfigError(f"{named_by} names the run folder {folder}, which is not inside {self.runs}; "
+                              "a sweep reads and moves only its own run folders (fix or remove the file)")
+        return folder
+
     def write_index(self, entries: dict[str, dict[str, Any]]) -> None:
         files.write_json(self.index, {"format": "reslab-sweep-index-1", "runs": entries})
 
@@ -137,7 +150,9 @@ class SweepFolder:
         """The run's folder: the index's, else the one the trainer made for it (found by name), else None."""
         entry = index.get(key, {})
         folder = self.path / entry["folder"] if isinstance(entry.get("folder"), str) else None
-        return folder if folder is not None and folder.is_dir() else self._find(key)
+        if folder is not None and folder.is_dir():
+            return self._checked(folder, self.index)
+        return self._find(key)
 
     def _find(self, key: str) -> Path | None:
         """A run folder the trainer made for `key` but the index missed (the sweep was killed): the most
@@ -145,7 +160,7 @@ class SweepFolder:
         if not self.runs.is_dir():
             return None
         pattern = re.compile(re.escape(key) + _STAMP)
-        found = [p for p in self.runs.iterdir() if p.is_dir() and pattern.fullmatch(p.name)]
+        found = [p for p in self.runs.iterdir() if pattern.fullmatch(p.name) and p.is_dir() and self.holds(p)]
 
         def rank(p: Path) -> tuple[int, str]:
             rf = RunFolder(p)
@@ -159,8 +174,10 @@ class SweepFolder:
         """results.csv as typed rows (empty before the sweep wrote it); a damaged cell reads as None."""
         lookup = self._spellings()
         rows = []
-        for row in files.read_csv(self.results, missing_ok=True):
+        for row in _rows(self.results):
             run = run_row(row, lookup, self.path, "")
+            if run.run_folder is not None:
+                self._checked(run.run_folder, self.results)
             name = run.run_folder.name if run.run_folder is not None else ""
             key = re.sub(_STAMP + "$", "", name) if re.search(_STAMP + "$", name) else \
                 folder_name(run.values, run.seed if run.seed is not None else -1)
@@ -170,12 +187,12 @@ class SweepFolder:
     def cell_rows(self) -> list[CellRow]:
         """aggregate.csv as typed rows: a row per cell of the grid."""
         lookup = self._spellings()
-        return [cell_row(row, lookup) for row in files.read_csv(self.aggregate, missing_ok=True)]
+        return [cell_row(row, lookup) for row in _rows(self.aggregate)]
 
     def pair_rows(self) -> list[PairRow]:
         """paired.csv as typed rows: residual - plain per group of twin cells."""
         lookup = {k: v for k, v in self._spellings().items() if k != RESIDUAL}
-        return [pair_row(row, lookup) for row in files.read_csv(self.paired, missing_ok=True)]
+        return [pair_row(row, lookup) for row in _rows(self.paired)]
 
     def _spellings(self) -> dict[str, dict[str, Any]]:
         """Swept key -> {its values as the CSV files spell them: the value}, from the folder's copy of the sweep."""
@@ -191,12 +208,18 @@ class SweepFolder:
 
     def move_aside(self, folder: Path, label: str) -> Path:
         """Rename a run folder to <name>.<label>-<n> (the first free n): kept for the user, out of the way."""
+        folder = self._checked(folder, self.index)
         for n in range(1, 10_000):
             target = folder.with_name(f"{folder.name}.{label}-{n}")
             if not target.exists():
                 folder.rename(target)
                 return target
         raise CheckpointError(f"cannot move {folder} aside: too many earlier attempts")
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    """A CSV file of the sweep, read back safely (a regular file of bounded size); none when absent or unreadable."""
+    return reading.read_table(path, []) or []
 
 
 def _check_same_config(rf: RunFolder, run: PlannedRun) -> None:

@@ -19,6 +19,7 @@ from typing import Any, ContextManager, Sequence
 
 import yaml
 
+from reslab import yamlsafe
 from reslab.errors import ConfigError, first_line
 from reslab.runtime import stop_on_signal
 from reslab.sweep.backends import BackendOptions, OnDone, absolute_paths, require, threads_of
@@ -66,7 +67,7 @@ def parameters(options: BackendOptions) -> dict[str, Any]:
             raise ConfigError(f"--slurm-arg {key}: not a submitit Slurm parameter; valid: "
                               f"{', '.join(sorted(set(generic) | sbatch))}")
         try:  # a YAML scalar or list, as in a sweep file (`account=[` is text that does not parse)
-            value = yaml.safe_load(text) if text.strip() else None
+            value = yamlsafe.load(text) if text.strip() else None
         except yaml.YAMLError as exc:
             raise ConfigError(f"--slurm-arg {key}: {text!r} is not a value ({first_line(exc)})") from None
         expected = generic.get(key)

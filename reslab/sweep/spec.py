@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ TUNE_BY = ("best_val_acc", "final_val_acc")  # validation metrics, higher is bet
 RESERVED = ("name", "runs_dir", "train.seed")  # the sweep sets these itself
 RESIDUAL = "model.residual"  # the grid key whose false/true cells are plain/residual twins
 MAX_NAME = 200  # characters of a run's folder prefix (the trainer appends -<date>-<time>-<id>)
+MAX_RUNS = 100_000  # runs in one sweep (grid cells x tuned values x seeds), checked before anything is expanded
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,9 @@ def sweep_spec(raw: Mapping[str, Any], path: str | Path) -> SweepSpec:
     grid = _grid(raw.get("grid"), where)
     seeds = _seeds(raw.get("seeds", 1), where)
     tune = _tune(raw.get("tune"), where)
+    count = math.prod(len(v) for v in grid.values()) * (len(tune.values) if tune else 1) * len(seeds)
+    require(count <= MAX_RUNS, f"{where} asks for {count:,} runs (grid x tune x seeds); a sweep runs at most "
+                               f"{MAX_RUNS:,}")
     swept = [*grid, *([tune.key] if tune else [])]
     for key in [*settings, *swept]:
         if key in RESERVED:
@@ -176,6 +181,7 @@ def _seeds(values: Any, where: str) -> tuple[int, ...]:
         raise ConfigError(what) from None
     if isinstance(seeds, int):
         require(seeds >= 1, f"{where}: seeds must be a count >= 1 or a list of seeds, got {seeds}")
+        require(seeds <= MAX_RUNS, f"{where}: seeds asks for {seeds:,} seeds; a sweep runs at most {MAX_RUNS:,} runs")
         return tuple(range(seeds))
     require(bool(seeds) and len(set(seeds)) == len(seeds) and min(seeds) >= 0, what)
     return seeds

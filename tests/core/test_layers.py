@@ -19,7 +19,7 @@ PACKAGE = Path(reslab.__file__).parent
 # lowest first; a unit may import from any earlier row, never from its own row or a later one
 LAYERS: list[list[str]] = [
     [""],  # reslab/__init__: the version only
-    ["errors", "status"],  # leaf helpers, in their own order
+    ["errors", "status", "yamlsafe"],  # leaf helpers, in their own order (yamlsafe: the one YAML loader)
     ["checks", "files"],
     ["plots", "reading"],  # reading: files read tolerantly (runs, sweeps, analyses, reports)
     ["models", "metrics"],
