@@ -224,33 +224,29 @@ def truncate_csv(path: str | Path, fields: Sequence[str], keep: Callable[[dict[s
 LOCK_NAME = ".lock"  # a locked folder's lock file: the holder's pid and host
 
 
-def new_folder(parent: str | Path, name: str) -> Path:
-    """A new, empty parent/<name>-<YYYYmmdd-HHMMSS>-<random>; never an existing folder. OSError when none can be
-    made (FileExistsError when no free name was found)."""
+def _unique_folder(parent: str | Path, name: Callable[[], str]) -> Path:
+    """A new, empty parent/<name()>, trying fresh names; never an existing folder. OSError when none can be made
+    (FileExistsError when no free name was found)."""
     root = Path(parent)
     root.mkdir(parents=True, exist_ok=True)
     for _ in range(100):
-        path = root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        path = root / name()
         try:
             path.mkdir()
             return path
         except FileExistsError:
             continue
     raise FileExistsError(f"no free folder name in {root}")
+
+
+def new_folder(parent: str | Path, name: str) -> Path:
+    """A new, empty parent/<name>-<YYYYmmdd-HHMMSS>-<random> (a run, an analysis, a report)."""
+    return _unique_folder(parent, lambda: f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}")
 
 
 def hidden_folder(parent: str | Path, prefix: str) -> Path:
-    """A new, empty parent/<prefix><random> (a hidden prefix for work in progress); OSError when none can be made."""
-    root = Path(parent)
-    root.mkdir(parents=True, exist_ok=True)
-    for _ in range(100):
-        path = root / f"{prefix}{secrets.token_hex(4)}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free folder name in {root}")
+    """A new, empty parent/<prefix><random> (a hidden prefix for work in progress)."""
+    return _unique_folder(parent, lambda: f"{prefix}{secrets.token_hex(4)}")
 
 
 @contextlib.contextmanager
