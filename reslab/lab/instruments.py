@@ -43,15 +43,15 @@ class LabRuns:
 
 
 def _runner(instrument: Instrument, stage: LabStage) -> Any:
-    def analyse(ctx: LabContext, out: Path) -> None:
+    def measure(ctx: LabContext, out: Path) -> None:
         runs = LabRuns(ctx)
         run_call(instrument, stage.call(runs), Common(device=runs.device, out=out, progress=False))
 
-    analyse.__doc__ = stage.call.__doc__
-    return analyse
+    measure.__doc__ = stage.call.__doc__
+    return measure
 
 
 def analysis_stages(profile: Profile) -> list[Stage]:
     """Every registered instrument's lab stages the profile runs, in the registry's order."""
-    return [Stage(stage.name, stage.title, analyse=_runner(instrument, stage))
+    return [Stage(stage.name, stage.title, measure=_runner(instrument, stage))
             for instrument in instruments() for stage in instrument.lab if stage.when(profile)]

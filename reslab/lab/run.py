@@ -159,9 +159,9 @@ def _run_stages(stages: Sequence[Stage], record: dict[str, Any], ctx: LabContext
         if stage.study is not None:
             failed = run_study(ctx, stage.study)
         else:
-            assert stage.analyse is not None
+            assert stage.measure is not None
             with ctx.folder.building(ctx.folder.analysis(stage.name)) as temp:
-                stage.analyse(ctx, temp)
+                stage.measure(ctx, temp)
         seconds = time.perf_counter() - started
         failed_runs += failed
         if not failed:  # a stage with failed runs is tried again next time (the sweep reruns only those)

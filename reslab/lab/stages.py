@@ -52,7 +52,7 @@ class Stage:
     name: str
     title: str
     study: Study | None = None  # a sweep stage
-    analyse: Callable[[LabContext, Path], None] | None = None  # an analysis stage: (context, empty output folder)
+    measure: Callable[[LabContext, Path], None] | None = None  # an instrument stage: (context, empty output folder)
 
     @property
     def runs(self) -> int:
