@@ -144,8 +144,8 @@ def test_the_toy_is_a_lab_stage(toy: Instrument, data_dir: Path, tmp_path: Path,
                      data_dir=str(data_dir), jobs=1, backend="local", device="cpu", out=None)  # type: ignore[arg-type]
     out = tmp_path / "stage"
     out.mkdir()
-    assert stages[-1].analyse is not None
-    stages[-1].analyse(ctx, out)
+    assert stages[-1].measure is not None
+    stages[-1].measure(ctx, out)
     record = json.loads((out / "analysis.json").read_text())
     assert record["sources"] == ["plain-mlp8", "res-mlp8"] and record["tables"] == ["toy-norms.csv"]
     assert [r["model"] for r in files.read_csv(out / "toy-norms.csv")] == ["plain-mlp8", "res-mlp8"]
