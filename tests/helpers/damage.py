@@ -94,3 +94,19 @@ def damage(folder: Path, rng: random.Random, outside: Path) -> str:
             data[i:i + 8] = rng.choice(GARBAGE).encode()[:8] or b"\xff"
         path.write_bytes(bytes(data))
     return what
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every path under `root` (links not followed) -> its content's hash, link target or kind."""
+    out = {}
+    for folder, dirs, names in os.walk(root):
+        for name in dirs + names:
+            path = Path(folder) / name
+            rel = str(path.relative_to(root))
+            if path.is_symlink():
+                out[rel] = "link to " + os.readlink(path)
+            elif path.is_file():
+                out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                out[rel] = "folder" if path.is_dir() else "other"
+    return out

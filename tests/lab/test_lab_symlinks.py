@@ -3,32 +3,15 @@ a link out of its folder; it refuses with one line, and the link's target is lef
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 
 import pytest
 
+from helpers.damage import tree
 from reslab.cli import main
 from reslab.errors import ConfigError
 from reslab.lab.folder import LabFolder
-
-
-def tree(root: Path) -> dict[str, str]:
-    """Every path under `root` (links not followed) -> its content's hash, link target or kind."""
-    out = {}
-    for folder, dirs, names in os.walk(root):
-        for name in dirs + names:
-            path = Path(folder) / name
-            rel = str(path.relative_to(root))
-            if path.is_symlink():
-                out[rel] = "link to " + os.readlink(path)
-            elif path.is_file():
-                out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-            else:
-                out[rel] = "folder" if path.is_dir() else "other"
-    return out
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ outside the sweep, a .lock that is a link, a pipe or a hard link, a status.json 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -14,28 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers.damage import tree
 from reslab.cli import main
 
 SWEEP = {"name": "tiny", "base": "plain-mlp8",
          "set": {"model.width": 8, "model.layers_per_block": 1, "data.val_size": 100, "data.batch_size": 100,
                  "train": {"epochs": 1, "deterministic": True, "device": "cpu", "threads": 1}, "gradflow.every": 0},
          "grid": {"model.depth": [1], "model.residual": [False]}, "seeds": 1}
-
-
-def tree(root: Path) -> dict[str, str]:
-    """Every path under `root` (links not followed) -> its content's hash, link target or kind."""
-    out = {}
-    for folder, dirs, names in os.walk(root):
-        for name in dirs + names:
-            path = Path(folder) / name
-            rel = str(path.relative_to(root))
-            if path.is_symlink():
-                out[rel] = "link to " + os.readlink(path)
-            elif path.is_file():
-                out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-            else:
-                out[rel] = "folder" if path.is_dir() else "other"
-    return out
 
 
 @pytest.fixture(scope="module")
