@@ -89,7 +89,7 @@ DAMAGES: list[tuple[str, Damage, str | None]] = [
     ("status-deeply-nested", lambda r, m: (r / "status.json").write_text('{"a":' * 100_000 + "1" + "}" * 100_000),
      "status.json could not be read (RecursionError"),
     ("config-deeply-nested", lambda r, m: (r / "config.yaml").write_text("[" * 20_000 + "]" * 20_000),
-     "config.yaml could not be read (RecursionError"),
+     "config.yaml could not be read (YAMLError: values nested too deeply"),
     ("summary-over-size-limit", lambda r, m: (m.setattr(reading, "MAX_BYTES", 1000),
                                               (r / "summary.json").write_text(json.dumps({"x": [0] * 5000}))),
      "summary.json is too large to read"),
@@ -231,7 +231,7 @@ def test_unreadable_runs_are_listed_with_the_reason(tmp_path: Path, capsys: pyte
     good, bad = make_run(tmp_path, "good"), _unreadable(tmp_path, "bad")
     report = _report([good, bad], tmp_path / "out")
     line = next(ln for ln in report["md"].splitlines() if "Could not read this run" in ln)
-    assert "config.yaml could not be read (RecursionError" in line and "metrics.csv: 1 damaged row left out" in line
+    assert "config.yaml could not be read (YAMLError: values nested too deeply" in line and "metrics.csv: 1 damaged row left out" in line
     assert "| bad | — |" in report["md"] and "| unreadable |" in report["md"]
     rows = {r["run"]: r for r in report["json"]["runs"]}
     assert rows["good"]["status"] == "finished" and rows["bad"]["status"] == "unreadable"

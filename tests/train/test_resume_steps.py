@@ -38,11 +38,13 @@ KILLER = textwrap.dedent("""
 
 def _overrides(data_dir: Path, runs_dir: Path) -> list[str]:
     return [f"data.data_dir={data_dir}", f"runs_dir={runs_dir}", "data.val_size=100", "data.batch_size=32",
-            "train.epochs=3", "train.deterministic=true", "optim.lr=3e-3", "train.device=cpu", "train.log_every=10"]
+            "train.epochs=3", "train.deterministic=true", "optim.lr=3e-3", "train.device=cpu", "train.log_every=10",
+            "train.threads=1"]
 
 
 def test_sigkill_after_the_final_checkpoint_then_resume_keeps_every_steps_row(data_dir: Path, tmp_path: Path) -> None:
-    straight = train(tiny_cfg(data_dir, tmp_path / "a", "train.log_every=10"), progress=False)
+    # one thread in all three runs: the subprocess and this process may otherwise sum in another order (1e-8 apart)
+    straight = train(tiny_cfg(data_dir, tmp_path / "a", "train.log_every=10", "train.threads=1"), progress=False)
     expected = RunFolder(straight.run_dir).steps.read_text()
     assert [line.split(",")[0] for line in expected.splitlines()] == ["step", "10", "20", "30", "40", "48"]
     killed = subprocess.run([sys.executable, "-c", KILLER, *_overrides(data_dir, tmp_path / "b")],
@@ -50,7 +52,8 @@ def test_sigkill_after_the_final_checkpoint_then_resume_keeps_every_steps_row(da
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     (run,) = (tmp_path / "b").iterdir()
     assert not RunFolder(run).summary.exists()
-    finished = train(tiny_cfg(data_dir, tmp_path / "b", "train.log_every=10"), resume=run, progress=False)
+    finished = train(tiny_cfg(data_dir, tmp_path / "b", "train.log_every=10", "train.threads=1"), resume=run,
+                     progress=False)
     assert finished.summary["status"] == "finished"
     assert RunFolder(run).steps.read_text() == expected
 
