@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SignalAt, tiny_cfg
+from helpers.damage import tree
 from reslab.cli import main
 from reslab.runs import RunFolder
 from reslab.train import Interrupted, train
@@ -58,16 +59,6 @@ def test_sigkill_after_the_final_checkpoint_then_resume_keeps_every_steps_row(da
     assert RunFolder(run).steps.read_text() == expected
 
 
-def _hash_tree(root: Path) -> dict[str, str]:
-    out = {}
-    for folder, dirs, names in os.walk(root):
-        for name in dirs + names:
-            path = Path(folder) / name
-            out[str(path)] = ("link " + os.readlink(path) if path.is_symlink() else
-                              path.read_bytes().hex() if path.is_file() else "folder" if path.is_dir() else "other")
-    return out
-
-
 @pytest.mark.parametrize("kind", ["symlink", "fifo", "hardlink"])
 def test_a_run_lock_that_is_not_a_file_of_its_own_is_refused(data_dir: Path, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture, kind: str) -> None:
@@ -84,9 +75,9 @@ def test_a_run_lock_that_is_not_a_file_of_its_own_is_refused(data_dir: Path, tmp
     else:
         os.link(victim, run.lock_file)
     capsys.readouterr()
-    before = _hash_tree(tmp_path)
+    before = tree(tmp_path)
     assert main(["train", "--resume", str(run.path), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and ".lock" in err[0] and "not a regular file" in err[0] and "Traceback" not in err[0], err
     assert victim.read_text() == "keep me\n"
-    assert _hash_tree(tmp_path) == before
+    assert tree(tmp_path) == before
