@@ -25,7 +25,7 @@ from typing import Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from reslab.analyze.lesion_paths import gradient_by_length, is_residual
+from reslab.analyze.lesion_paths import block_slots, gradient_by_length, is_residual
 from reslab.analyze.registry import Common, bounded
 from reslab.analyze.targets import Batches, Target, build, check_seed, in_format, resolve_targets, shared_data
 from reslab.data import DeviceLoader, ImageData
@@ -71,20 +71,10 @@ class LesionResult:
 # ----------------------------------------------------------------------------- the net's blocks
 
 
-def _slots(model: nn.Module) -> list[tuple[nn.Module, str, Block]]:
-    """(parent, attribute, block) of every block, in forward order (the models register them in that order)."""
-    slots = []
-    for name, module in model.named_modules():
-        if isinstance(module, Block):
-            parent, _, attr = name.rpartition(".")
-            slots.append((model.get_submodule(parent), attr, module))
-    return slots
-
-
 def block_infos(model: nn.Module) -> tuple[BlockInfo, ...]:
     names = [name for name, m in model.named_modules() if isinstance(m, Block)]
     infos = []
-    for i, (name, (_, _, block)) in enumerate(zip(names, _slots(model)), 1):
+    for i, (name, (_, _, block)) in enumerate(zip(names, block_slots(model)), 1):
         first, last = block.layers[0], block.layers[-1]
         width_in = getattr(first, "in_features", getattr(first, "in_channels", 0))
         width_out = getattr(last, "out_features", getattr(last, "out_channels", 0))
@@ -107,7 +97,7 @@ class _Deleted(nn.Module):
 @contextlib.contextmanager
 def lesioned(model: nn.Module, lesion: Lesion) -> Iterator[nn.Module]:
     """The model with `lesion` applied; every block is back in its place on exit, also after an exception."""
-    slots = _slots(model)
+    slots = block_slots(model)
     placed: dict[int, nn.Module] = {i: _Deleted(slots[i - 1][2]) for i in lesion.deleted}
     for a, b in lesion.swapped:
         placed[a], placed[b] = slots[b - 1][2], slots[a - 1][2]
@@ -177,7 +167,7 @@ def eval_batches(data: ImageData, *, subset: int | None, seed: int, batch_size: 
 
 
 def check_blocks(target: Target, model: nn.Module) -> None:
-    if not _slots(model):
+    if not block_slots(model):
         raise ConfigError(f"{target.label} ({target.cfg.model.name}) has no blocks to delete; lesion needs a model "
                           f"built of blocks: {', '.join(BLOCK_MODELS)}")
 

@@ -46,7 +46,8 @@ class _Routed(nn.Module):
         return self.block.combine(body, skip.detach()) if self.branch else self.block.combine(body.detach(), skip)
 
 
-def _blocks(model: nn.Module) -> list[tuple[nn.Module, str, Block]]:
+def block_slots(model: nn.Module) -> list[tuple[nn.Module, str, Block]]:
+    """(parent, attribute, block) of every block, in forward order (the models register them in that order)."""
     slots = []
     for name, module in model.named_modules():
         if isinstance(module, Block):
@@ -59,7 +60,7 @@ def _blocks(model: nn.Module) -> list[tuple[nn.Module, str, Block]]:
 def route(model: nn.Module, through: Sequence[int]) -> Iterator[nn.Module]:
     """The model whose gradient flows through the branches of blocks `through` (1-based) and the shortcuts of the
     others; every block is back in its place on exit."""
-    slots = _blocks(model)
+    slots = block_slots(model)
     try:
         for i, (parent, attr, block) in enumerate(slots, 1):
             setattr(parent, attr, _Routed(block, i in through))
@@ -80,14 +81,14 @@ def path_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, through: S
 
 
 def is_residual(model: nn.Module) -> bool:
-    slots = _blocks(model)
+    slots = block_slots(model)
     return bool(slots) and all(block.residual for _, _, block in slots)
 
 
 def gradient_by_length(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, draws: int, seed: int,
                        loss_fn: LossFn | None = None) -> list[list[float]]:
     """For k = 0..n: the path gradients of `draws` seeded random sets of k blocks (all sets when there are fewer)."""
-    n = len(_blocks(model))
+    n = len(block_slots(model))
     out = []
     for k in range(n + 1):
         if math.comb(n, k) <= draws:
