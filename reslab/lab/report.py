@@ -6,7 +6,6 @@ seconds and any number in it can be traced to a file. Written to report/ beside 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -151,10 +150,8 @@ def _environment(folder: LabFolder, studies: Sequence[Study]) -> list[list[str]]
         for r in _runs(folder, s):
             if r.run_folder is None:
                 continue
-            path = RunFolder(r.run_folder).env
-            try:
-                env = json.loads(path.read_text())
-            except (OSError, ValueError):
+            env = RunFolder(r.run_folder).read_env()  # capped, regular-file read; {} when missing or damaged
+            if not env:
                 continue
             keep = ("python", "torch", "device", "device_name", "cpu", "cpu_count", "platform", "threads")
             return [[k, str(env[k])] for k in keep if k in env]
