@@ -3,7 +3,7 @@
 Importing the submodules registers their builders; that is this package's only import-time effect.
 """
 
-from .registry import build_model, count_params, init_of, model_args, model_names, register_model
+from .registry import Classifier, build_model, count_params, init_of, model_args, model_names, register_model
 from . import cifar_resnet, convnet, mlp, seed  # noqa: F401  (registration)
 
-__all__ = ["build_model", "count_params", "init_of", "model_args", "model_names", "register_model"]
+__all__ = ["Classifier", "build_model", "count_params", "init_of", "model_args", "model_names", "register_model"]

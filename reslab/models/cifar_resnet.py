@@ -66,11 +66,14 @@ class CifarResNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(widths[-1], num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, num_classes)
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> the map the pooling reads
         x = self.stages(self.stem(x))
         if self.final_act:
             x = F.relu(self.final_norm(x))
-        return self.head(self.pool(x).flatten(1))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, num_classes)
+        return self.head(self.pool(self.features(x)).flatten(1))
 
 
 @register_model("cifar-resnet")

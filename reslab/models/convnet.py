@@ -61,7 +61,7 @@ class ConvNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(channels, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, num_classes)
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> the map the pooling reads
         x = self.stem(x)
         for i, stage in enumerate(self.stages):
             if i > 0:
@@ -69,7 +69,10 @@ class ConvNet(nn.Module):
             x = stage(x)
         if self.final_act:
             x = F.relu(self.final_norm(x))
-        return self.head(self.pool(x).flatten(1))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, num_classes)
+        return self.head(self.pool(self.features(x)).flatten(1))
 
 
 @register_model("convnet")

@@ -40,14 +40,18 @@ class MLP(nn.Module):
         # Pre-act blocks leave the stream un-normalised; like pre-act ResNets, normalise before the head.
         self.final_act = preact and norm != "none"
         self.final_norm = make_norm(norm, width, spatial=False) if self.final_act else nn.Identity()
+        self.pool = nn.Identity()  # no spatial map: the one model interface (features -> pool -> head) still holds
         self.head = nn.Linear(width, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, num_classes)
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, width), what the head reads
         x = F.relu(self.stem(x.flatten(1)))
         x = self.blocks(x)
         if self.final_act:
             x = F.relu(self.final_norm(x))
-        return self.head(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, num_classes)
+        return self.head(self.pool(self.features(x)).flatten(1))
 
 
 @register_model("mlp")

@@ -11,6 +11,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 from ..checks import coerce, require
@@ -100,6 +101,19 @@ def init_of(name: str, args: Mapping[str, Any]) -> str:
     except ConfigError:
         return ""
     return init_label(args, default)
+
+
+@typing.runtime_checkable
+class Classifier(typing.Protocol):
+    """The one model interface: `forward(x) == head(pool(features(x)).flatten(1))`. `features` is the last
+    spatial map for conv models (what CAM and Grad-CAM weigh; after the last norm/ReLU/residual add), the last
+    hidden vector for MLPs (`pool` then an identity); `head` is the classifier's one Linear layer (what transfer
+    replaces and network surgery turns into a 1x1 convolution)."""
+
+    pool: nn.Module
+    head: nn.Module
+
+    def features(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
 def count_params(model: nn.Module) -> int:

@@ -15,6 +15,22 @@ from .init import check_init, init_weights
 from .registry import register_model, require
 
 
+_IDENTITY = nn.Identity()
+
+
+class _NotebookHead:
+    """The one model interface (`features`, `pool`, `head`) over the notebook's names `adaptive_pool` and `output`,
+    which stay the registered submodules so a notebook state_dict (and every old checkpoint) still loads."""
+
+    @property
+    def pool(self) -> nn.Module:
+        return self.adaptive_pool  # type: ignore[attr-defined]
+
+    @property
+    def head(self) -> nn.Module:
+        return self.output  # type: ignore[attr-defined]
+
+
 class SeedMLP(nn.Module):
     """Notebook `MLP`: fc1, `hidden_layers` Linear(width, width), head; ReLU after every hidden layer."""
 
@@ -24,11 +40,20 @@ class SeedMLP(nn.Module):
         self.hidden_layers = nn.ModuleList([nn.Linear(hidden_size, hidden_size) for _ in range(hidden_layers)])
         self.head = nn.Linear(hidden_size, output_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def pool(self) -> nn.Module:
+        """No spatial map: an identity, so features -> pool -> head holds (not a submodule: the state_dict is
+        the notebook's)."""
+        return _IDENTITY
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, width)
         x = F.relu(self.fc1(x.flatten(1)))
         for layer in self.hidden_layers:
             x = F.relu(layer(x))
-        return self.head(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
 
 
 class SeedConvBlock(nn.Module):
@@ -47,7 +72,7 @@ class SeedConvBlock(nn.Module):
         return x
 
 
-class SeedCNN(nn.Module):
+class SeedCNN(_NotebookHead, nn.Module):
     """Notebook `CNN`. Quirk kept: cblock2/cblock3 use kernel 2 with padding 0, shrinking each map by 1."""
 
     def __init__(self, in_channels: int, num_classes: int, num: int = 2, channels: int = 8, size: int = 3) -> None:
@@ -59,15 +84,16 @@ class SeedCNN(nn.Module):
         self.adaptive_pool = nn.AdaptiveAvgPool2d(1)
         self.output = nn.Linear(channels, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # the map the pooling reads
         x = F.relu(self.conv1(x))
         x = self.cblock1(x)
         x = F.max_pool2d(x, 3, 2)
         x = self.cblock2(x)
         x = F.max_pool2d(x, 3, 2)
-        x = self.cblock3(x)
-        x = self.adaptive_pool(x).flatten(1)
-        return self.output(x)
+        return self.cblock3(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(self.adaptive_pool(self.features(x)).flatten(1))
 
 
 class SeedResidualBlock(nn.Module):
@@ -82,7 +108,7 @@ class SeedResidualBlock(nn.Module):
         return F.relu(self.conv2(F.relu(self.conv1(x))) + x)
 
 
-class SeedResNetCNN(nn.Module):
+class SeedResNetCNN(_NotebookHead, nn.Module):
     """Notebook `ResNetCNN`: conv1, `depth` residual blocks at full resolution, max-pool, avg-pool, linear."""
 
     def __init__(self, in_channels: int, num_classes: int, depth: int = 2, channels: int = 64) -> None:
@@ -92,13 +118,14 @@ class SeedResNetCNN(nn.Module):
         self.output = nn.Linear(channels, num_classes)
         self.adaptive_pool = nn.AdaptiveAvgPool2d(1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # the map the pooling reads (after the max-pool)
         x = F.relu(self.conv1(x))
         for block in self.residual_blocks:
             x = block(x)
-        x = F.max_pool2d(x, 2)
-        x = self.adaptive_pool(x).flatten(1)
-        return self.output(x)
+        return F.max_pool2d(x, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(self.adaptive_pool(self.features(x)).flatten(1))
 
 
 @register_model("seed-mlp")
