@@ -1,0 +1,234 @@
+"""mkdocs hook: generate the pages that must not drift from the code.
+
+`mkdocs build` calls `on_files`, which adds pages built from this checkout, never written into docs/:
+reference/cli.md (from the argparse parser of reslab/cli.py), reference/config.md (from the dataclasses of
+reslab/config/schema.py, their annotations, defaults and source comments, and every model's keyword arguments),
+reference/presets.md (from the preset files) and conclusions.md (the README's section that
+bench/lab_conclusions.py writes). Run directly, `python docs/gen_ref.py cli|config|presets|conclusions` prints
+one page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import io
+import sys
+import tokenize
+import typing
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _import_checkout() -> None:
+    """Document this checkout's reslab, not an installed copy."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+
+
+def _text(value: str, cell: bool = False) -> str:
+    """Prose from the code, safe in Markdown: no raw HTML, no emphasis (or, in a table cell, pipe) taken as markup."""
+    text = " ".join(value.split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("*", "\\*")
+    return text.replace("|", "\\|") if cell else text
+
+
+# ---------------------------------------------------------------- CLI
+
+def _usage(parser: argparse.ArgumentParser) -> str:
+    formatter = argparse.HelpFormatter(prog=parser.prog, width=100)
+    formatter.add_usage(parser.usage, parser._actions, parser._mutually_exclusive_groups)
+    return formatter.format_help().strip()
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser, str]]:
+    """(name, parser, help) of each sub-command, in the order they were added."""
+    out = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {choice.dest: choice.help or "" for choice in action._choices_actions}
+            out += [(name, sub, helps.get(name, "")) for name, sub in action.choices.items()]
+    return out
+
+
+def _argument(action: argparse.Action) -> str:
+    if action.option_strings:
+        name = ", ".join(action.option_strings)
+        if action.nargs != 0:
+            metavar = action.metavar or (("{" + ",".join(map(str, action.choices)) + "}") if action.choices
+                                         else action.dest.upper())
+            name += f" {metavar}"
+    else:
+        name = action.metavar or action.dest
+    parts = [_text(action.help % {**vars(action), "prog": ""}) if action.help else ""]
+    if action.choices and action.option_strings and action.metavar:
+        parts.append("choices: " + ", ".join(f"`{c}`" for c in action.choices))
+    if action.default not in (None, False, [], argparse.SUPPRESS) and action.nargs != 0:
+        parts.append(f"default: `{action.default}`")
+    detail = "; ".join(p for p in parts if p)
+    return f"- `{name}`" + (f": {detail}" if detail else "")
+
+
+def _command_section(parser: argparse.ArgumentParser, level: int, help_text: str) -> list[str]:
+    lines = [f"{'#' * level} `{parser.prog}`", ""]
+    if parser.description or help_text:
+        lines += [_text(parser.description or help_text), ""]
+    lines += ["```text", _usage(parser), "```", ""]
+    arguments = [a for a in parser._actions
+                 if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))]
+    lines += [_argument(a) for a in arguments] + ([""] if arguments else [])
+    for _, sub, sub_help in _subcommands(parser):
+        lines += _command_section(sub, min(level + 1, 4), sub_help)
+    return lines
+
+
+def cli_page() -> str:
+    _import_checkout()
+    from reslab.cli import _build_parser
+
+    parser = _build_parser()
+    lines = ["# Command-line reference", "",
+             "Generated from the argparse parser in `reslab/cli.py` when the documentation is built, so it lists "
+             "exactly the commands and flags of this version. Every command prints its own `--help` too. "
+             "Exit codes: 0 done, 1 a sweep or lab ran to its end but a run failed, 2 bad input (one line on "
+             "stderr), 3 a run diverged, 130 stopped by a signal (run the same command again to continue).", ""]
+    lines += ["```text", _usage(parser), "```", ""]
+    for name, sub, sub_help in _subcommands(parser):
+        lines += _command_section(sub, 2, sub_help)
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- config keys
+
+def _comments(path: Path) -> dict[tuple[str, str], str]:
+    """(class, field) -> the comment on the field's line and the comment-only lines just above it."""
+    source = path.read_text()
+    by_line: dict[int, str] = {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            by_line[token.start[0]] = token.string.lstrip("#").strip()
+    lines = source.splitlines()
+    out = {}
+    for node in ast.parse(source).body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for item in node.body:
+            if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                above, line = [], item.lineno - 1
+                while line >= 1 and lines[line - 1].strip().startswith("#"):
+                    above.insert(0, by_line.get(line, ""))
+                    line -= 1
+                text = " ".join(above + [by_line.get(item.lineno, "")]).strip()
+                out[(node.name, item.target.id)] = text
+    return out
+
+
+def _type_name(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Literal:
+        return " \\| ".join(f"`{a}`" for a in args)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " or ".join(_type_name(a) for a in args)
+    if origin is tuple:
+        return "list of " + (_type_name(args[0]) if args else "values")
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _default(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)
+
+
+def _field_value(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+
+
+def config_page() -> str:
+    _import_checkout()
+    from reslab.config import schema
+    from reslab.models import model_args, model_names
+
+    notes = _comments(Path(schema.__file__))
+    lines = ["# Configuration keys", "",
+             "Generated from `reslab/config/schema.py` (the frozen dataclasses, their types, defaults and comments) "
+             "and from the model builders' signatures when the documentation is built. Set any key with "
+             "`--set section.key=value`, in a YAML config file with the same sections, or in a sweep file; "
+             "`reslab train PRESET --print-config` prints a resolved config. Unknown keys and wrong types are "
+             "one-line errors that list the valid keys.", "",
+             "| key | type | default | what |", "| --- | --- | --- | --- |"]
+    hints = typing.get_type_hints(schema.RunConfig)
+    for f in dataclasses.fields(schema.RunConfig):
+        cls = hints[f.name]
+        if dataclasses.is_dataclass(cls) and f.name != "model":
+            sub_hints = typing.get_type_hints(cls)
+            for g in dataclasses.fields(cls):
+                lines.append(f"| `{f.name}.{g.name}` | {_type_name(sub_hints[g.name])} | `{_default(_field_value(g))}` "
+                             f"| {_text(notes.get((cls.__name__, g.name), ''), cell=True)} |")
+        elif f.name != "model":
+            lines.append(f"| `{f.name}` | {_type_name(cls)} | `{_default(_field_value(f))}` "
+                         f"| {_text(notes.get(('RunConfig', f.name), ''), cell=True)} |")
+    lines += ["", "## Model keys", "",
+              "`model.name` picks a registered model (default `seed-mlp`); the other `model.*` keys are that model's "
+              "keyword arguments, checked against its builder's signature:", ""]
+    for name in model_names():
+        lines += [f"### `{name}`", "", "| key | type | default |", "| --- | --- | --- |"]
+        for key, (tp, default) in model_args(name).items():
+            lines.append(f"| `model.{key}` | {_type_name(tp)} | `{_default(default)}` |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def presets_page() -> str:
+    _import_checkout()
+    from reslab.config import from_dict, load_source, preset_names
+
+    lines = ["# Presets", "",
+             "Generated from the preset files shipped in `reslab/presets/` when the documentation is built "
+             "(`reslab list` prints the same). `reslab train PRESET --print-config` shows every resolved key.", "",
+             "| preset | model | dataset | optimizer | lr | epochs | batch |", "| --- | --- | --- | --- | ---: | ---: | ---: |"]
+    for name in preset_names():
+        cfg = from_dict(load_source(name))
+        cells = [f"`{cfg.model.name}`", f"`{cfg.data.dataset}`", f"`{cfg.optim.name}`", f"{cfg.optim.lr:g}",
+                 str(cfg.train.epochs), str(cfg.data.batch_size)]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def conclusions_page() -> str:
+    """The README's generated section (bench/lab_conclusions.py writes it), as a page of the site."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    heading = "## What the lab concludes, and under which assumptions"
+    start = lines.index(heading)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return "\n".join(["# What the lab concludes, and under which assumptions", "",
+                      "This page is the README's section of the same name, which `bench/lab_conclusions.py` writes "
+                      "from a finished lab folder (`python bench/lab_conclusions.py LAB --write README.md`).", "",
+                      *lines[start + 1:end]]).rstrip() + "\n"
+
+
+PAGES: dict[str, Callable[[], str]] = {"conclusions.md": conclusions_page, "reference/cli.md": cli_page, "reference/config.md": config_page,
+                                       "reference/presets.md": presets_page}
+
+
+def on_files(files: Any, config: Any) -> Any:
+    """mkdocs hook: add the generated pages (in memory; nothing is written into docs/)."""
+    from mkdocs.structure.files import File
+
+    for uri, make in PAGES.items():
+        files.append(File.generated(config, uri, content=make()))
+    return files
+
+
+if __name__ == "__main__":
+    print({uri.split("/")[-1][:-3]: make for uri, make in PAGES.items()}[sys.argv[1]](), end="")
