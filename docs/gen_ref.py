@@ -16,6 +16,7 @@ import dataclasses
 import io
 import sys
 import tokenize
+import types
 import typing
 from pathlib import Path
 from typing import Any, Callable
@@ -65,7 +66,8 @@ def _argument(action: argparse.Action) -> str:
     parts = [_text(action.help % {**vars(action), "prog": ""}) if action.help else ""]
     if action.choices and action.option_strings and action.metavar:
         parts.append("choices: " + ", ".join(f"`{c}`" for c in action.choices))
-    if action.default not in (None, False, [], argparse.SUPPRESS) and action.nargs != 0:
+    if (action.default not in (None, False, [], argparse.SUPPRESS) and action.nargs != 0
+            and "default" not in (action.help or "")):
         parts.append(f"default: `{action.default}`")
     detail = "; ".join(p for p in parts if p)
     return f"- `{name}`" + (f": {detail}" if detail else "")
@@ -129,7 +131,7 @@ def _type_name(tp: Any) -> str:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in args)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in args)
     if origin is tuple:
         return "list of " + (_type_name(args[0]) if args else "values")
@@ -196,7 +198,8 @@ def presets_page() -> str:
     lines = ["# Presets", "",
              "Generated from the preset files shipped in `reslab/presets/` when the documentation is built "
              "(`reslab list` prints the same). `reslab train PRESET --print-config` shows every resolved key.", "",
-             "| preset | model | dataset | optimizer | lr | epochs | batch |", "| --- | --- | --- | --- | ---: | ---: | ---: |"]
+             "| preset | model | dataset | optimizer | lr | epochs | batch |",
+             "| --- | --- | --- | --- | ---: | ---: | ---: |"]
     for name in preset_names():
         cfg = from_dict(load_source(name))
         cells = [f"`{cfg.model.name}`", f"`{cfg.data.dataset}`", f"`{cfg.optim.name}`", f"{cfg.optim.lr:g}",
@@ -217,8 +220,8 @@ def conclusions_page() -> str:
                       *lines[start + 1:end]]).rstrip() + "\n"
 
 
-PAGES: dict[str, Callable[[], str]] = {"conclusions.md": conclusions_page, "reference/cli.md": cli_page, "reference/config.md": config_page,
-                                       "reference/presets.md": presets_page}
+PAGES: dict[str, Callable[[], str]] = {"reference/cli.md": cli_page, "reference/config.md": config_page,
+                                       "reference/presets.md": presets_page, "conclusions.md": conclusions_page}
 
 
 def on_files(files: Any, config: Any) -> Any:
