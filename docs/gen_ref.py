@@ -3,9 +3,10 @@
 `mkdocs build` calls `on_files`, which adds pages built from this checkout, never written into docs/:
 reference/cli.md (from the argparse parser of reslab/cli.py), reference/config.md (from the dataclasses of
 reslab/config/schema.py, their annotations, defaults and source comments, and every model's keyword arguments),
-reference/presets.md (from the preset files) and conclusions.md (the README's section that
-bench/lab_conclusions.py writes). Run directly, `python docs/gen_ref.py cli|config|presets|conclusions` prints
-one page.
+reference/presets.md (from the preset files), reference/lab-profiles.md (from reslab/lab/profiles.py) and
+conclusions.md (the README's section that
+bench/lab_conclusions.py writes). Run directly, `python docs/gen_ref.py NAME` prints one page (NAME: cli, config,
+presets, lab-profiles or conclusions).
 """
 
 from __future__ import annotations
@@ -208,6 +209,41 @@ def presets_page() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _values(mapping: Any) -> str:
+    return "; ".join(f"`{k}` = {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in mapping.items())
+
+
+def lab_page() -> str:
+    """Each profile of `reslab lab`, stage by stage, from reslab/lab/profiles.py and the lab's plan."""
+    _import_checkout()
+    from reslab.lab.plan import plan
+    from reslab.lab.profiles import PROFILE_TABLE
+
+    lines = ["# Lab profiles", "",
+             "Generated from `reslab/lab/profiles.py` and the lab's plan (`reslab/lab/plan.py`) when the "
+             "documentation is built: every stage `reslab lab --profile NAME` runs, in order. A sweep stage lists its "
+             "runs, base preset, seeds, grid and fixed settings; an analysis stage runs an instrument on the trained "
+             "twins.", ""]
+    for name, profile in PROFILE_TABLE.items():
+        lines += [f"## `{name}`", "", "| stage | what | runs | base | seeds | grid | settings |",
+                  "| --- | --- | ---: | --- | ---: | --- | --- |"]
+        for stage in plan(profile):
+            study = stage.study
+            if study is None:
+                lines.append(f"| `{stage.name}` | {_text(stage.title, cell=True)} | | | | | |")
+                continue
+            tune = (f"; tuned: `{study.tune['key']}` in {', '.join(map(str, study.tune['values']))}"
+                    if study.tune else "")
+            lines.append(f"| `{stage.name}` | {_text(stage.title, cell=True)} | {stage.runs} | `{study.base}` | "
+                         f"{study.seeds} | {_text(_values(study.grid), cell=True)}{tune} | "
+                         f"{_text(_values(study.settings), cell=True)} |")
+        if profile.shortcuts:
+            lines += ["", "Shortcuts this profile takes (printed in its report):", ""]
+            lines += [f"- {_text(shortcut)}" for shortcut in profile.shortcuts]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def conclusions_page() -> str:
     """The README's generated section (bench/lab_conclusions.py writes it), as a page of the site."""
     lines = (ROOT / "README.md").read_text().splitlines()
@@ -221,7 +257,8 @@ def conclusions_page() -> str:
 
 
 PAGES: dict[str, Callable[[], str]] = {"reference/cli.md": cli_page, "reference/config.md": config_page,
-                                       "reference/presets.md": presets_page, "conclusions.md": conclusions_page}
+                                       "reference/presets.md": presets_page, "reference/lab-profiles.md": lab_page,
+                                       "conclusions.md": conclusions_page}
 
 
 def on_files(files: Any, config: Any) -> Any:

@@ -35,7 +35,8 @@ def test_the_site_builds_strict(tmp_path: Path) -> None:
                            "-d", str(site)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "WARNING" not in done.stderr, done.stderr
-    for page in ("reference/cli", "reference/config", "reference/presets", "reference/api", "conclusions"):
+    for page in ("reference/cli", "reference/config", "reference/presets", "reference/lab-profiles", "reference/api",
+                 "conclusions"):
         assert (site / page / "index.html").is_file(), page
     assert "reslab.config.schema.RunConfig" in (site / "reference" / "api" / "index.html").read_text()
     for figure in sorted((ROOT / "docs").glob("*.png")):  # the figures the tutorials show are in the site
@@ -78,6 +79,19 @@ def test_the_config_page_lists_every_key_with_its_default() -> None:
         assert f"### `{name}`" in page
         for key in model_args(name):
             assert f"| `model.{key}` |" in page, (name, key)
+
+
+def test_the_lab_profiles_page_lists_every_stage_of_every_profile() -> None:
+    from reslab.lab.plan import plan
+    from reslab.lab.profiles import PROFILE_TABLE
+
+    page = _gen_ref().lab_page()
+    for name, profile in PROFILE_TABLE.items():
+        section = page.split(f"## `{name}`")[1].split("\n## ")[0]
+        for stage in plan(profile):
+            row = next(line for line in section.splitlines() if line.startswith(f"| `{stage.name}` |"))
+            if stage.study is not None:
+                assert f"| {stage.runs} | `{stage.study.base}` | {stage.study.seeds} |" in row, row
 
 
 def test_the_conclusions_page_is_the_readmes_generated_section() -> None:
