@@ -3,10 +3,10 @@
 `mkdocs build` calls `on_files`, which adds pages built from this checkout, never written into docs/:
 reference/cli.md (from the argparse parser of reslab/cli.py), reference/config.md (from the dataclasses of
 reslab/config/schema.py, their annotations, defaults and source comments, and every model's keyword arguments),
-reference/presets.md (from the preset files), reference/lab-profiles.md (from reslab/lab/profiles.py) and
-conclusions.md (the README's section that
-bench/lab_conclusions.py writes). Run directly, `python docs/gen_ref.py NAME` prints one page (NAME: cli, config,
-presets, lab-profiles or conclusions).
+reference/presets.md (from the preset files), reference/lab-profiles.md (from reslab/lab/profiles.py),
+reference/api.md (mkdocstrings directives for the modules this checkout has) and conclusions.md (the README's
+section that bench/lab_conclusions.py writes). Run directly, `python docs/gen_ref.py NAME` prints one page (NAME:
+cli, config, presets, lab-profiles, api or conclusions).
 """
 
 from __future__ import annotations
@@ -98,6 +98,8 @@ def cli_page() -> str:
              "Exit codes: 0 done, 1 a sweep or lab ran to its end but a run failed, 2 bad input (one line on "
              "stderr), 3 a run diverged, 130 stopped by a signal (run the same command again to continue).", ""]
     lines += ["```text", _usage(parser), "```", ""]
+    top = [a for a in parser._actions if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))]
+    lines += [_argument(a) for a in top] + ([""] if top else [])
     for name, sub, sub_help in _subcommands(parser):
         lines += _command_section(sub, 2, sub_help)
     return "\n".join(lines) + "\n"
@@ -244,6 +246,56 @@ def lab_page() -> str:
     return "\n".join(lines)
 
 
+# (heading, module, members or None for all) of the API page; a module this checkout lacks is left out
+API_MODULES: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
+    ("From a notebook", "reslab.api.calls", None),
+    ("From a notebook", "reslab.api.run", None),
+    ("From a notebook", "reslab.api.sweep", None),
+    ("From a notebook", "reslab.api.lab", None),
+    ("Configuration", "reslab.config.schema", ("RunConfig", "DataConfig", "ModelConfig", "OptimConfig",
+                                               "TrainConfig", "TrackConfig", "GradflowConfig", "from_dict",
+                                               "to_dict", "flatten", "changed_keys")),
+    ("Configuration", "reslab.config.sources", None),
+    ("Training and run folders", "reslab.runs", ("RunFolder",)),
+    ("Training and run folders", "reslab.status", None),
+    ("Training and run folders", "reslab.errors", None),
+    ("Models", "reslab.models.registry", None),
+    ("Depth studies", "reslab.sweep.runner", None),
+    ("Depth studies", "reslab.sweep.spec", ("SweepSpec", "PlannedRun", "load_sweep", "sweep_spec")),
+    ("Depth studies", "reslab.sweep.result", None),
+    ("Instruments", "reslab.analyze.registry", None),
+    ("The lab and reports", "reslab.lab.run", None),
+    ("The lab and reports", "reslab.report.writer", None),
+)
+
+
+def api_page() -> str:
+    """mkdocstrings directives for the package and its key modules (rendered from their docstrings)."""
+    _import_checkout()
+    import importlib.util
+
+    lines = ["# Python API", "",
+             "Rendered from the docstrings and signatures of the code by "
+             "[mkdocstrings](https://mkdocstrings.github.io/) on every build. For working in a Jupyter notebook see "
+             "[reslab in a notebook](../notebook.md).", "",
+             "::: reslab", ""]
+    heading = None
+    for section, module, members in API_MODULES:
+        try:
+            if importlib.util.find_spec(module) is None:
+                continue
+        except ModuleNotFoundError:  # its package is missing
+            continue
+        if section != heading:
+            lines += [f"## {section}", ""]
+            heading = section
+        lines.append(f"::: {module}")
+        if members:
+            lines += ["    options:", f"      members: [{', '.join(members)}]"]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def conclusions_page() -> str:
     """The README's generated section (bench/lab_conclusions.py writes it), as a page of the site."""
     lines = (ROOT / "README.md").read_text().splitlines()
@@ -258,6 +310,7 @@ def conclusions_page() -> str:
 
 PAGES: dict[str, Callable[[], str]] = {"reference/cli.md": cli_page, "reference/config.md": config_page,
                                        "reference/presets.md": presets_page, "reference/lab-profiles.md": lab_page,
+                                       "reference/api.md": api_page,
                                        "conclusions.md": conclusions_page}
 
 
