@@ -93,7 +93,7 @@ def apply_overrides(values: Mapping[str, Any], overrides: list[str]) -> dict[str
 
 
 def set_key(values: dict[str, Any], path: list[str], value: Any) -> None:
-    """Set values[a][b]... = value in raw nested values, creating sections as needed."""
+    """Set `values[a][b]... = value` in raw nested values, creating sections as needed."""
     node = values
     for part in path[:-1]:
         child = node.get(part)

@@ -96,7 +96,8 @@ def test_bad_input_is_one_line(data_dir: Path, tmp_path: Path, capsys: pytest.Ca
 
 def test_rezero_and_fixup_train_without_norm_where_the_plain_sum_diverges(data_dir: Path, tmp_path: Path) -> None:
     """64 unnormalised blocks, SGD 0.02 with momentum: the plain sum's activations (and so its gradients) blow up
-    and the loss turns NaN; with every branch starting at zero, ReZero and Fixup train (README: the same on MNIST)."""
+    and the loss turns NaN; with every branch starting at zero, ReZero and Fixup train (docs/tutorials/init.md: the
+    same on MNIST)."""
     deep = ["model.depth=64", "model.width=16", "optim.name=sgd", "optim.lr=0.02", "optim.momentum=0.9",
             "train.epochs=2", "train.threads=1", "gradflow.every=0"]
     status = {}

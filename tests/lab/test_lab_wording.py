@@ -63,3 +63,29 @@ def test_the_readme_section_is_generated_from_a_lab_folder(tmp_path) -> None:
     assert "**mlp-depth (across inits)**: Measured 66.6% under he." in text and "front page" not in text
     assert "commit unknown" in text
     assert module.main([str(tmp_path / "nothing")]) == 2
+
+
+def test_the_readme_section_names_no_machine_path_and_replaces_itself(tmp_path) -> None:
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "bench" / "lab_conclusions.py"
+    spec = importlib.util.spec_from_file_location("lab_conclusions", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    lab = tmp_path / "lab"
+    (lab / "report").mkdir(parents=True)
+    (lab / "lab.json").write_text(json.dumps({"mnist": "mnist", "cifar": "imagefolder:/srv/data/cifar10-jpeg.zip"}))
+    (lab / "report" / "report.json").write_text(json.dumps({"profile": "quick", "findings": [
+        {"section": "ex1-mlp", "sentences": ["Measured 91.9%."]}]}))
+    text = module.section(lab)
+    assert "CIFAR-10: imagefolder:.../cifar10-jpeg.zip)" in text and "/srv/" not in text and "MNIST: mnist;" in text
+    readme = tmp_path / "README.md"
+    readme.write_text("# reslab\n\nintro\n\n" + module.HEADING + "\n\nold numbers\n\n## Where to read on\n\nlinks\n")
+    assert module.main([str(lab), "--write", str(readme)]) == 0
+    assert readme.read_text() == "# reslab\n\nintro\n\n" + text + "\n## Where to read on\n\nlinks\n"
+    assert module.main([str(lab), "--write", str(readme)]) == 0 and readme.read_text().count(module.HEADING) == 1
+    readme.write_text("# no section here\n")
+    assert module.main([str(lab), "--write", str(readme)]) == 2 and readme.read_text() == "# no section here\n"
+    assert module.main([str(lab), "--write"]) == 2
