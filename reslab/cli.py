@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, NoReturn, Sequence
 
 from reslab.cli_studies import add_lab_parser, add_sweep_parser, cmd_lab, cmd_sweep
 from reslab.errors import CheckpointError, ConfigError, ReslabError, first_line
@@ -105,9 +105,10 @@ _FLAG_KEYS = {"dataset": "data.dataset", "epochs": "train.epochs", "seed": "trai
 _RESUME_FLAGS = {"epochs", "device", "data_dir"}  # what may change when a run continues
 
 
-def _resolve_train_config(args: argparse.Namespace) -> Any:
-    from reslab import config
+RESUMABLE_KEYS = tuple(sorted(_FLAG_KEYS[k] for k in _RESUME_FLAGS)) + ("track.sinks",)  # what a resume may set
 
+
+def _resolve_train_config(args: argparse.Namespace) -> Any:
     flags = {k: getattr(args, k) for k in _FLAG_KEYS if getattr(args, k) is not None}
     if args.resume:
         fixed = ["--" + k.replace("_", "-") for k in sorted(set(flags) - _RESUME_FLAGS)]
@@ -115,23 +116,37 @@ def _resolve_train_config(args: argparse.Namespace) -> Any:
         if fixed:
             raise ConfigError(f"--resume continues a run as configured; it cannot take {', '.join(fixed)} "
                               "(allowed: --epochs, --device, --data-dir, --track)")
+    settings = {_FLAG_KEYS[key]: value for key, value in flags.items()}
+    if args.track:
+        settings["track.sinks"] = sorted(set(args.track))
+    return run_config(args.config, resume=args.resume, sets=args.set, settings=settings)
+
+
+def run_config(source: str | Mapping[str, Any] | None, *, resume: str | Path | None = None, sets: Sequence[str] = (),
+               settings: Mapping[str, Any] | None = None) -> Any:
+    """The RunConfig `reslab train` trains (and `reslab.train`): a preset, a YAML file, raw values, or with `resume`
+    the run folder's config.yaml; then `sets` ('key=value' strings, as --set), then `settings` (dotted key -> value).
+    Unknown keys and bad values are one-line ConfigErrors."""
+    from reslab import config
+
+    if resume:
         from reslab.runs import RunFolder
 
-        cfg_path = RunFolder(Path(args.resume)).config
-        if not Path(args.resume).is_dir():
-            raise CheckpointError(f"run folder {args.resume} does not exist")
+        cfg_path = RunFolder(Path(resume)).config
+        if not Path(resume).is_dir():
+            raise CheckpointError(f"run folder {resume} does not exist")
         if not cfg_path.is_file():
-            raise CheckpointError(f"{args.resume} is not a reslab run folder (no {cfg_path.name})")
+            raise CheckpointError(f"{resume} is not a reslab run folder (no {cfg_path.name})")
         values = config.load_source(str(cfg_path))
-    elif args.config:
-        values = config.load_source(args.config)
+    elif isinstance(source, Mapping):
+        values = dict(source)
+    elif source:
+        values = config.load_source(source)
     else:
         raise ConfigError("give a preset or config file to train (see `reslab list`), or --resume RUN_DIR")
-    values = config.apply_overrides(values, args.set)
-    for key, value in flags.items():
-        config.set_key(values, _FLAG_KEYS[key].split("."), value)
-    if args.track:
-        config.set_key(values, ["track", "sinks"], sorted(set(args.track)))
+    values = config.apply_overrides(values, list(sets))  # a deep copy
+    for key, value in (settings or {}).items():
+        config.set_key(values, key.split("."), value)
     return config.from_dict(values)
 
 
