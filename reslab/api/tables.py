@@ -6,7 +6,9 @@ without it is a one-line ReslabError naming the extra to install.
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 from typing import Any, Iterable, Mapping, Sequence
 
 from reslab.errors import ReslabError
@@ -29,18 +31,19 @@ def pandas() -> Any:
 
 
 def frame(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, index: Any = None) -> Any:
-    """A DataFrame of `rows` (dicts); text columns that hold only numbers (and blanks) become numbers, as
-    `pandas.read_csv` would read them."""
+    """A DataFrame of `rows` (dicts, as the tolerant readers return them) typed as `pandas.read_csv` types a file:
+    the rows go through CSV text, so a table equals its file read with pandas (numbers, blanks as NaN, booleans)."""
     pd = pandas()
-    table = pd.DataFrame(list(rows), columns=list(columns) if columns is not None else None, index=index)
-    for name in table.columns:
-        if table[name].dtype == object:
-            blank = table[name].map(lambda v: v is None or v == "")
-            try:
-                numbers = pd.to_numeric(table[name].where(~blank))
-            except (ValueError, TypeError):
-                continue
-            table[name] = numbers
+    names = list(columns) if columns is not None else list(dict.fromkeys(k for row in rows for k in row))
+    if not rows:
+        return pd.DataFrame(columns=names, index=index)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, names, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+    table = pd.read_csv(io.StringIO(text.getvalue()))
+    if index is not None:
+        table.index = index
     return table
 
 
