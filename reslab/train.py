@@ -135,7 +135,7 @@ def _run_epoch(s: Session, state: TrainState, flag: Flag) -> bool:
     train_loader.set_epoch(epoch)
     if state.running is None:  # absent at an epoch's start; present when resuming mid-epoch
         state.running, state.epoch_seconds = Running.zeros(s.device), 0.0
-    tty = sys.stderr.isatty()  # in a log file, redraw every 10 s instead of every 0.1 s
+    tty = sys.stderr.isatty() or "ipykernel" in sys.modules  # a notebook redraws too; a log file: every 10 s
     bar = tqdm(total=train_loader.num_samples, initial=state.running.seen, unit="img", unit_scale=True,
                desc=f"epoch {epoch + 1}/{s.cfg.train.epochs}", disable=not s.progress, leave=False,
                file=sys.stderr, dynamic_ncols=tty, mininterval=0.1 if tty else 10.0)

@@ -98,3 +98,21 @@ def test_tables_without_pandas_name_the_extra(run: reslab.Run, monkeypatch: pyte
     assert "\n" not in str(missing.value)
     assert run.name in run._repr_html_()  # the notebook view needs no pandas
     assert isinstance(run.plot_curves().axes, list)
+
+
+def test_an_interrupt_leaves_a_checkpoint_that_train_resumes(data_dir: Path, tmp_path: Path) -> None:
+    """A notebook's kernel interrupt is a SIGINT in the training loop: the run saves its position and
+    `reslab.train(resume=...)` finishes it in the same folder."""
+    import signal
+
+    from helpers.training import SignalAt
+
+    with pytest.raises(reslab.Stopped, match="checkpoint saved") as stopped:
+        reslab.train("seed-mlp", progress=False, observers=[SignalAt(5, signal.SIGINT)], **tiny(data_dir, tmp_path))
+    path = stopped.value.path
+    interrupted = reslab.load_run(path)
+    assert interrupted.status == "interrupted" and interrupted.folder.last.is_file()
+    assert f"reslab.train(resume={str(path)!r})" in str(stopped.value)
+    resumed = reslab.train(resume=path, progress=False)
+    assert resumed.path == path and resumed.status == "finished"
+    assert resumed.metrics["epoch"].tolist() == [1, 2]
