@@ -86,8 +86,8 @@ class Run:
         status = self.status or summary.get("status")
         model = cfg.get("model", {}) if isinstance(cfg.get("model"), dict) else {}
         data = cfg.get("data", {}) if isinstance(cfg.get("data"), dict) else {}
-        rows = [("run", self.name), ("model", f"{model.get('name', '?')} depth {model.get('depth', '?')}, "
-                                              f"residual {model.get('residual', '?')}"),
+        form = ", ".join(f"{k} {model[k]}" for k in ("depth", "width", "residual") if k in model)
+        rows = [("run", self.name), ("model", f"{model.get('name', '?')}" + (f" ({form})" if form else "")),
                 ("dataset", data.get("dataset")), ("status", str(status) if status else None)]
         rows += [(key, summary[key]) for key in SHOWN[1:] if summary.get(key) is not None]
         return html_table(rows, ("", ""), caption=f"reslab run {self.path}")
