@@ -70,3 +70,20 @@ def test_an_instrument_runs_from_python(sweep: reslab.Sweep, data_dir: Path, tmp
     assert str(result.folder) in result._repr_html_()
     with pytest.raises(ConfigError, match="unrecognized arguments: --batchs"):
         reslab.analyze.gradflow(plain, batchs=2)
+
+
+def test_load_lab_reads_its_studies(sweep: reslab.Sweep, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from reslab.lab.folder import LAB_FORMAT, LabFolder
+
+    folder = LabFolder(tmp_path / "lab")
+    shutil.copytree(sweep.path, folder.sweep("depth"))
+    folder.record.write_text(json.dumps({"format": LAB_FORMAT, "profile": "quick", "stages": {"depth": {}}}))
+    lab = reslab.load_lab(folder.path)
+    assert list(lab.sweeps) == ["depth"] and lab.record["profile"] == "quick"
+    assert lab.runs["study"].tolist() == ["depth"] * 8 and len(lab.runs.columns) == len(sweep.results.columns) + 1
+    assert lab.report is None and lab.analyses == {} and "quick" in lab._repr_html_()
+    with pytest.raises(ConfigError, match="not a reslab lab folder"):
+        reslab.load_lab(tmp_path)
