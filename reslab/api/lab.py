@@ -24,6 +24,7 @@ class Lab:
 
     @property
     def folder(self) -> LabFolder:
+        """The lab folder's files (lab.json, sweeps/, analyses/, report/)."""
         return LabFolder(self.path)
 
     @property

@@ -33,6 +33,7 @@ class Run:
 
     @property
     def name(self) -> str:
+        """The run folder's name: <config name>-<date>-<time>-<id>."""
         return self.path.name
 
     @property

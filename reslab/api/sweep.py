@@ -33,6 +33,7 @@ class Sweep:
 
     @property
     def name(self) -> str:
+        """The sweep's name (its folder's)."""
         return self.path.name
 
     @property

@@ -116,3 +116,17 @@ def test_an_interrupt_leaves_a_checkpoint_that_train_resumes(data_dir: Path, tmp
     resumed = reslab.train(resume=path, progress=False)
     assert resumed.path == path and resumed.status == "finished"
     assert resumed.metrics["epoch"].tolist() == [1, 2]
+
+
+def test_every_registered_instrument_is_callable_with_its_flags() -> None:
+    from reslab.analyze import tools
+
+    assert {"gradflow", "lesion", "shatter", "landscape", "init"} <= set(tools.names())
+    for name in tools.names():
+        assert callable(getattr(reslab.analyze, name))
+        assert "--out" in tools.help_text(name)  # the command's own flags, as keyword arguments
+    assert tools.argv(("a",), {"at": ["init", "last"], "notebook_kernel": True, "svg": False,
+                               "set": {"model.depth": 8}}) == \
+        ["a", "--at", "init", "--at", "last", "--notebook-kernel", "--set", "model.depth=8"]
+    with pytest.raises(ConfigError, match="no instrument 'nope'"):
+        tools.run("nope")
