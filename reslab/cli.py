@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, NoReturn, Sequence
 
 from reslab.cli_studies import add_lab_parser, add_sweep_parser, cmd_lab, cmd_sweep
 from reslab.errors import CheckpointError, ConfigError, ReslabError, first_line
@@ -38,7 +38,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from reslab import __version__
+
     parser = _Parser(prog="reslab", description="Train, measure and compare plain and residual networks.")
+    parser.add_argument("--version", action="version", version=f"reslab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a preset or config file into a run folder",
@@ -46,6 +49,9 @@ def _build_parser() -> argparse.ArgumentParser:
                                    "on stdout is the run folder.")
     t.add_argument("config", nargs="?", metavar="PRESET_OR_CONFIG_FILE",
                    help="a preset name (see `reslab list`) or a .yaml config file")
+    t.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="config overrides, as --set takes them (Hydra and W&B Sweeps' style): "
+                        "reslab train res-mlp8 train.epochs=1 data.train_size=512")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last.pt")
     t.add_argument("--dataset", metavar="SPEC", help="mnist, fashion-mnist, cifar10, cifar100 or imagefolder:PATH")
     t.add_argument("--epochs", type=int, metavar="N")
@@ -105,33 +111,51 @@ _FLAG_KEYS = {"dataset": "data.dataset", "epochs": "train.epochs", "seed": "trai
 _RESUME_FLAGS = {"epochs", "device", "data_dir"}  # what may change when a run continues
 
 
-def _resolve_train_config(args: argparse.Namespace) -> Any:
-    from reslab import config
+RESUMABLE_KEYS = tuple(sorted(_FLAG_KEYS[k] for k in _RESUME_FLAGS)) + ("track.sinks",)  # what a resume may set
 
+
+def _resolve_train_config(args: argparse.Namespace) -> Any:
     flags = {k: getattr(args, k) for k in _FLAG_KEYS if getattr(args, k) is not None}
+    if args.config and "=" in args.config and not Path(args.config).exists():  # `reslab train --resume R k=v`
+        args.config, args.overrides = None, [args.config, *args.overrides]
+    sets = [*args.set, *args.overrides]  # positional key=value items are --set items, after the --set ones
     if args.resume:
         fixed = ["--" + k.replace("_", "-") for k in sorted(set(flags) - _RESUME_FLAGS)]
-        fixed += ["--set"] * bool(args.set) + [args.config] * bool(args.config)
+        fixed += ["--set"] * bool(sets) + [args.config] * bool(args.config)
         if fixed:
             raise ConfigError(f"--resume continues a run as configured; it cannot take {', '.join(fixed)} "
                               "(allowed: --epochs, --device, --data-dir, --track)")
+    settings = {_FLAG_KEYS[key]: value for key, value in flags.items()}
+    if args.track:
+        settings["track.sinks"] = sorted(set(args.track))
+    return run_config(args.config, resume=args.resume, sets=sets, settings=settings)
+
+
+def run_config(source: str | Mapping[str, Any] | None, *, resume: str | Path | None = None, sets: Sequence[str] = (),
+               settings: Mapping[str, Any] | None = None) -> Any:
+    """The RunConfig `reslab train` trains (and `reslab.train`): a preset, a YAML file, raw values, or with `resume`
+    the run folder's config.yaml; then `sets` ('key=value' strings, as --set), then `settings` (dotted key -> value).
+    Unknown keys and bad values are one-line ConfigErrors."""
+    from reslab import config
+
+    if resume:
         from reslab.runs import RunFolder
 
-        cfg_path = RunFolder(Path(args.resume)).config
-        if not Path(args.resume).is_dir():
-            raise CheckpointError(f"run folder {args.resume} does not exist")
+        cfg_path = RunFolder(Path(resume)).config
+        if not Path(resume).is_dir():
+            raise CheckpointError(f"run folder {resume} does not exist")
         if not cfg_path.is_file():
-            raise CheckpointError(f"{args.resume} is not a reslab run folder (no {cfg_path.name})")
+            raise CheckpointError(f"{resume} is not a reslab run folder (no {cfg_path.name})")
         values = config.load_source(str(cfg_path))
-    elif args.config:
-        values = config.load_source(args.config)
+    elif isinstance(source, Mapping):
+        values = dict(source)
+    elif source:
+        values = config.load_source(source)
     else:
         raise ConfigError("give a preset or config file to train (see `reslab list`), or --resume RUN_DIR")
-    values = config.apply_overrides(values, args.set)
-    for key, value in flags.items():
-        config.set_key(values, _FLAG_KEYS[key].split("."), value)
-    if args.track:
-        config.set_key(values, ["track", "sinks"], sorted(set(args.track)))
+    values = config.apply_overrides(values, list(sets))  # a deep copy
+    for key, value in (settings or {}).items():
+        config.set_key(values, key.split("."), value)
     return config.from_dict(values)
 
 
@@ -197,9 +221,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """parse_args, except that `reslab train`'s key=value items may also follow its flags (`--set a=1 b=2`)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "train" and not any(item.startswith("-") for item in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:  # building the parser imports the instruments (torch): a Ctrl-C then is an interrupt too
-        args = _build_parser().parse_args(argv)
+        args = _parse(_build_parser(), argv)
         return {"train": _cmd_train, "list": _cmd_list, "gradflow": lambda a: a.handler(a),
                 "report": _cmd_report, "sweep": lambda a: sweep_exit_code(cmd_sweep(a)),
                 "lab": lambda a: lab_exit_code(cmd_lab(a)), "analyze": lambda a: a.handler(a)}[args.command](args)

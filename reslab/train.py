@@ -135,7 +135,7 @@ def _run_epoch(s: Session, state: TrainState, flag: Flag) -> bool:
     train_loader.set_epoch(epoch)
     if state.running is None:  # absent at an epoch's start; present when resuming mid-epoch
         state.running, state.epoch_seconds = Running.zeros(s.device), 0.0
-    tty = sys.stderr.isatty()  # in a log file, redraw every 10 s instead of every 0.1 s
+    tty = sys.stderr.isatty() or _in_notebook()  # a notebook redraws live too; a log file: every 10 s
     bar = tqdm(total=train_loader.num_samples, initial=state.running.seen, unit="img", unit_scale=True,
                desc=f"epoch {epoch + 1}/{s.cfg.train.epochs}", disable=not s.progress, leave=False,
                file=sys.stderr, dynamic_ncols=tty, mininterval=0.1 if tty else 10.0)
@@ -178,6 +178,13 @@ def _run_epoch(s: Session, state: TrainState, flag: Flag) -> bool:
         print(f"epoch {epoch + 1}/{s.cfg.train.epochs} train_loss {row['train_loss']:.4f} "
               f"train_acc {row['train_acc']:.4f}{val_text} {row['samples_per_s']:.0f} samples/s", file=sys.stderr)
     return True
+
+
+def _in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (whose output area redraws a bar in place, as a terminal does)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def _save_last(s: Session, state: TrainState) -> None:

@@ -24,10 +24,12 @@ def steps_per_epoch(history: Rows) -> float | None:
     return ys[-1] / xs[-1] if xs and xs[-1] > 0 else None
 
 
-def plot_curves(history: Rows, path: Path, steps: Rows = (), svg: bool = False, title: str | None = None) -> None:
+def plot_curves(history: Rows, path: Path | None, steps: Rows = (), svg: bool = False,
+                title: str | None = None) -> Any:
     """The notebook's two panels, completed: losses per epoch (and per logged step), accuracies per epoch.
 
-    The accuracy panel is titled with the best validation accuracy and its epoch, as the notebook's was.
+    The accuracy panel is titled with the best validation accuracy and its epoch, as the notebook's was. Returns the
+    figure (saved to `path` unless it is None).
     """
     with figure(path, (12, 4.5), svg) as fig:
         loss_ax, acc_ax = fig.subplots(1, 2)
@@ -61,6 +63,7 @@ def plot_curves(history: Rows, path: Path, steps: Rows = (), svg: bool = False, 
             _epoch_axis(ax, last_epoch)
         if title:
             fig.suptitle(title)
+    return fig
 
 
 def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path, svg: bool = False,
@@ -86,8 +89,9 @@ def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], path
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
 
 
-def plot_comparison(runs: Sequence[tuple[str, Rows]], path: Path, svg: bool = False) -> None:
-    """Several runs overlaid: training loss and validation accuracy per epoch, a colour and marker per run."""
+def plot_comparison(runs: Sequence[tuple[str, Rows]], path: Path | None, svg: bool = False) -> Any:
+    """Several runs overlaid: training loss and validation accuracy per epoch, a colour and marker per run; returns
+    the figure (saved to `path` unless it is None)."""
     with figure(path, (12, 4.8), svg) as fig:
         loss_ax, acc_ax = fig.subplots(1, 2)
         for i, (label, history) in enumerate(runs):
@@ -101,3 +105,4 @@ def plot_comparison(runs: Sequence[tuple[str, Rows]], path: Path, svg: bool = Fa
             _epoch_axis(ax, last_epoch)
             if ax.lines:
                 ax.legend()
+    return fig

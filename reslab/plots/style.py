@@ -2,12 +2,15 @@
 
 Every plot function draws inside `figure()`, so the run curves, the report's comparisons and the
 gradient-flow figures look alike, are written atomically (a reader never sees half an image) and get an
-SVG beside the PNG on request. Figures are headless (Agg) and drawn from plain rows, never live objects.
+SVG beside the PNG on request. Figures are drawn on their own Agg canvas (never through pyplot, so the process's
+backend, e.g. a notebook's inline one, is left alone) from plain rows, never live objects.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import io
 import math
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -24,14 +27,31 @@ STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fo
 MARKERS = "osD^vP*X"  # a marker per run, so overlaid curves stay apart in black-and-white print
 
 
-def _pyplot() -> Any:
-    """pyplot on the Agg backend (no display needed), imported only when a figure is drawn."""
-    import matplotlib
+@functools.cache
+def _figure_class() -> type:
+    """A matplotlib Figure that shows itself as a PNG in IPython (`_repr_png_`), whatever the backend; made on first
+    use, so importing reslab imports no matplotlib."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    class ReslabFigure(Figure):
+        """A figure drawn by reslab: no pyplot, no backend of its own; a notebook shows it as a PNG."""
 
-    return plt
+        def _repr_png_(self) -> bytes:
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png", dpi=STYLE["savefig.dpi"], bbox_inches="tight")
+            return buffer.getvalue()
+
+    return ReslabFigure
+
+
+def new_figure(figsize: tuple[float, float]) -> Any:
+    """A Figure on its own Agg canvas: drawing it never touches pyplot's state or the process's backend, so a
+    notebook's inline backend (or any other) stays as it was."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = _figure_class()(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -39,22 +59,23 @@ def _save(fig: Any, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def figure(path: str | Path, figsize: tuple[float, float], svg: bool = False) -> Iterator[Any]:
+def figure(path: str | Path | None, figsize: tuple[float, float], svg: bool = False) -> Iterator[Any]:
     """A figure in `STYLE`, saved to `path` (PNG) and, with `svg`, beside it as .svg when the block ends.
 
-    Nothing is written when the block raises; the figure is closed either way.
+    `path` None: nothing is saved (the caller returns the figure, e.g. to a notebook). Nothing is written when the
+    block raises. The figure is a plain `matplotlib.figure.Figure` with an Agg canvas, never registered with pyplot,
+    so it needs no closing and leaves the backend alone.
     """
-    plt = _pyplot()
-    with plt.rc_context(STYLE):
-        fig = plt.figure(figsize=figsize)
-        try:
-            yield fig
-            fig.tight_layout()
+    import matplotlib
+
+    with matplotlib.rc_context(STYLE):
+        fig = new_figure(figsize)
+        yield fig
+        fig.tight_layout()
+        if path is not None:
             _save(fig, Path(path))
             if svg:
                 _save(fig, Path(path).with_suffix(".svg"))
-        finally:
-            plt.close(fig)
 
 
 def value(row: Mapping[str, Any], key: str) -> float:

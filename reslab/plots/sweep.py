@@ -24,10 +24,11 @@ def _log_y(ax: Any) -> None:
     ax.yaxis.set_minor_formatter(plain_numbers)
 
 
-def plot_vs_depth(series: Sequence[dict[str, Any]], path: Path, *, xlabel: str, ylabel: str, title: str,
-                  log_y: bool = False, svg: bool = False) -> None:
+def plot_vs_depth(series: Sequence[dict[str, Any]], path: Path | None, *, xlabel: str, ylabel: str, title: str,
+                  log_y: bool = False, svg: bool = False) -> Any:
     """`series`: dicts with label, residual (True, False or None), x, mean, low, high (per depth) and points
-    ((x, value) per seed). Residual lines are solid, plain ones dashed; the x axis is log2 when depths span 8x."""
+    ((x, value) per seed). Residual lines are solid, plain ones dashed; the x axis is log2 when depths span 8x.
+    Returns the figure (saved to `path` unless it is None)."""
     xs = [x for s in series for x in s["x"]]
     with figure(path, (6.5, 4.3), svg) as fig:
         ax = fig.add_subplot(1, 1, 1)
@@ -56,6 +57,7 @@ def plot_vs_depth(series: Sequence[dict[str, Any]], path: Path, *, xlabel: str, 
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.legend(title="dots: one seed each")
+    return fig
 
 
 def plot_curves_by_depth(panels: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: Path, *,

@@ -18,7 +18,7 @@ PACKAGE = Path(reslab.__file__).parent
 
 # lowest first; a unit may import from any earlier row, never from its own row or a later one
 LAYERS: list[list[str]] = [
-    [""],  # reslab/__init__: the version only
+    [""],  # reslab/__init__: the version, and the API's names (reslab.api), imported by name when first used
     ["errors", "status", "yamlsafe"],  # leaf helpers, in their own order (yamlsafe: the one YAML loader)
     ["checks", "files"],
     ["plots", "reading"],  # reading: files read tolerantly (runs, sweeps, analyses, reports)
@@ -34,6 +34,7 @@ LAYERS: list[list[str]] = [
     ["lab"],  # the whole lab: stages of runs, sweeps and analyses, then the report
     ["cli_analyze", "cli_studies"],  # the instruments' flags (cli's `analyze` group); sweep and lab
     ["cli", "presets"],
+    ["api"],  # the Python API: reslab.train / sweep / lab call what the commands call; load_run / sweep / lab
     ["__main__"],  # python -m reslab
 ]
 LAYER_OF = {unit: i for i, row in enumerate(LAYERS) for unit in row}
