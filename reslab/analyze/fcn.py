@@ -148,6 +148,20 @@ def check_surgery(model: nn.Module, fcn: FullyConvolutional, x: torch.Tensor, y:
     return float((mean_map - logits).abs().max()), float((logits.argmax(1) == y).float().mean())
 
 
+def check_pyramid(fcn: FullyConvolutional, data: ImageData, options: FcnOptions, device: torch.device) -> None:
+    """Refuse, before measuring, a pyramid level whose resized canvas gives a class map smaller than one digit's."""
+    c, h, w = data.input_shape
+    scale = max(options.pyramid)
+    with torch.no_grad():
+        window = fcn(torch.zeros(1, c, h, w, device=device)).shape[-2:]
+        blank = torch.zeros(1, c, options.size, options.size, dtype=torch.uint8, device=device)
+        got = class_maps(fcn, blank, data, scale, False).shape[-2:]
+    if got[0] < window[0] or got[1] < window[1]:
+        raise ConfigError(f"a {options.size}-pixel canvas at pyramid scale {scale:g} gives a {got[0]}x{got[1]} class "
+                          f"map, smaller than the {window[0]}x{window[1]} of one digit; lower --pyramid or raise "
+                          "--size")
+
+
 def measure_one(target: Target, model: nn.Module, channels_last: bool, data: ImageData,
                 canvases: Sequence[Canvas], options: FcnOptions, device: torch.device) -> FcnResult:
     frame = data.input_shape[1:]
@@ -165,10 +179,6 @@ def measure_one(target: Target, model: nn.Module, channels_last: bool, data: Ima
         for start in range(0, len(canvases), CHUNK):
             maps = class_maps(fcn, images[start:start + CHUNK].to(device), data, scale, channels_last)
             h, w = maps.shape[-2:]
-            if h < window[0] or w < window[1]:
-                raise ConfigError(f"a {options.size}-pixel canvas at pyramid scale {scale:g} gives a {h}x{w} class "
-                                  f"map, smaller than the {window[0]}x{window[1]} of one digit; lower --pyramid or "
-                                  "raise --size")
             side = round(options.size / scale)
             scores = window_scores(maps, window).cpu()
             for n, s in enumerate(scores):
@@ -193,7 +203,7 @@ def measure(targets: Sequence[Target], options: FcnOptions, *, device: str = "au
     for target in targets:  # every model is checked before the first is measured
         model, channels_last = build(target, data, dev)
         probe = normalize(data.test_x[:1].to(dev), data.mean, data.std)
-        convolutionalize(model, probe, f"{target.label} ({target.cfg.model.name})")
+        check_pyramid(convolutionalize(model, probe, f"{target.label} ({target.cfg.model.name})"), data, options, dev)
         models.append((target, model.eval(), channels_last))
     canvases = make_canvases(data.test_x, data.test_y, options.spec(seed))
     if progress:
