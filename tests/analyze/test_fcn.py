@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from helpers.cli import fails_one_line
+from helpers.detection import ap_by_hand
 from helpers.fakedata import learnable_images
 from helpers.training import tiny_cfg
 from reslab import files
@@ -34,15 +35,6 @@ def conv_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = tiny_cfg(data_dir, folder / "runs", "train.epochs=1", "train.threads=1", "gradflow.every=0",
                    preset=str(folder / "tiny-conv.yaml"))
     return train(cfg, progress=False).run_dir
-
-
-def _ap(scores: list[float], tp: list[bool], truths: int) -> float:
-    """Independent of fcn_detect: 1/truths times, per true box found, the best precision at that recall or more."""
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    hits = np.cumsum(np.asarray(tp)[order])
-    precision = hits / np.arange(1, len(order) + 1)
-    return sum(precision[hits >= k].max() for k in range(1, int(hits[-1]) + 1)) / truths if len(order) and hits[-1] \
-        else 0.0
 
 
 def test_fcn_writes_a_complete_folder_whose_numbers_follow_from_its_csvs(conv_run: Path, data_dir: Path,
@@ -72,13 +64,15 @@ def test_fcn_writes_a_complete_folder_whose_numbers_follow_from_its_csvs(conv_ru
     assert float(stats["surgery_diff"]) < 1e-4 and int(stats["truths"]) == len(truth)
     boxes = files.read_csv(out / "fcn-detections.csv")
     classes = files.read_csv(out / "fcn-classes.csv")
+    assert {"yes", "no"} <= {b["true_positive"] for b in boxes}, "hits and misses both, or AP cannot be checked"
     aps = []
     for c in classes:
         mine = [b for b in boxes if b["class"] == c["class"]]
         truths = sum(r["class"] == c["class"] for r in truth)
         assert int(c["truths"]) == truths
         if truths:
-            aps.append(_ap([float(b["score"]) for b in mine], [b["true_positive"] == "yes" for b in mine], truths))
+            aps.append(ap_by_hand([float(b["score"]) for b in mine], [b["true_positive"] == "yes" for b in mine],
+                                  truths))
             assert float(c["ap"]) == pytest.approx(aps[-1], abs=1e-5)
         above = [b for b in mine if float(b["score"]) >= 0.5]
         assert int(c["detections"]) == len(above)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.detection import ap_by_hand
 from reslab.analyze.fcn import convolutionalize
 from reslab.analyze.fcn_canvas import CanvasSpec, make_canvases
 from reslab.analyze.fcn_detect import Boxes, Level, average_precision, detect, evaluate, match, mean_ap
@@ -109,14 +110,6 @@ def _boxes(rows: list[tuple], scores: list[float] | None = None) -> Boxes:
                  torch.tensor(scores if scores is not None else [1.0] * len(rows)))
 
 
-def _ap_by_hand(scores: list[float], tp: list[bool], truths: int) -> float:
-    """Independent: each true box found adds 1/truths times the best precision at that recall or beyond."""
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    hits = np.cumsum(np.asarray(tp)[order])
-    precision = hits / np.arange(1, len(order) + 1)
-    return sum(precision[hits >= k].max() for k in range(1, int(hits[-1]) + 1)) / truths if len(order) else 0.0
-
-
 def test_ap_of_cases_with_known_answers() -> None:
     assert average_precision([0.9, 0.8], [True, True], 2) == 1.0  # perfect
     assert average_precision([0.9, 0.8], [False, True], 1) == 0.5  # a false positive ranked first
@@ -131,7 +124,7 @@ def test_ap_of_cases_with_known_answers() -> None:
         scores = list(rng.random(n))
         truths = sum(tp) + int(rng.integers(0, 4))
         if truths:
-            assert average_precision(scores, tp, truths) == pytest.approx(_ap_by_hand(scores, tp, truths))
+            assert average_precision(scores, tp, truths) == pytest.approx(ap_by_hand(scores, tp, truths))
 
 
 def test_matching_counts_duplicates_wrong_classes_and_poor_overlaps_as_false() -> None:
