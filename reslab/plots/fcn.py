@@ -13,6 +13,11 @@ from typing import Any, Sequence
 from reslab.plots.style import Rows, figure, value
 
 
+def _short(name: str) -> str:
+    """'7 - seven' (torchvision's MNIST class names) -> '7', so labels fit on boxes and axes."""
+    return name.split(" - ")[0]
+
+
 def plot_examples(images: Sequence[Any], truth: Rows, boxes: Rows, models: Sequence[str], classes: Sequence[str],
                   threshold: float, path: Path, svg: bool = False) -> None:
     """images: (H, W, C) uint8 arrays of canvases 0..n-1; truth and boxes: rows of fcn-truth.csv and
@@ -37,8 +42,9 @@ def plot_examples(images: Sequence[Any], truth: Rows, boxes: Rows, models: Seque
                     x0, y0, x1, y1 = (value(b, k) for k in ("x0", "y0", "x1", "y1"))
                     colour = "limegreen" if b["true_positive"] == "yes" else "red"
                     ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=1.4))
-                    ax.text(x0, y0, f"{classes[int(value(b, 'class'))]} {value(b, 'score'):.2f}", color="black",
-                            fontsize=7, va="bottom", bbox={"facecolor": colour, "pad": 1, "linewidth": 0})
+                    label = _short(classes[int(value(b, "class"))])
+                    ax.text(x0, y0, f"{label} {value(b, 'score'):.2f}", color="black", fontsize=7, va="bottom",
+                            bbox={"facecolor": colour, "pad": 1, "linewidth": 0})
                 ax.set(xticks=[], yticks=[], title=f"canvas {n}", ylabel=model if n == 0 else "")
                 ax.grid(False)
         fig.suptitle(f"Detections at confidence >= {threshold:g} (green: correct, red: wrong); dashed: true boxes")
@@ -68,7 +74,7 @@ def plot_ap(class_rows: Rows, boxes: Rows, stats: Rows, path: Path, svg: bool = 
                      f"{100 * value(stats[i], 'map'):.1f}%)")
             recall, precision = _pr_curve(boxes, model, int(value(stats[i], "truths")))
             curve.plot(recall, precision, label=model)
-        bars.set_xticks(range(len(names)), names)
+        bars.set_xticks(range(len(names)), [_short(name) for name in names])
         bars.set(xlabel="class", ylabel="AP (%)", ylim=(0, 100), title="Average precision per class")
         bars.legend(fontsize=8)
         curve.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
