@@ -75,7 +75,7 @@ def findings(t: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
                 out[f"{s['model']}.{key}"] = s[key]
     for c in t["classes"]:
         if c["ap"] != "":
-            out[f"{c['model']}.ap_{c['name']}"] = c["ap"]
+            out[f"{c['model']}.ap_{c['class']}"] = c["ap"]  # by class index: names may hold spaces
     return out
 
 

@@ -74,6 +74,7 @@ def test_fcn_writes_a_complete_folder_whose_numbers_follow_from_its_csvs(conv_ru
             aps.append(ap_by_hand([float(b["score"]) for b in mine], [b["true_positive"] == "yes" for b in mine],
                                   truths))
             assert float(c["ap"]) == pytest.approx(aps[-1], abs=1e-5)
+            assert record["findings"][f"{conv_run.name}@best.ap_{c['class']}"] == float(c["ap"])
         above = [b for b in mine if float(b["score"]) >= 0.5]
         assert int(c["detections"]) == len(above)
         assert int(c["true_positives"]) == sum(b["true_positive"] == "yes" for b in above)
