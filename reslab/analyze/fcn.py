@@ -173,20 +173,20 @@ def measure_one(target: Target, model: nn.Module, channels_last: bool, data: Ima
     diff, acc = check_surgery(model, fcn, x, data.test_y[digits].to(device))
     with torch.no_grad():
         window = tuple(fcn(x[:1]).shape[-2:])
-    levels: list[list[Level]] = [[] for _ in canvases]
-    images = torch.stack([c.image for c in canvases])
-    for scale in options.pyramid:
-        for start in range(0, len(canvases), CHUNK):
-            maps = class_maps(fcn, images[start:start + CHUNK].to(device), data, scale, channels_last)
+    found: list[Boxes] = []
+    for start in range(0, len(canvases), CHUNK):  # a chunk's score maps at every scale, then its detections
+        images = torch.stack([c.image for c in canvases[start:start + CHUNK]]).to(device)
+        levels: list[list[Level]] = [[] for _ in images]
+        for scale in options.pyramid:
+            maps = class_maps(fcn, images, data, scale, channels_last)
             h, w = maps.shape[-2:]
             side = round(options.size / scale)
-            scores = window_scores(maps, window).cpu()
-            for n, s in enumerate(scores):
-                levels[start + n].append(Level(scale, s, (side / h, side / w)))
-    side = frame[0] / window[0], frame[1] / window[1]
-    found = tuple(detect(lv, frame, floor=FLOOR, nms_iou=options.nms_iou, max_detections=MAX_DETECTIONS)
-                  for lv in levels)
-    return FcnResult(target, frame, window, side, diff, acc, len(digits), found)
+            for n, scores in enumerate(window_scores(maps, window).cpu()):
+                levels[n].append(Level(scale, scores, (side / h, side / w)))
+        found += [detect(lv, frame, floor=FLOOR, nms_iou=options.nms_iou, max_detections=MAX_DETECTIONS)
+                  for lv in levels]
+    stride = frame[0] / window[0], frame[1] / window[1]
+    return FcnResult(target, frame, window, stride, diff, acc, len(digits), tuple(found))
 
 
 def measure(targets: Sequence[Target], options: FcnOptions, *, device: str = "auto", seed: int = 0,
