@@ -158,6 +158,8 @@ def _run_epoch(s: Session, state: TrainState, flag: Flag) -> bool:
            "val_loss": val.loss if val else None, "val_acc": val.acc if val else None,
            "seconds": state.epoch_seconds + time.perf_counter() - t1,
            "samples_per_s": seen / max(state.epoch_seconds, 1e-9)}
+    if val is not None and val.top5 is not None:
+        row["val_top5"] = val.top5
     state.history.append(row)
     state.train_seconds += state.epoch_seconds
     state.train_samples += seen
@@ -200,7 +202,8 @@ def _finish(s: Session, state: TrainState, diverged: Diverged | None = None) -> 
     from reslab.plots import plot_curves
 
     test = s.evaluate(s.loaders[2]) if diverged is None else None
-    summary = run_summary(state, s.cfg, s.data.name, s.data.classes, count_params(s.model), test, diverged)
+    summary = {**run_summary(state, s.cfg, s.data.name, s.data.classes, count_params(s.model), test, diverged),
+               **s.sources}
     if s.ranks.is_rank0:  # rank 0 alone writes the run folder
         if test is not None:
             files.write_text(s.folder.report, classification_report(test.confusion, s.data.classes))
