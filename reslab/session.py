@@ -30,6 +30,7 @@ from reslab.runs import RunFolder, capture_env, load_checkpoint
 from reslab.runtime import autocast_for, build_for, setup_torch
 from reslab.state import Running, TrainState, check_resumable, restore
 from reslab.status import RunStatus
+from reslab.distill import Teacher, teacher_logits
 from reslab.transfer import apply_freeze, load_backbone, read_weights
 
 
@@ -50,6 +51,7 @@ class Session:
     observers: Sequence[Observer] = ()
     progress: bool = True
     sources: dict[str, Any] = field(default_factory=dict)  # where init_from / teacher weights came from (summary)
+    teacher: Teacher | None = None  # train.teacher's logits for every training image (distillation)
 
     def write_status(self, status: RunStatus, epoch: int, **extra: Any) -> None:
         if self.ranks.is_rank0:
@@ -92,6 +94,10 @@ def start_session(cfg: RunConfig, ranks: Ranks, observers: Sequence[Observer], r
         load_backbone(model, init, cfg.train.keep_head)
         sources["init_from"] = init.record(cfg.train.init_from)
     apply_freeze(model, cfg.train.freeze)
+    teacher = None
+    if cfg.train.teacher is not None:  # computed once (or read from the cache), on resume too: they are not saved
+        teacher = teacher_logits(cfg.train.teacher, data, device, cfg.data.eval_batch_size)
+        sources["teacher"] = teacher.record
     model = ranks.prepare(model, cfg.train.sync_bn)
     loaders = make_loaders(cfg, data, device, channels_last, ranks.shard)
     check_model_takes(model, data, loaders[0], cfg.model.name)
@@ -105,14 +111,15 @@ def start_session(cfg: RunConfig, ranks: Ranks, observers: Sequence[Observer], r
             held.enter_context(folder.locked())
             files.write_json(folder.env, {**capture_env(device), **ranks.env_fields(), **sources})
         else:  # resumed: where the weights came from is in env.json, written when the run started
-            sources = {k: v for k, v in folder.read_env().items() if k in ("init_from", "teacher")}
+            sources = {**{k: v for k, v in folder.read_env().items() if k == "init_from"}, **sources}
         files.remove_stale_temps(folder.path)  # what a killed process left half-written
         files.write_text(folder.config, dump_yaml(cfg))  # on resume: the epochs may have grown
         folder.write_status(RunStatus.RUNNING, state.epoch)
     step_model = ranks.wrap(model)
     s = Session(cfg=cfg, data=data, model=model, step_model=torch.compile(step_model) if cfg.train.compile
                 else step_model, opt=opt, amp=autocast_for(device, cfg.train.amp), device=device, folder=folder,
-                loaders=loaders, ranks=ranks, observers=observers, progress=progress, sources=sources)
+                loaders=loaders, ranks=ranks, observers=observers, progress=progress, sources=sources,
+                teacher=teacher)
     if progress:
         n_val = loaders[1].num_samples if loaders[1] is not None else 0
         print(f"{cfg.name}: model {cfg.model.name} ({count_params(model):,} parameters) on {data.name} "

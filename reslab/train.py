@@ -21,6 +21,7 @@ from torch import nn
 
 from reslab import files
 from reslab.config import RunConfig
+from reslab.distill import distill_loss
 from reslab.distributed import Flag, join
 from reslab.errors import Diverged
 from reslab.metrics import classification_report
@@ -105,7 +106,12 @@ def train_epoch(s: Session, state: TrainState, flag: Flag, bar: Any) -> bool:
             obs.on_batch_start(step)
         with s.amp:  # loss_sum: this shard's; mean_loss: the global batch's (over several ranks: all-reduced)
             logits = s.step_model(x)
-            loss, loss_sum, mean_loss = s.ranks.loss(logits.float(), y, optim.label_smoothing, loader.full_size(i))
+            if s.teacher is None:
+                loss, loss_sum, mean_loss = s.ranks.loss(logits.float(), y, optim.label_smoothing, loader.full_size(i))
+            else:  # the teacher's cached logits of these images, by their dataset index
+                per_image = distill_loss(logits, s.teacher.logits[loader.served], y, s.cfg.train.distill,
+                                         optim.label_smoothing)
+                loss, loss_sum, mean_loss = s.ranks.summed_loss(per_image.sum(), len(y), loader.full_size(i))
         s.opt.zero_grad(set_to_none=True)
         loss.backward()
         for obs in s.observers:
