@@ -1,4 +1,4 @@
-"""Transfer: start a run from another run's weights (`train.init_from`), and freeze what should not move (`train.freeze`).
+"""Transfer: start a run from another run's weights (`train.init_from`); freeze what should not move (`train.freeze`).
 
 What a user expects, and so what this does:
 - the head is always new (freshly initialised by the model's builder, seeded by train.seed) unless

@@ -1,4 +1,5 @@
-"""Image folders and zips (train/<class>/*, test/<class>/* or, as Imagenette has it, val/<class>/*): scan, decode once, serve from a checked cache.
+"""Image folders and zips (train/<class>/*, test/<class>/* or, as Imagenette has it, val/<class>/*): scan, decode
+once, serve from a checked cache.
 
 Decoding tens of thousands of JPEGs takes tens of seconds, so the result is cached as uint8 tensors
 by `cache`, keyed by the source's content identity (names, sizes, CRCs or mtimes).

@@ -94,3 +94,28 @@ def test_alpha_zero_is_plain_training(data_dir: Path, tmp_path: Path, teacher: P
 def test_a_teacher_with_other_classes_is_one_line(data_dir: Path, tmp_path: Path, teacher: Path) -> None:
     with pytest.raises(CheckpointError, match=r"train.teacher .* head.weight has shape \(10, 32\) there, \(5, 32\)"):
         train(tiny_cfg(data_dir, tmp_path, f"train.teacher={teacher}", "data.classes=[0,1,2,3,4]"), progress=False)
+
+
+def test_a_sweep_over_the_teacher_gives_a_paired_interval(data_dir: Path, tmp_path: Path, teacher: Path) -> None:
+    """train.teacher on/off over 3 paired seeds: the distilled minus the plain student, per seed, and the 95% t
+    interval of that difference (sweep/stats.py). paired.csv pairs model.residual only, so the pairing is here."""
+    import yaml
+
+    from reslab.sweep import load_sweep, run_sweep
+    from reslab.sweep.stats import t_interval
+
+    sweep = {"name": "distil", "base": "seed-mlp", "seeds": 3,
+             "set": {"data.val_size": 100, "data.batch_size": 32, "optim.lr": 3e-3, "gradflow.every": 0,
+                     "train": {"epochs": 1, "deterministic": True, "device": "cpu", "threads": 1}},
+             "grid": {"train.teacher": [None, str(teacher)]}}
+    (tmp_path / "distil.yaml").write_text(yaml.safe_dump(sweep))
+    result = run_sweep(load_sweep(tmp_path / "distil.yaml"), jobs=1, runs_dir=tmp_path / "runs",
+                       data_dir=str(data_dir), out=open("/dev/null", "w"))
+    acc = {(r.values["train.teacher"] is not None, r.seed): r.metric("test_acc") for r in result.runs}
+    assert len(acc) == 6 and all(a is not None for a in acc.values())
+    diffs = [acc[True, s] - acc[False, s] for s in range(3)]
+    mean, _, low, high = t_interval(diffs)
+    assert low <= mean <= high and math.isfinite(high - low)
+    for r in result.runs:
+        summary = strict_json(RunFolder(r.run_folder).summary)
+        assert ("teacher" in summary) == (r.values["train.teacher"] is not None)

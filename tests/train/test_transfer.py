@@ -115,7 +115,8 @@ def test_init_from_is_not_read_again_on_resume(data_dir: Path, tmp_path: Path, s
 
 def test_freeze_all_but_head_moves_only_the_head(data_dir: Path, tmp_path: Path) -> None:
     snap = Snapshot()
-    train(tiny_cfg(data_dir, tmp_path, *CONV, "train.freeze=all-but-head", preset="plain20"), observers=[snap], progress=False)
+    train(tiny_cfg(data_dir, tmp_path, *CONV, "train.freeze=all-but-head", preset="plain20"), observers=[snap],
+          progress=False)
     moved = {k for k in snap.start if not torch.equal(snap.start[k], snap.end[k])}
     assert moved == {"head.weight", "head.bias"}  # batch-norm statistics included: frozen parts run in eval mode
 
