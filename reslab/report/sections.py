@@ -140,7 +140,7 @@ def _summary_table(rec: RunRecord) -> Table:
     for key, said in (("init_from", "started from"), ("teacher", "distilled from")):
         source = s.get(key)
         if isinstance(source, dict) and scalar(source.get("from")):
-            rows.append((said, inline(source["from"], 200) + f" (sha256 {inline(source.get('sha256'), 16)})"))
+            rows.append((said, inline(source["from"], 200) + f" (sha256 {inline(source.get('sha256'), 100)[:12]})"))
     return Table(["metric", "value"], rows, numeric=[False, True])
 
 
