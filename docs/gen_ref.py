@@ -159,6 +159,19 @@ def _field_value(f: dataclasses.Field) -> Any:
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
 
 
+def _section_rows(prefix: str, cls: type, notes: dict) -> list[str]:
+    """One row per key of a config section; a nested section (train.distill) gives its keys, dotted."""
+    rows = []
+    sub_hints = typing.get_type_hints(cls)
+    for g in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(sub_hints[g.name]):
+            rows += _section_rows(f"{prefix}.{g.name}", sub_hints[g.name], notes)
+            continue
+        rows.append(f"| `{prefix}.{g.name}` | {_type_name(sub_hints[g.name])} | `{_default(_field_value(g))}` "
+                    f"| {_text(notes.get((cls.__name__, g.name), ''), cell=True)} |")
+    return rows
+
+
 def config_page() -> str:
     _import_checkout()
     from reslab.config import schema
@@ -176,10 +189,7 @@ def config_page() -> str:
     for f in dataclasses.fields(schema.RunConfig):
         cls = hints[f.name]
         if dataclasses.is_dataclass(cls) and f.name != "model":
-            sub_hints = typing.get_type_hints(cls)
-            for g in dataclasses.fields(cls):
-                lines.append(f"| `{f.name}.{g.name}` | {_type_name(sub_hints[g.name])} | `{_default(_field_value(g))}` "
-                             f"| {_text(notes.get((cls.__name__, g.name), ''), cell=True)} |")
+            lines += _section_rows(f.name, cls, notes)
         elif f.name != "model":
             lines.append(f"| `{f.name}` | {_type_name(cls)} | `{_default(_field_value(f))}` "
                          f"| {_text(notes.get(('RunConfig', f.name), ''), cell=True)} |")

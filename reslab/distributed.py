@@ -128,6 +128,13 @@ class Ranks:
         loss_sum = F.cross_entropy(logits, y, label_smoothing=label_smoothing, reduction="sum")
         return loss_sum * (self.world / n_global), loss_sum.detach(), self.all_sum(loss_sum.detach()) / n_global
 
+    def summed_loss(self, loss_sum: Tensor, n_local: int, n_global: int) -> tuple[Tensor, Tensor, Tensor]:
+        """`loss` for any per-image loss already summed over this shard (distillation): the same three values."""
+        if not self.distributed:
+            loss = loss_sum / max(1, n_local)
+            return loss, loss_sum.detach(), loss.detach()
+        return loss_sum * (self.world / n_global), loss_sum.detach(), self.all_sum(loss_sum.detach()) / n_global
+
     def all_sum(self, values: Tensor) -> Tensor:
         """`values` summed over the ranks (a new tensor; the same one in a single process)."""
         if not self.distributed:

@@ -20,6 +20,10 @@ class EvalResult:
     loss: float
     acc: float
     confusion: torch.Tensor  # (K, K) int64, rows: true class
+    top5: float | None = None  # top-5 accuracy, with more than TOP5_ABOVE classes (CIFAR-100)
+
+
+TOP5_ABOVE = 10  # classes: top-5 accuracy is recorded above this many
 
 
 def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], num_classes: int,
@@ -35,6 +39,7 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
     device = next(model.parameters()).device
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
+    top5 = torch.zeros((), dtype=torch.long, device=device)
     try:
         with torch.no_grad():
             for x, y in batches:
@@ -42,13 +47,16 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
                     logits = model(x)
                 loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
                 confusion = confusion_update(confusion, y, logits.argmax(1))
+                if num_classes > TOP5_ABOVE:
+                    top5 += (logits.topk(5, dim=1).indices == y[:, None]).any(1).sum()
     finally:
         model.train(was_training)
     if all_sum is not None:
-        loss_sum, confusion = all_sum(loss_sum), all_sum(confusion)
+        loss_sum, confusion, top5 = all_sum(loss_sum), all_sum(confusion), all_sum(top5)
     confusion = confusion.cpu()
     n = int(confusion.sum())
-    return EvalResult(loss=float(loss_sum) / max(1, n), acc=accuracy(confusion), confusion=confusion)
+    return EvalResult(loss=float(loss_sum) / max(1, n), acc=accuracy(confusion), confusion=confusion,
+                      top5=int(top5) / max(1, n) if num_classes > TOP5_ABOVE else None)
 
 
 def check_model_takes(model: nn.Module, data: ImageData, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],

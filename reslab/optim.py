@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,8 +34,17 @@ def lr_at(step: int, steps_per_epoch: int, epochs: int, optim: OptimConfig) -> f
 
 
 def make_optimizer(model: nn.Module, optim: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
-    """Fused kernels where this torch has them for the device (CUDA, and CPU since 2.4), else foreach."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    """Fused kernels where this torch has them for the device (CUDA, and CPU since 2.4), else foreach.
+
+    With optim.head_lr the head's parameters are a second group whose `lr_scale` (head_lr / lr) `set_lr` keeps
+    through the schedule; without it there is one group, as in every earlier checkpoint. Frozen parameters
+    (requires_grad false: train.freeze) are left out."""
+    params: list[Any] = [p for p in model.parameters() if p.requires_grad]
+    if optim.head_lr is not None:
+        head = {id(p) for p in model.head.parameters()}  # type: ignore[union-attr]
+        groups = [{"params": [p for p in params if id(p) not in head]},
+                  {"params": [p for p in params if id(p) in head], "lr_scale": optim.head_lr / optim.lr}]
+        params = [g for g in groups if g["params"]]
     if optim.name == "sgd":
         cls, kw = torch.optim.SGD, dict(momentum=optim.momentum, nesterov=optim.nesterov)
     else:
@@ -49,5 +59,6 @@ def make_optimizer(model: nn.Module, optim: OptimConfig, device: torch.device) -
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """The schedule's LR on every group, times the group's lr_scale (the head's optim.head_lr / optim.lr)."""
     for group in opt.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # torch is imported where a checkpoint is read or written: a 
 
 CHECKPOINT_FORMAT = "reslab-checkpoint-1"
 METRICS_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "samples_per_s"]
+OPTIONAL_METRICS = ["val_top5"]  # columns written only when a run records them (top-5 with more than 10 classes)
 STEPS_FIELDS = ["step", "lr", "train_loss"]
 
 
@@ -133,7 +134,7 @@ class RunFolder:
         return reading.png_files(sorted(self.path.glob(f"{png.stem}*{png.suffix}")), _noted(problems))
 
     def write_metrics(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        files.write_csv(self.metrics, rows, METRICS_FIELDS)
+        files.write_csv(self.metrics, rows, METRICS_FIELDS + [k for k in OPTIONAL_METRICS if any(k in r for r in rows)])
 
     def save_checkpoint(self, which: str, state: Mapping[str, Any]) -> None:
         save_checkpoint(self.checkpoint(which), state)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,6 +30,8 @@ from reslab.runs import RunFolder, capture_env, load_checkpoint
 from reslab.runtime import autocast_for, build_for, setup_torch
 from reslab.state import Running, TrainState, check_resumable, restore
 from reslab.status import RunStatus
+from reslab.distill import Teacher, teacher_logits
+from reslab.transfer import apply_freeze, load_backbone, read_weights
 
 
 @dataclass
@@ -48,6 +50,8 @@ class Session:
     ranks: Ranks  # this process's part of the run (one process: all of it)
     observers: Sequence[Observer] = ()
     progress: bool = True
+    sources: dict[str, Any] = field(default_factory=dict)  # where init_from / teacher weights came from (summary)
+    teacher: Teacher | None = None  # train.teacher's logits for every training image (distillation)
 
     def write_status(self, status: RunStatus, epoch: int, **extra: Any) -> None:
         if self.ranks.is_rank0:
@@ -79,10 +83,21 @@ def start_session(cfg: RunConfig, ranks: Ranks, observers: Sequence[Observer], r
                               "(start a new run, e.g. with a smaller optim.lr)")
         ckpt = load_checkpoint(folder.last)
         check_resumable(ckpt, cfg, str(resume), finished=said == RunStatus.FINISHED)  # status.json is written last
+    # at the start only (a resumed run has its own weights); read before the data, so a bad path fails at once
+    init = read_weights(cfg.train.init_from) if ckpt is None and cfg.train.init_from is not None else None
     with ranks.rank0_first():  # a download or cache fill happens once; rank 0 writes nothing before all have read
         data = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=cfg.data.download,
-                            image_size=cfg.data.image_size)
+                            image_size=cfg.data.image_size).select_classes(cfg.data.classes)
     model, channels_last = build_for(cfg, data, device)
+    sources: dict[str, Any] = {}
+    if init is not None:
+        load_backbone(model, init, cfg.train.keep_head)
+        sources["init_from"] = init.record(cfg.train.init_from)
+    apply_freeze(model, cfg.train.freeze)
+    teacher = None
+    if cfg.train.teacher is not None:  # computed once (or read from the cache), on resume too: they are not saved
+        teacher = teacher_logits(cfg.train.teacher, data, device, cfg.data.eval_batch_size)
+        sources["teacher"] = teacher.record
     model = ranks.prepare(model, cfg.train.sync_bn)
     loaders = make_loaders(cfg, data, device, channels_last, ranks.shard)
     check_model_takes(model, data, loaders[0], cfg.model.name)
@@ -94,14 +109,17 @@ def start_session(cfg: RunConfig, ranks: Ranks, observers: Sequence[Observer], r
     if rank0:  # rank 0 alone writes the run folder
         if ckpt is None:
             held.enter_context(folder.locked())
-            files.write_json(folder.env, {**capture_env(device), **ranks.env_fields()})
+            files.write_json(folder.env, {**capture_env(device), **ranks.env_fields(), **sources})
+        else:  # resumed: where the weights came from is in env.json, written when the run started
+            sources = {**{k: v for k, v in folder.read_env().items() if k == "init_from"}, **sources}
         files.remove_stale_temps(folder.path)  # what a killed process left half-written
         files.write_text(folder.config, dump_yaml(cfg))  # on resume: the epochs may have grown
         folder.write_status(RunStatus.RUNNING, state.epoch)
     step_model = ranks.wrap(model)
     s = Session(cfg=cfg, data=data, model=model, step_model=torch.compile(step_model) if cfg.train.compile
                 else step_model, opt=opt, amp=autocast_for(device, cfg.train.amp), device=device, folder=folder,
-                loaders=loaders, ranks=ranks, observers=observers, progress=progress)
+                loaders=loaders, ranks=ranks, observers=observers, progress=progress, sources=sources,
+                teacher=teacher)
     if progress:
         n_val = loaders[1].num_samples if loaders[1] is not None else 0
         print(f"{cfg.name}: model {cfg.model.name} ({count_params(model):,} parameters) on {data.name} "

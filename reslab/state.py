@@ -155,6 +155,8 @@ def run_summary(state: TrainState, cfg: RunConfig, dataset: str, classes: Sequen
     }
     if test is not None:
         scores = class_scores(test.confusion)
+        if test.top5 is not None:
+            summary["test_top5"] = test.top5
         summary.update(test_precision=scores.precision, test_recall=scores.recall, test_f1=scores.f1,
                        test_support=scores.support, confusion_matrix=test.confusion.tolist())
     elif diverged is not None:

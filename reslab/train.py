@@ -21,6 +21,7 @@ from torch import nn
 
 from reslab import files
 from reslab.config import RunConfig
+from reslab.distill import distill_loss
 from reslab.distributed import Flag, join
 from reslab.errors import Diverged
 from reslab.metrics import classification_report
@@ -105,7 +106,12 @@ def train_epoch(s: Session, state: TrainState, flag: Flag, bar: Any) -> bool:
             obs.on_batch_start(step)
         with s.amp:  # loss_sum: this shard's; mean_loss: the global batch's (over several ranks: all-reduced)
             logits = s.step_model(x)
-            loss, loss_sum, mean_loss = s.ranks.loss(logits.float(), y, optim.label_smoothing, loader.full_size(i))
+            if s.teacher is None:
+                loss, loss_sum, mean_loss = s.ranks.loss(logits.float(), y, optim.label_smoothing, loader.full_size(i))
+            else:  # the teacher's cached logits of these images, by their dataset index
+                per_image = distill_loss(logits, s.teacher.logits[loader.served], y, s.cfg.train.distill,
+                                         optim.label_smoothing)
+                loss, loss_sum, mean_loss = s.ranks.summed_loss(per_image.sum(), len(y), loader.full_size(i))
         s.opt.zero_grad(set_to_none=True)
         loss.backward()
         for obs in s.observers:
@@ -158,6 +164,8 @@ def _run_epoch(s: Session, state: TrainState, flag: Flag) -> bool:
            "val_loss": val.loss if val else None, "val_acc": val.acc if val else None,
            "seconds": state.epoch_seconds + time.perf_counter() - t1,
            "samples_per_s": seen / max(state.epoch_seconds, 1e-9)}
+    if val is not None and val.top5 is not None:
+        row["val_top5"] = val.top5
     state.history.append(row)
     state.train_seconds += state.epoch_seconds
     state.train_samples += seen
@@ -207,7 +215,8 @@ def _finish(s: Session, state: TrainState, diverged: Diverged | None = None) -> 
     from reslab.plots import plot_curves
 
     test = s.evaluate(s.loaders[2]) if diverged is None else None
-    summary = run_summary(state, s.cfg, s.data.name, s.data.classes, count_params(s.model), test, diverged)
+    summary = {**run_summary(state, s.cfg, s.data.name, s.data.classes, count_params(s.model), test, diverged),
+               **s.sources}
     if s.ranks.is_rank0:  # rank 0 alone writes the run folder
         if test is not None:
             files.write_text(s.folder.report, classification_report(test.confusion, s.data.classes))

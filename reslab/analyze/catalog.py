@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from reslab.analyze.instruments import BUILTIN
 from reslab.analyze.instruments_detect import DETECT
+from reslab.analyze.instruments_transfer import TRANSFER
 from reslab.analyze.registry import Instrument
 
 _REGISTERED: dict[str, Instrument] = {}  # registered at run time (tests, plug-ins), after the built-in ones
@@ -14,7 +15,7 @@ _REGISTERED: dict[str, Instrument] = {}  # registered at run time (tests, plug-i
 
 def instruments() -> tuple[Instrument, ...]:
     """Every instrument, in the order the CLI lists them and the lab runs their stages."""
-    return (*BUILTIN, *DETECT, *_REGISTERED.values())
+    return (*BUILTIN, *DETECT, *TRANSFER, *_REGISTERED.values())
 
 
 def get(name: str) -> Instrument:

@@ -150,15 +150,16 @@ def twin_pairs(targets: Sequence[Target]) -> dict[str, str]:
 
 def shared_data(targets: Sequence[Target]) -> tuple[ImageData, int, int]:
     """The one dataset all targets are measured on, with the batch size and validation size to draw by."""
-    data_of = {t.label: (t.cfg.data.dataset, t.cfg.data.data_dir, t.cfg.data.image_size, t.cfg.data.batch_size)
-               for t in targets}
+    data_of = {t.label: (t.cfg.data.dataset, t.cfg.data.data_dir, t.cfg.data.image_size, t.cfg.data.batch_size,
+                         t.cfg.data.classes) for t in targets}
     if len(set(data_of.values())) > 1:
         listed = "; ".join(f"{label}: {d[0]}" + (f" in {d[1]}" if d[1] else "") + f", batch {d[3]}"
                            + (f", image size {d[2]}" if d[2] else "") for label, d in data_of.items())
         raise ConfigError(f"the models name different data ({listed}); pass --dataset and --data-dir (or --set "
                           "data.batch_size=N) so that every model sees the same batches")
     d = targets[0].cfg.data
-    return load_dataset(d.dataset, d.data_dir, download=d.download, image_size=d.image_size), d.batch_size, d.val_size
+    data = load_dataset(d.dataset, d.data_dir, download=d.download, image_size=d.image_size).select_classes(d.classes)
+    return data, d.batch_size, d.val_size
 
 
 def _check_batches(batches: int) -> None:

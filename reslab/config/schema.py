@@ -36,8 +36,14 @@ class DataConfig:
     hflip: bool = True
     image_size: int | None = None  # resize image-folder images to this square size
     download: bool = True  # let torchvision download a missing dataset (when online)
+    # --- transfer (issue 20 §3) ---
+    classes: tuple[int, ...] | None = None  # keep only these classes (train and test), relabelled 0..k-1 in this order
+    # --- end transfer ---
 
     def __post_init__(self) -> None:
+        require(self.classes is None or (len(self.classes) >= 1 and min(self.classes) >= 0
+                                         and len(set(self.classes)) == len(self.classes)),
+                f"data.classes must be distinct class indices >= 0, got {self.classes}")
         require(self.val_size >= 0, f"data.val_size must be >= 0, got {self.val_size}")
         require(self.train_size is None or self.train_size >= 1,
                 f"data.train_size must be >= 1, got {self.train_size}")
@@ -76,8 +82,12 @@ class OptimConfig:
     warmup_factor: float = 0.1  # constant warm-up only
     grad_clip: float | None = None  # max global L2 norm of the gradient
     label_smoothing: float = 0.0
+    # --- transfer (issue 20 §3) ---
+    head_lr: float | None = None  # the head's LR (None: optim.lr); it follows the same schedule and warm-up
+    # --- end transfer ---
 
     def __post_init__(self) -> None:
+        require(self.head_lr is None or self.head_lr > 0, f"optim.head_lr must be > 0, got {self.head_lr}")
         require(self.lr > 0, f"optim.lr must be > 0, got {self.lr}")
         require(0 <= self.momentum < 1, f"optim.momentum must be in [0, 1), got {self.momentum}")
         require(self.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {self.weight_decay}")
@@ -90,6 +100,18 @@ class OptimConfig:
         require(0 <= self.label_smoothing < 1, f"optim.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         require(not self.nesterov or (self.name == "sgd" and self.momentum > 0),
                "optim.nesterov needs optim.name=sgd and optim.momentum > 0")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Hinton et al. 2015: loss = alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE."""
+
+    temperature: float = 4.0
+    alpha: float = 0.9
+
+    def __post_init__(self) -> None:
+        require(self.temperature > 0, f"train.distill.temperature must be > 0, got {self.temperature}")
+        require(0 <= self.alpha <= 1, f"train.distill.alpha must be in [0, 1], got {self.alpha}")
 
 
 @dataclass(frozen=True)
@@ -107,8 +129,20 @@ class TrainConfig:
     # under torchrun: batch norm over the global batch (SyncBatchNorm, GPUs only), so the run matches one process
     # with the same batch; auto: on with CUDA, off (each rank's own batch statistics) on the CPU
     sync_bn: Literal["auto", "on", "off"] = "auto"
+    # --- transfer and distillation (issue 20 §3, §4; reslab/transfer.py, reslab/distill.py) ---
+    # a run folder (its best.pt, else last.pt) or a weights file (.pt: a checkpoint or a state_dict) whose weights,
+    # all but the head's, start this run; applied when the run starts, never on resume
+    init_from: str | None = None
+    keep_head: bool = False  # also take the head's weights (same class count only); default: a new head
+    freeze: int | str = "none"  # none | all-but-head | K: the stem (stage 0) and stages 1..K stay fixed
+    teacher: str | None = None  # a run folder or weights file whose logits this run learns from (distillation)
+    distill: DistillConfig = field(default_factory=lambda: DistillConfig())
+    # --- end transfer and distillation ---
 
     def __post_init__(self) -> None:
+        require(self.freeze in ("none", "all-but-head") or (isinstance(self.freeze, int) and self.freeze >= 0),
+                f"train.freeze must be none, all-but-head or a stage number K >= 0, got {self.freeze!r}")
+        require(not self.keep_head or self.init_from is not None, "train.keep_head needs train.init_from")
         require(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
         require(0 <= self.seed < 2**63, f"train.seed must be in 0..2**63-1, got {self.seed}")
         require(self.threads is None or 1 <= self.threads <= MAX_THREADS,
@@ -175,7 +209,10 @@ def _section_from_dict(cls: type, values: Mapping[str, Any], prefix: str) -> Any
     for key, value in values.items():
         if key not in valid:
             raise ConfigError(f"unknown key {prefix}.{key}; valid keys: {', '.join(valid)}")
-        kwargs[key] = coerce(value, hints[key], f"{prefix}.{key}")
+        if dataclasses.is_dataclass(hints[key]):  # a sub-section (train.distill)
+            kwargs[key] = _section_from_dict(hints[key], value or {}, f"{prefix}.{key}")
+        else:
+            kwargs[key] = coerce(value, hints[key], f"{prefix}.{key}")
     return cls(**kwargs)
 
 

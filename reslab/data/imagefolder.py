@@ -1,4 +1,5 @@
-"""Image folders and zips (train/<class>/*, test/<class>/*): scan, decode once, serve from a checked cache.
+"""Image folders and zips (train/<class>/*, test/<class>/* or, as Imagenette has it, val/<class>/*): scan, decode
+once, serve from a checked cache.
 
 Decoding tens of thousands of JPEGs takes tens of seconds, so the result is cached as uint8 tensors
 by `cache`, keyed by the source's content identity (names, sizes, CRCs or mtimes).
@@ -36,6 +37,7 @@ from reslab.errors import DataError, first_line
 MAX_MEMBER_BYTES = 64 << 20
 
 _SPLITS = ("train", "test")
+_TEST_ALIAS = "val"  # Imagenette's layout: train/ + val/; val/ is the test split where there is no test/
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,8 @@ def _scan(source: Path) -> list[_Member]:
     members: list[_Member] = []
     if source.is_dir():
         for split in _SPLITS:
-            for path in sorted((source / split).rglob("*")):
+            folder = _TEST_ALIAS if split == "test" and not (source / "test").is_dir() else split
+            for path in sorted((source / folder).rglob("*")):
                 rel = path.relative_to(source)
                 if path.is_file() and len(rel.parts) >= 3 and not _hidden(rel.parts):
                     st = path.stat()
@@ -109,9 +112,12 @@ def _scan(source: Path) -> list[_Member]:
         except (zipfile.BadZipFile, OSError) as err:
             raise DataError(f"{source} is not a readable zip file ({first_line(err)})") from err
         tops = {i.filename.split("/", 1)[0] for i in infos if not _hidden(i.filename.split("/"))}
-        prefix = "" if tops & set(_SPLITS) or len(tops) != 1 else f"{tops.pop()}/"
+        prefix = "" if tops & {*_SPLITS, _TEST_ALIAS} or len(tops) != 1 else f"{tops.pop()}/"
+        firsts = {i.filename.removeprefix(prefix).split("/", 1)[0] for i in infos if i.filename.startswith(prefix)}
+        alias = {} if "test" in firsts else {_TEST_ALIAS: "test"}
         for info in infos:
             parts = info.filename.removeprefix(prefix).split("/")
+            parts[0] = alias.get(parts[0], parts[0])
             if info.filename.startswith(prefix) and len(parts) >= 3 and parts[0] in _SPLITS and not _hidden(parts):
                 if info.file_size > MAX_MEMBER_BYTES or info.compress_size > MAX_MEMBER_BYTES:  # reads are capped too
                     raise _too_big(max(info.file_size, info.compress_size), f"{source}:{info.filename}", zipped=True)
@@ -119,7 +125,8 @@ def _scan(source: Path) -> list[_Member]:
     members.sort(key=lambda m: (m.split, m.label, m.name))
     for split in _SPLITS:
         if not any(m.split == split for m in members):
-            raise DataError(f"{source} has no images in {split}/<class>/; expected train/<class>/* and test/<class>/*")
+            raise DataError(f"{source} has no images in {split}/<class>/; expected train/<class>/* and test/<class>/* "
+                            f"(or {_TEST_ALIAS}/<class>/*)")
     return members
 
 

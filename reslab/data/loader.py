@@ -66,7 +66,7 @@ class DeviceLoader:
     def __init__(self, images: Tensor, labels: Tensor, *, batch_size: int, mean: Sequence[float],
                  std: Sequence[float], device: torch.device | str, shuffle: bool = False, drop_last: bool = False,
                  augment: Augment | None = None, seed: int = 0, dtype: torch.dtype = torch.float32,
-                 channels_last: bool = False, shard: tuple[int, int] = (0, 1)) -> None:
+                 channels_last: bool = False, shard: tuple[int, int] = (0, 1), index: Tensor | None = None) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
             raise ValueError(f"need uint8 (N, C, H, W) images and N labels, got {images.dtype} "
                              f"{tuple(images.shape)} and {tuple(labels.shape)}")
@@ -83,6 +83,10 @@ class DeviceLoader:
         self._std = _channel_tensor(std, self.device)
         self.rank, self.world = shard  # this process takes its part of every batch (one process: all of it)
         self.epoch = 0
+        # the dataset index of each image (None: its position); `served` holds the latest batch's, so that per-image
+        # data kept elsewhere (a teacher's logits) can be looked up for it
+        self.index = None if index is None else index.to(self.device)
+        self.served: Tensor | None = None
 
     @property
     def num_samples(self) -> int:
@@ -135,6 +139,7 @@ class DeviceLoader:
             x = normalize(x, self._mean, self._std, self.dtype)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
+            self.served = idx if self.index is None else self.index[idx]
             yield x, self.labels[idx]
 
     def _shard(self, first: int) -> slice:

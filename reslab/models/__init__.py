@@ -4,6 +4,6 @@ Importing the submodules registers their builders; that is this package's only i
 """
 
 from .registry import Classifier, build_model, count_params, init_of, model_args, model_names, register_model
-from . import cifar_resnet, convnet, mlp, seed  # noqa: F401  (registration)
+from . import cifar_resnet, convnet, mlp, seed, torchvision_resnet  # noqa: F401  (registration)
 
 __all__ = ["Classifier", "build_model", "count_params", "init_of", "model_args", "model_names", "register_model"]

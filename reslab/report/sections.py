@@ -135,6 +135,12 @@ def _summary_table(rec: RunRecord) -> Table:
             ("last training accuracy", pct(last.get("train_acc"))),
             ("epochs", _epochs(n)), ("steps", num(steps, ",")),
             ("train time (s)", num(n["train_seconds"], ".1f")), ("samples/s", num(n["samples_per_s"], ",.0f"))]
+    if is_real(s.get("test_top5")):  # recorded with more than 10 classes
+        rows.insert(1, ("test top-5 accuracy", pct(s["test_top5"])))
+    for key, said in (("init_from", "started from"), ("teacher", "distilled from")):
+        source = s.get(key)
+        if isinstance(source, dict) and scalar(source.get("from")):
+            rows.append((said, inline(source["from"], 200) + f" (sha256 {inline(source.get('sha256'), 100)[:12]})"))
     return Table(["metric", "value"], rows, numeric=[False, True])
 
 

@@ -51,7 +51,8 @@ def _shapes(cfg: RunConfig) -> tuple[ImageData, int, int]:
         data = ImageData(name, empty, torch.zeros(0, dtype=torch.long), empty, torch.zeros(0, dtype=torch.long),
                          tuple(str(i) for i in range(k)), (0.5,) * c, (0.5,) * c)
         return data, n_train, n_test
-    data = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=False, image_size=cfg.data.image_size)
+    data = load_dataset(cfg.data.dataset, cfg.data.data_dir, download=False, image_size=cfg.data.image_size
+                        ).select_classes(cfg.data.classes)
     return data, len(data.train_y), len(data.test_y)
 
 

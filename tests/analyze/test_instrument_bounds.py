@@ -23,6 +23,9 @@ from helpers.damage import tree_hash
     (["analyze", "init", "seed-mlp", "--batches", "1000000000"], "--batches must be"),
     (["gradflow", "seed-mlp", "--batches", "1000000000"], "--batches must be"),
     (["gradflow", "seed-mlp", "--device", "cpu:zz"], "unknown device 'cpu:zz'"),
+    (["analyze", "probe", "RUN", "--k", "0"], "--k must be >= 1"),
+    (["analyze", "probe", "RUN", "--c", "inf"], "--c must be a finite number <= 1e+12"),
+    (["analyze", "probe", "RUN"], "probe needs trained run folders; RUN is not one"),
 ])
 def test_out_of_reach_flags_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:

@@ -25,6 +25,8 @@ LAYERS: list[list[str]] = [
     ["models", "metrics"],
     ["config", "data"],
     ["runs", "runtime", "optim", "evaluate", "state", "protocols", "loaders", "distributed"],
+    ["transfer"],  # weights from another run (init_from, teacher), freezing stages
+    ["distill"],  # the distillation loss and the teacher's cached logits
     ["tracking", "tracking_wandb", "gradflow"],  # observers and the sinks and instruments behind them
     ["observers"],  # the one place that assembles the default observers
     ["session"],  # one run's setup, checked before training

@@ -137,6 +137,7 @@ CONFIGS: list[tuple[str, dict]] = [
     ("cifar-resnet", {"depth": 8, "width": 4, "rezero": True}),
     ("cifar-resnet", {"depth": 8, "width": 4, "norm": "none", "fixup": True}),
     ("cifar-resnet", {}),
+    ("torchvision-resnet18", {}),
 ]
 SHAPES = [(1, 28, 28), (3, 32, 32)]
 
