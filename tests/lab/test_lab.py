@@ -28,7 +28,8 @@ TINY = Profile(
                           seeds=2),
     mlp_depth=Study("mlp-depth", "plain-mlp8", "mnist",
                     {"model.width": 16, "model.layers_per_block": 2, "model.norm": "none", "data.val_size": 100,
-                     "train.epochs": 2, "optim.lr": 3e-3, "train.threads": 1},
+                     "train.epochs": 2, "optim.lr": 3e-3, "train.threads": 1, "train.until": "plateau",
+                     "train.patience": 1},
                     {"model.depth": [2, 8], "model.residual": [False, True]}, seeds=2),
     conv_depth=Study("conv-depth", "seed-cnn", "cifar",
                      {"model.name": "convnet", "model.channels": 4, "model.stages": 2, "model.layers_per_block": 2,
@@ -86,6 +87,7 @@ def test_the_lab_fills_every_section_from_its_runs(finished_lab: dict[str, Any])
                   "9. Block forms at initialisation"):
         assert f"## {title}" in md
     assert "Tiny generated data." in md and "## The answer" in md
+    assert re.search(r"\d+ of 8 finished runs reached such a plateau, \d+ hit the cap of 2 epochs", md)  # mlp-depth
     runs = _run_folders(out)
     assert sum(len(v) for v in runs.values()) == RUNS
     record = json.loads((out / "lab.json").read_text())
