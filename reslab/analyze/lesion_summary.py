@@ -100,6 +100,32 @@ def path_sentences(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return out
 
 
+def pair_sentences(t: Mapping[str, list[dict[str, Any]]]) -> list[str]:
+    """Per plain/residual pair, deleting one block side by side: Veit et al.'s contrast of a plain net's collapse to
+    chance with a residual net's graceful degradation, under the rules above (means over non-downsampling blocks)."""
+    out = []
+    for pair in dict.fromkeys(str(s["pair"]) for s in t["stats"] if s["pair"]):
+        side = {s["skip"]: s for s in t["stats"] if s["pair"] == pair}
+        plain, res = side.get("no"), side.get("yes")
+        if plain is None or res is None or plain["single_mean"] == "" or res["single_mean"] == "":
+            continue
+        if any(float(s["chance"]) - float(s["base_error"]) < BARELY * float(s["chance"]) for s in (plain, res)):
+            out.append(f"{pair}: a twin is itself near chance before any deletion, so the plain net's collapse cannot "
+                       "be set against the residual net's degradation here.")
+            continue
+        p, r = _of_gap(float(plain["single_mean"]), plain), _of_gap(float(res["single_mean"]), res)
+        collapses, graceful = p >= AT_CHANCE, r < BARELY
+        out.append(f"{pair}, deleting one block: the plain twin's error goes from {_pct(plain['base_error'])} to "
+                   f"{_pct(plain['single_mean'])} on average ({p:.0%} of the way to chance), the residual twin's from "
+                   f"{_pct(res['base_error'])} to {_pct(res['single_mean'])} ({r:.0%}): the plain net "
+                   f"{'collapses to chance' if collapses else 'does not collapse to chance'} ('collapses': >= "
+                   f"{AT_CHANCE:.0%}) and the residual net "
+                   f"{'degrades gracefully' if graceful else 'does not degrade gracefully'} ('gracefully': < "
+                   f"{BARELY:.0%}), "
+                   + ("as Veit et al. report." if collapses and graceful else "unlike Veit et al.'s contrast."))
+    return out
+
+
 def spread_sentences(t: Mapping[str, list[dict[str, Any]]]) -> list[str]:
     """With several runs of one form (skip yes / no), the mean and range over them of the single-deletion error."""
     out = []
@@ -216,7 +242,7 @@ def summary_text(results: Sequence[LesionResult], t: Mapping[str, list[dict[str,
     lines += ["", f"Test error on {where} ({r0.images} images), in eval mode. A deleted block is replaced by its "
               "shortcut (identity, or option A at a downsampling block, then post-act's ReLU), in the plain twin "
               "too.", "", f"Expected ({REFERENCE}).", ""]
-    return "\n".join(lines + sentences(t) + spread_sentences(t) + path_sentences(t["paths"]))
+    return "\n".join(lines + sentences(t) + pair_sentences(t) + spread_sentences(t) + path_sentences(t["paths"]))
 
 
 # ----------------------------------------------------------------------------- the analysis

@@ -151,3 +151,24 @@ def test_the_runs_test_images_by_default_and_the_intact_error_is_the_runs(data_d
     assert int(stats["images"]) == 50
     assert float(stats["base_error"]) == pytest.approx(1 - result.summary["test_acc"], abs=1e-9)
     assert "the test images the runs were tested on" in (out / "lesion-summary.txt").read_text()
+
+
+def _stats(skip: str, base: float, single: float | str, pair: str = "p vs r") -> dict:
+    return {"model": skip, "skip": skip, "pair": pair, "base_error": base, "chance": 0.9, "single_mean": single}
+
+
+@pytest.mark.parametrize("plain_single, res_single, words", [
+    (0.85, 0.12, ["the plain net collapses to chance", "the residual net degrades gracefully", "as Veit et al."]),
+    (0.30, 0.12, ["does not collapse to chance", "degrades gracefully", "unlike Veit et al.'s contrast"]),
+    (0.85, 0.60, ["collapses to chance", "does not degrade gracefully", "unlike Veit et al.'s contrast"])])
+def test_the_plain_twins_collapse_is_set_beside_the_residual_twins_degradation(plain_single: float, res_single: float,
+                                                                                words: list[str]) -> None:
+    from reslab.analyze.lesion_summary import pair_sentences
+
+    # gaps to chance: plain 0.9 - 0.1 = 0.8, residual 0.9 - 0.1 = 0.8; 0.85 is 94% of the way, 0.12 is 2.5%
+    (sentence,) = pair_sentences({"stats": [_stats("no", 0.1, plain_single), _stats("yes", 0.1, res_single)]})
+    assert sentence.startswith("p vs r, deleting one block: the plain twin's error goes from 10.00% to ")
+    assert all(w in sentence for w in words), sentence
+    (untestable,) = pair_sentences({"stats": [_stats("no", 0.88, 0.9), _stats("yes", 0.1, 0.12)]})
+    assert "near chance before any deletion" in untestable
+    assert pair_sentences({"stats": [_stats("no", 0.1, 0.85, pair="")]}) == []
