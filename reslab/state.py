@@ -176,7 +176,7 @@ def run_summary(state: TrainState, cfg: RunConfig, dataset: str, classes: Sequen
         "samples_per_s": state.train_samples / max(state.train_seconds, 1e-9),
         "classes": list(classes),
     }
-    if cfg.train.until == "plateau" and diverged is None:  # why it stopped; fixed-epoch runs keep their summary as it was
+    if cfg.train.until == "plateau" and diverged is None:  # why it stopped (fixed-epoch summaries stay as they were)
         summary["stopped"] = "plateau" if plateau_stop(state, cfg) else "cap"
     if test is not None:
         scores = class_scores(test.confusion)

@@ -121,7 +121,8 @@ class TrainConfig:
         require(self.log_every >= 1, f"train.log_every must be >= 1, got {self.log_every}")
         require(self.checkpoint_every >= 1, f"train.checkpoint_every must be >= 1, got {self.checkpoint_every}")
         require(self.patience >= 1, f"train.patience must be >= 1, got {self.patience}")
-        require(0 <= self.min_delta < float("inf"), f"train.min_delta must be a finite number >= 0, got {self.min_delta}")
+        require(0 <= self.min_delta < float("inf"),
+                f"train.min_delta must be a finite number >= 0, got {self.min_delta}")
         require(re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,3})?", self.device) is not None,
                 f"train.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
 
