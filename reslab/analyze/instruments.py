@@ -7,9 +7,10 @@ the CLI sub-commands and the lab's analysis stages are generated from `BUILTIN` 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common, deferred
-from reslab.analyze.instruments_geometry import LANDSCAPE, SHATTER, has_learned_pair, learned_pair
+from reslab.analyze.instruments_geometry import LANDSCAPE, SHATTER, seed_pair_stage
 
 
 # ----------------------------------------------------------------------------- gradflow
@@ -97,20 +98,16 @@ def _lesion_call(args: argparse.Namespace) -> Call:
                                                           path_images=args.path_images))
 
 
+def _lesion_options(lab: LabSource) -> Any:
+    from reslab.analyze import lesion
+
+    return lesion.LesionOptions(at="last", subset=lab.profile.subset, draws=lab.profile.lesion_draws,
+                                path_images=lab.profile.lesion_path_images)
+
+
 def _lesion_of(runs: str, title: str) -> LabStage:
-    """Veit et al.'s lesion of trained twins: each block deleted, k random blocks, k swapped pairs, paths by length."""
-
-    def call(lab: LabSource) -> Call:
-        from reslab.analyze import lesion
-
-        pair = lab.mlp_pair() if runs == "mlp" else learned_pair(lab) if runs == "mlp-learned" else lab.conv_pair()
-        return Call(tuple(pair), lesion.LesionOptions(at="last", subset=lab.profile.subset,
-                                                      draws=lab.profile.lesion_draws,
-                                                      path_images=lab.profile.lesion_path_images))
-
-    if runs == "mlp-learned":
-        return LabStage(f"lesion-{runs}", title, call, when=has_learned_pair)
-    return LabStage(f"lesion-{runs}", title, call)
+    return seed_pair_stage("lesion", runs, title, _lesion_options, "Veit et al.'s lesion of trained twins: each block "
+                           "deleted, k random blocks, k swapped pairs, paths by length.")
 
 
 LESION = Instrument(
@@ -193,18 +190,15 @@ def _responses_call(args: argparse.Namespace) -> Call:
     return Call(tuple(args.sources), responses.ResponsesOptions(at=args.at, batches=args.batches))
 
 
+def _responses_options(lab: LabSource) -> Any:
+    from reslab.analyze import responses
+
+    return responses.ResponsesOptions(at="last", batches=lab.profile.gradflow_batches)
+
+
 def _responses_of(runs: str, title: str) -> LabStage:
-    """He et al.'s Figure 7 on trained twins: the std of every block layer's response, plain against residual."""
-
-    def call(lab: LabSource) -> Call:
-        from reslab.analyze import responses
-
-        pair = lab.mlp_pair() if runs == "mlp" else learned_pair(lab) if runs == "mlp-learned" else lab.conv_pair()
-        return Call(tuple(pair), responses.ResponsesOptions(at="last", batches=lab.profile.gradflow_batches))
-
-    if runs == "mlp-learned":
-        return LabStage(f"responses-{runs}", title, call, when=has_learned_pair)
-    return LabStage(f"responses-{runs}", title, call)
+    return seed_pair_stage("responses", runs, title, _responses_options, "He et al.'s Figure 7 on trained twins: the "
+                           "std of every block layer's response, plain against residual.")
 
 
 RESPONSES = Instrument(

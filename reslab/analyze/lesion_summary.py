@@ -20,6 +20,7 @@ from reslab.analyze.lesion_paths import effective_range, kendall_tau, path_count
 from reslab.analyze.registry import Common
 from reslab.analyze.targets import model_spec, skip_of, twin_pairs
 from reslab.analyze.writer import Analysis, Figure, Table
+from reslab.intervals import t_interval
 from reslab.plots.lesion import plot_lesion_k, plot_lesion_tau, plot_paths, plot_single_deletions
 
 REFERENCE = ("Veit, Wilber and Belongie 2016: deleting one block of a ResNet barely changes its test error, except "
@@ -135,10 +136,33 @@ def spread_sentences(t: Mapping[str, list[dict[str, Any]]]) -> list[str]:
             continue
         rise = np.array([float(s["single_mean"]) - float(s["base_error"]) for s in rows])
         base = np.array([float(s["base_error"]) for s in rows])
+        _, _, low, high = t_interval(list(rise))
         out.append(f"Over the {len(rows)} {form} runs: intact error {_pct(base.mean())} (range {_pct(base.min())} "
                    f"to {_pct(base.max())}); the mean rise from deleting one block {_pct(rise.mean())} +/- "
-                   f"{_pct(rise.std(ddof=1))} (sd; range {_pct(rise.min())} to {_pct(rise.max())}).")
+                   f"{_pct(rise.std(ddof=1))} (sd; range {_pct(rise.min())} to {_pct(rise.max())}; "
+                   + (f"all {len(rows)} equal)." if rise.min() == rise.max() else
+                      f"95% t interval of the mean {_pct(low)} to {_pct(high)}).")
+                   + _pair_spread(t) * (skip == "yes"))
     return out
+
+
+def _pair_spread(t: Mapping[str, list[dict[str, Any]]]) -> str:
+    """Over several plain/residual pairs (seeds): the plain twin's single-deletion rise minus the residual twin's
+    (in units of each twin's gap to chance), with its 95% t interval; '' with fewer than 2 pairs."""
+    diffs = []
+    for pair in dict.fromkeys(str(s["pair"]) for s in t["stats"] if s["pair"]):
+        side = {s["skip"]: s for s in t["stats"] if s["pair"] == pair}
+        if {"no", "yes"} <= set(side) and all(side[k]["single_mean"] != "" for k in ("no", "yes")):
+            diffs.append(_of_gap(float(side["no"]["single_mean"]), side["no"])
+                         - _of_gap(float(side["yes"]["single_mean"]), side["yes"]))
+    diffs = [d for d in diffs if not np.isnan(d)]
+    if len(diffs) < 2:
+        return ""
+    mean, _, low, high = t_interval(diffs)
+    interval = f"all {len(diffs)} equal" if min(diffs) == max(diffs) else f"95% t interval {low:.0%} to {high:.0%}"
+    return (f" Paired over the {len(diffs)} plain/residual pairs, deleting one block takes the plain twin {mean:.0%} "
+            f"of the gap to chance further than the residual twin ({interval}; "
+            f"{sum(d > 0 for d in diffs)} of {len(diffs)} pairs further).")
 
 
 def findings(t: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:

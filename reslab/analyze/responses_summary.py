@@ -17,6 +17,7 @@ from reslab.analyze.registry import Common
 from reslab.analyze.responses import ResponsesOptions, ResponsesResult
 from reslab.analyze.targets import model_spec, skip_of, twin_pairs
 from reslab.analyze.writer import Analysis, Figure, Table
+from reslab.intervals import t_interval
 from reslab.plots.responses import plot_responses
 
 REFERENCE = ("He et al. 2015, Figure 7: the std of layer responses (after batch norm, before the nonlinearity) of "
@@ -100,6 +101,15 @@ def sentences(t: Mapping[str, list[dict[str, Any]]]) -> list[str]:
                                     "He et al.'s Figure 7")
                    + f" ('generally smaller': at more than {MORE_THAN:.0%} of the layers and in the mean)"
                    + ("." if bn else "; without batch norm in both twins this is not the paper's measurement."))
+    if len(t["pairs"]) >= 2:
+        ratios = [float(p["ratio_of_means"]) for p in t["pairs"]]
+        mean, _, low, high = t_interval(ratios)
+        smaller = sum(p["verdict"] == "smaller" for p in t["pairs"])
+        interval = f"all {len(ratios)} equal" if min(ratios) == max(ratios) else \
+            f"95% t interval {_g(low)} to {_g(high)}"
+        out.append(f"Over the {len(ratios)} pairs (seeds): the residual twin's responses are generally smaller in "
+                   f"{smaller} of {len(ratios)}; its mean response std over the plain twin's is {_g(mean)} on average "
+                   f"({interval}; below 1: smaller).")
     if not t["pairs"]:
         out.append("No plain/residual twins among the models (configs that differ in model.residual alone), so He et "
                    "al.'s comparison was not made.")

@@ -72,6 +72,9 @@ class Profile:
     landscape_directions: int = 3  # independent 1-D directions of each landscape cut (Li et al.: one is one draw)
     landscape_2d_mlp: bool = True  # also a 2-D landscape of the MLP pair (cheap: an MLP on a subset)
     lesion_path_images: int = 128  # test images for the gradient by path length (Veit et al.'s Figure 6)
+    # the pair instruments (lesion, responses) measure the twins of this many seeds (at most the study's), so their
+    # summaries give intervals over seeds; the other instruments measure seed 0
+    instrument_seeds: int = 2
 
 
 _ONE_THREAD = {"train.threads": 1}  # many small runs: one thread each, the sweep runs them side by side
@@ -150,7 +153,8 @@ QUICK = Profile(
         "(8 and 20 weight layers), tests on the same 2,000 test images.",
         "The instruments evaluate on seeded subsets of 1,000 images; the conv nets' loss landscape is cut in 1-D only "
         "(the MLPs' in 2-D too), along 3 directions (the full lab: 5); the lesion draws 5 sets of blocks per k (the "
-        "full lab: 10) and measures path gradients on 64 test images (the full lab: 128).",
+        "full lab: 10) and measures path gradients on 64 test images (the full lab: 128); the lesion and the layer "
+        "responses measure the twins of 2 seeds (the full lab: 3), the other instruments seed 0.",
     ),
 )
 
@@ -177,6 +181,7 @@ FULL = Profile(
     shatter_depths=(1, 2, 4, 8, 16, 32, 50, 100),
     shatter_seeds=10,
     landscape_directions=5,
+    instrument_seeds=3,
     shortcuts=("The conv-net depth study keeps one init, the He init (fan_out) of He et al.'s CIFAR ResNets: the "
                "init x norm grid is run for the MLPs only.",),
 )

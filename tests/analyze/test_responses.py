@@ -96,3 +96,18 @@ def test_the_instrument_writes_its_folder(data_dir: Path, tmp_path: Path, capsys
                             *common[:6], "--device", "cpu", "--quiet"], "has no blocks to measure")
     fails_one_line(capsys, ["analyze", "responses", "plain-mlp8", "--out", str(tmp_path / "never"), *common],
                    "needs a run folder")
+
+
+def test_several_pairs_give_an_interval_over_seeds() -> None:
+    from scipy import stats
+
+    targets = resolve_targets(["plain-mlp8", "res-mlp8", "plain-mlp8", "res-mlp8"])  # two seeds' twins, in order
+    t = tables([_result(targets[0], [1.0, 1.0]), _result(targets[1], [0.5, 0.7]),
+                _result(targets[2], [2.0, 2.0]), _result(targets[3], [1.8, 1.0])])
+    assert [p["pair"] for p in t["pairs"]] == ["plain-mlp8 vs res-mlp8", "plain-mlp8#2 vs res-mlp8#2"]
+    ratios = [0.6, 0.7]  # means 0.6 / 1.0 and 1.4 / 2.0
+    half = stats.t.ppf(0.975, 1) * stats.tstd(ratios) / 2 ** 0.5
+    text = " ".join(sentences(t))
+    assert (f"Over the 2 pairs (seeds): the residual twin's responses are generally smaller in 2 of 2; its mean "
+            f"response std over the plain twin's is 0.65 on average (95% t interval {0.65 - half:.3g} to "
+            f"{0.65 + half:.3g}; below 1: smaller).") in text
