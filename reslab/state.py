@@ -79,6 +79,24 @@ class TrainState:
                    epoch_seconds=float(values.get("epoch_seconds", 0.0)))
 
 
+def plateaued(history: Sequence[Mapping[str, Any]], patience: int, min_delta: float) -> bool:
+    """Whether the per-epoch training loss has not fallen below its best so far by more than `min_delta` for the last
+    `patience` epochs. A pure function of the metrics rows, which the checkpoint holds: a resumed run decides alike."""
+    losses = [float(row["train_loss"]) for row in history if isinstance(row.get("train_loss"), (int, float))]
+    best, since = float("inf"), 0
+    for loss in losses:
+        if loss < best - min_delta:
+            best, since = loss, 0
+        else:
+            since += 1
+    return since >= patience
+
+
+def plateau_stop(state: TrainState, cfg: RunConfig) -> bool:
+    """True when a run trained `until: plateau` has reached its plateau (never for a fixed-epoch run)."""
+    return cfg.train.until == "plateau" and plateaued(state.history, cfg.train.patience, cfg.train.min_delta)
+
+
 # what each checkpoint holds, built here only (RunFolder.save_checkpoint adds the format and writes it)
 
 def last_checkpoint(model: nn.Module, opt: torch.optim.Optimizer, state: TrainState, cfg: RunConfig,
@@ -112,6 +130,11 @@ def check_resumable(ckpt: dict[str, Any], cfg: RunConfig, where: str, finished: 
     if done >= cfg.train.epochs and finished:
         raise ConfigError(f"{where} already finished {done} of {cfg.train.epochs} epochs; "
                           "pass --epochs N with a larger N to train further")
+    history = ckpt["state"].get("history")
+    if finished and cfg.train.until == "plateau" and isinstance(history, list) and plateaued(
+            [r for r in history if isinstance(r, dict)], cfg.train.patience, cfg.train.min_delta):
+        raise ConfigError(f"{where} already stopped on a plateau of its training loss after {done} epochs; "
+                          "it would stop again at once")
     try:
         saved = from_dict(ckpt["config"])  # old checkpoints: keys added since then get their defaults
     except ConfigError as exc:
@@ -153,6 +176,8 @@ def run_summary(state: TrainState, cfg: RunConfig, dataset: str, classes: Sequen
         "samples_per_s": state.train_samples / max(state.train_seconds, 1e-9),
         "classes": list(classes),
     }
+    if cfg.train.until == "plateau" and diverged is None:  # why it stopped (fixed-epoch summaries stay as they were)
+        summary["stopped"] = "plateau" if plateau_stop(state, cfg) else "cap"
     if test is not None:
         scores = class_scores(test.confusion)
         if test.top5 is not None:

@@ -31,7 +31,7 @@ from reslab.optim import lr_at, set_lr
 from reslab.protocols import Observer
 from reslab.runtime import select_device, stop_on_signal, sync
 from reslab.session import Session, start_session
-from reslab.state import Running, TrainState, best_checkpoint, last_checkpoint, run_summary
+from reslab.state import Running, TrainState, best_checkpoint, last_checkpoint, plateau_stop, run_summary
 from reslab.status import RunStatus
 
 
@@ -68,7 +68,7 @@ def train(cfg: RunConfig, observers: Sequence[Observer] = (), *, resume: str | P
         held.callback(s.release)  # before the process group is left (the stack unwinds in reverse)
         try:
             with stop_on_signal() as flag:
-                while state.epoch < cfg.train.epochs:
+                while state.epoch < cfg.train.epochs and not plateau_stop(state, cfg):
                     if not _run_epoch(s, state, ranks.agreed(flag)):  # a stop on any rank stops all at one step
                         flag.saving = True
                         _save_last(s, state)
@@ -179,7 +179,8 @@ def _run_epoch(s: Session, state: TrainState, flag: Flag) -> bool:
             s.folder.save_checkpoint("best", best_checkpoint(s.model, epoch + 1, val.acc, s.cfg))
     for obs in s.observers:
         obs.on_epoch(row)
-    if state.epoch % s.cfg.train.checkpoint_every == 0 or state.epoch == s.cfg.train.epochs:
+    if (state.epoch % s.cfg.train.checkpoint_every == 0 or state.epoch == s.cfg.train.epochs
+            or plateau_stop(state, s.cfg)):  # the last epoch of the run, whether the cap or a plateau ended it
         _save_last(s, state)
     if s.progress:
         val_text = f" val_loss {val.loss:.4f} val_acc {val.acc:.4f}" if val else ""

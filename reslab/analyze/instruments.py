@@ -7,9 +7,10 @@ the CLI sub-commands and the lab's analysis stages are generated from `BUILTIN` 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common, deferred
-from reslab.analyze.instruments_geometry import LANDSCAPE, SHATTER, has_learned_pair, learned_pair
+from reslab.analyze.instruments_geometry import LANDSCAPE, SHATTER, seed_pair_stage
 
 
 # ----------------------------------------------------------------------------- gradflow
@@ -97,20 +98,16 @@ def _lesion_call(args: argparse.Namespace) -> Call:
                                                           path_images=args.path_images))
 
 
+def _lesion_options(lab: LabSource) -> Any:
+    from reslab.analyze import lesion
+
+    return lesion.LesionOptions(at="last", subset=lab.profile.subset, draws=lab.profile.lesion_draws,
+                                path_images=lab.profile.lesion_path_images)
+
+
 def _lesion_of(runs: str, title: str) -> LabStage:
-    """Veit et al.'s lesion of trained twins: each block deleted, k random blocks, k swapped pairs, paths by length."""
-
-    def call(lab: LabSource) -> Call:
-        from reslab.analyze import lesion
-
-        pair = lab.mlp_pair() if runs == "mlp" else learned_pair(lab) if runs == "mlp-learned" else lab.conv_pair()
-        return Call(tuple(pair), lesion.LesionOptions(at="last", subset=lab.profile.subset,
-                                                      draws=lab.profile.lesion_draws,
-                                                      path_images=lab.profile.lesion_path_images))
-
-    if runs == "mlp-learned":
-        return LabStage(f"lesion-{runs}", title, call, when=has_learned_pair)
-    return LabStage(f"lesion-{runs}", title, call)
+    return seed_pair_stage("lesion", runs, title, _lesion_options, "Veit et al.'s lesion of trained twins: each block "
+                           "deleted, k random blocks, k swapped pairs, paths by length.")
 
 
 LESION = Instrument(
@@ -173,4 +170,50 @@ INIT = Instrument(
     lab=(LabStage("init-mlp", "Block forms at initialisation, at the MLP twins' depth", _init_mlp),
          LabStage("init-conv", "Block forms at initialisation, at the conv twins' depth", _init_conv)))
 
-BUILTIN: tuple[Instrument, ...] = (GRADFLOW, LESION, SHATTER, LANDSCAPE, INIT)
+
+
+# ----------------------------------------------------------------------------- responses
+
+
+def _responses_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sources", nargs="+", metavar="MODEL_OR_RUN", help="run folders (a plain/residual pair side by "
+                                                                      "side), or presets and config files at init")
+    p.add_argument("--at", choices=["init", "best", "last"], default="last",
+                   help="last/best: the run's checkpoint, in eval mode (default last); init: fresh weights, train mode")
+    p.add_argument("--batches", type=int, default=4, metavar="N", help="training batches to average over (default 4)")
+    add_common(p, what="the batches drawn")
+
+
+def _responses_call(args: argparse.Namespace) -> Call:
+    from reslab.analyze import responses
+
+    return Call(tuple(args.sources), responses.ResponsesOptions(at=args.at, batches=args.batches))
+
+
+def _responses_options(lab: LabSource) -> Any:
+    from reslab.analyze import responses
+
+    return responses.ResponsesOptions(at="last", batches=lab.profile.gradflow_batches)
+
+
+def _responses_of(runs: str, title: str) -> LabStage:
+    return seed_pair_stage("responses", runs, title, _responses_options, "He et al.'s Figure 7 on trained twins: the "
+                           "std of every block layer's response, plain against residual.")
+
+
+RESPONSES = Instrument(
+    name="responses", title="Layer responses (He et al. 2015, Figure 7)",
+    help="std of each layer's response after batch norm, before the nonlinearity, plain against residual twins",
+    description="Measure the std of every block layer's response (after its norm and before the ReLU and the "
+                "addition; without a norm, after the layer's linear/conv op) on the same batches, and compare "
+                "plain/residual twins layer by layer with He et al. 2015's Figure 7. The last line printed on stdout "
+                "is the output folder.",
+    add_arguments=_responses_arguments, from_args=_responses_call,
+    prepare=deferred("reslab.analyze.responses", "prepare"),
+    measure=deferred("reslab.analyze.responses", "measure_targets"),
+    summarise=deferred("reslab.analyze.responses_summary", "summarise"),
+    lab=(_responses_of("conv", "Layer responses of the conv twins (batch norm)"),
+         _responses_of("mlp-learned", "Layer responses of the MLP twins where both learned"),
+         _responses_of("mlp", "Layer responses of the deep MLP twins")))
+
+BUILTIN: tuple[Instrument, ...] = (GRADFLOW, LESION, SHATTER, LANDSCAPE, INIT, RESPONSES)

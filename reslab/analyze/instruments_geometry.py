@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common, deferred
 from reslab.errors import ConfigError
@@ -15,17 +15,41 @@ from reslab.runs import RunFolder
 # ----------------------------------------------------------------------------- the pair where both twins learned
 
 
-def learned_pair(lab: LabSource) -> list[str]:
-    """The MLP twins (plain, residual; seed 0) at the profile's `learned_depth_mlp`, from the depth study's runs."""
+def learned_pair(lab: LabSource, seed: int = 0) -> list[str]:
+    """The MLP twins (plain, residual) of one seed at the profile's `learned_depth_mlp`, from the depth study's runs."""
     depth = lab.profile.learned_depth_mlp
     found: dict[bool, str] = {}
-    for run in lab.depth_runs():
+    for run in lab.depth_runs(seed):
         model = RunFolder(Path(run)).read_config().get("model") or {}
         if model.get("depth") == depth:
             found[bool(model.get("residual"))] = run
     if set(found) != {False, True}:
-        raise ConfigError(f"the MLP depth study has no finished plain/residual pair at depth {depth} (seed 0)")
+        raise ConfigError(f"the MLP depth study has no finished plain/residual pair at depth {depth} (seed {seed})")
     return [found[False], found[True]]
+
+
+def seed_pairs(lab: LabSource, runs: str) -> list[str]:
+    """The twins `runs` names (mlp: the deep MLP pair, mlp-learned: where both learned, conv: the deepest conv pair)
+    of each of the first `instrument_seeds` seeds the study trained: plain, residual, plain, residual, ..."""
+    study = lab.profile.conv_depth if runs == "conv" else lab.profile.mlp_depth
+    out: list[str] = []
+    for seed in range(max(1, min(getattr(lab.profile, "instrument_seeds", 1), study.seeds))):
+        out += lab.mlp_pair(seed) if runs == "mlp" else learned_pair(lab, seed) if runs == "mlp-learned" else \
+            lab.conv_pair(seed)
+    return out
+
+
+def seed_pair_stage(kind: str, runs: str, title: str, options: Callable[[LabSource], Any], doc: str) -> LabStage:
+    """The lab stage `kind`-`runs` of a pair instrument: the twins `runs` names over the profile's instrument seeds
+    (`seed_pairs`: its summary then gives intervals over them), with the options `options(lab)` makes."""
+
+    def call(lab: LabSource) -> Call:
+        return Call(tuple(seed_pairs(lab, runs)), options(lab))
+
+    call.__doc__ = doc
+    if runs == "mlp-learned":
+        return LabStage(f"{kind}-{runs}", title, call, when=has_learned_pair)
+    return LabStage(f"{kind}-{runs}", title, call)
 
 
 def has_learned_pair(profile: Any) -> bool:

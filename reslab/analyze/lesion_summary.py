@@ -20,6 +20,7 @@ from reslab.analyze.lesion_paths import effective_range, kendall_tau, path_count
 from reslab.analyze.registry import Common
 from reslab.analyze.targets import model_spec, skip_of, twin_pairs
 from reslab.analyze.writer import Analysis, Figure, Table
+from reslab.intervals import t_interval
 from reslab.plots.lesion import plot_lesion_k, plot_lesion_tau, plot_paths, plot_single_deletions
 
 REFERENCE = ("Veit, Wilber and Belongie 2016: deleting one block of a ResNet barely changes its test error, except "
@@ -100,6 +101,32 @@ def path_sentences(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return out
 
 
+def pair_sentences(t: Mapping[str, list[dict[str, Any]]]) -> list[str]:
+    """Per plain/residual pair, deleting one block side by side: Veit et al.'s contrast of a plain net's collapse to
+    chance with a residual net's graceful degradation, under the rules above (means over non-downsampling blocks)."""
+    out = []
+    for pair in dict.fromkeys(str(s["pair"]) for s in t["stats"] if s["pair"]):
+        side = {s["skip"]: s for s in t["stats"] if s["pair"] == pair}
+        plain, res = side.get("no"), side.get("yes")
+        if plain is None or res is None or plain["single_mean"] == "" or res["single_mean"] == "":
+            continue
+        if any(float(s["chance"]) - float(s["base_error"]) < BARELY * float(s["chance"]) for s in (plain, res)):
+            out.append(f"{pair}: a twin is itself near chance before any deletion, so the plain net's collapse cannot "
+                       "be set against the residual net's degradation here.")
+            continue
+        p, r = _of_gap(float(plain["single_mean"]), plain), _of_gap(float(res["single_mean"]), res)
+        collapses, graceful = p >= AT_CHANCE, r < BARELY
+        out.append(f"{pair}, deleting one block: the plain twin's error goes from {_pct(plain['base_error'])} to "
+                   f"{_pct(plain['single_mean'])} on average ({p:.0%} of the way to chance), the residual twin's from "
+                   f"{_pct(res['base_error'])} to {_pct(res['single_mean'])} ({r:.0%}): the plain net "
+                   f"{'collapses to chance' if collapses else 'does not collapse to chance'} ('collapses': >= "
+                   f"{AT_CHANCE:.0%}) and the residual net "
+                   f"{'degrades gracefully' if graceful else 'does not degrade gracefully'} ('gracefully': < "
+                   f"{BARELY:.0%}), "
+                   + ("as Veit et al. report." if collapses and graceful else "unlike Veit et al.'s contrast."))
+    return out
+
+
 def spread_sentences(t: Mapping[str, list[dict[str, Any]]]) -> list[str]:
     """With several runs of one form (skip yes / no), the mean and range over them of the single-deletion error."""
     out = []
@@ -109,10 +136,33 @@ def spread_sentences(t: Mapping[str, list[dict[str, Any]]]) -> list[str]:
             continue
         rise = np.array([float(s["single_mean"]) - float(s["base_error"]) for s in rows])
         base = np.array([float(s["base_error"]) for s in rows])
+        _, _, low, high = t_interval(list(rise))
         out.append(f"Over the {len(rows)} {form} runs: intact error {_pct(base.mean())} (range {_pct(base.min())} "
                    f"to {_pct(base.max())}); the mean rise from deleting one block {_pct(rise.mean())} +/- "
-                   f"{_pct(rise.std(ddof=1))} (sd; range {_pct(rise.min())} to {_pct(rise.max())}).")
+                   f"{_pct(rise.std(ddof=1))} (sd; range {_pct(rise.min())} to {_pct(rise.max())}; "
+                   + (f"all {len(rows)} equal)." if rise.min() == rise.max() else
+                      f"95% t interval of the mean {_pct(low)} to {_pct(high)}).")
+                   + _pair_spread(t) * (skip == "yes"))
     return out
+
+
+def _pair_spread(t: Mapping[str, list[dict[str, Any]]]) -> str:
+    """Over several plain/residual pairs (seeds): the plain twin's single-deletion rise minus the residual twin's
+    (in units of each twin's gap to chance), with its 95% t interval; '' with fewer than 2 pairs."""
+    diffs = []
+    for pair in dict.fromkeys(str(s["pair"]) for s in t["stats"] if s["pair"]):
+        side = {s["skip"]: s for s in t["stats"] if s["pair"] == pair}
+        if {"no", "yes"} <= set(side) and all(side[k]["single_mean"] != "" for k in ("no", "yes")):
+            diffs.append(_of_gap(float(side["no"]["single_mean"]), side["no"])
+                         - _of_gap(float(side["yes"]["single_mean"]), side["yes"]))
+    diffs = [d for d in diffs if not np.isnan(d)]
+    if len(diffs) < 2:
+        return ""
+    mean, _, low, high = t_interval(diffs)
+    interval = f"all {len(diffs)} equal" if min(diffs) == max(diffs) else f"95% t interval {low:.0%} to {high:.0%}"
+    return (f" Paired over the {len(diffs)} plain/residual pairs, deleting one block takes the plain twin {mean:.0%} "
+            f"of the gap to chance further than the residual twin ({interval}; "
+            f"{sum(d > 0 for d in diffs)} of {len(diffs)} pairs further).")
 
 
 def findings(t: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -216,7 +266,7 @@ def summary_text(results: Sequence[LesionResult], t: Mapping[str, list[dict[str,
     lines += ["", f"Test error on {where} ({r0.images} images), in eval mode. A deleted block is replaced by its "
               "shortcut (identity, or option A at a downsampling block, then post-act's ReLU), in the plain twin "
               "too.", "", f"Expected ({REFERENCE}).", ""]
-    return "\n".join(lines + sentences(t) + spread_sentences(t) + path_sentences(t["paths"]))
+    return "\n".join(lines + sentences(t) + pair_sentences(t) + spread_sentences(t) + path_sentences(t["paths"]))
 
 
 # ----------------------------------------------------------------------------- the analysis

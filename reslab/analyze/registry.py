@@ -44,11 +44,11 @@ class LabSource(Protocol):
 
     def settings(self, which: str) -> dict[str, Any]: ...  # dotted keys that point a preset at the lab's mnist|cifar
 
-    def mlp_pair(self) -> list[str]: ...  # the trained MLP twins (plain, residual)
+    def mlp_pair(self, seed: int = 0) -> list[str]: ...  # the trained MLP twins (plain, residual) of one seed
 
-    def conv_pair(self) -> list[str]: ...  # the deepest trained conv twins
+    def conv_pair(self, seed: int = 0) -> list[str]: ...  # the deepest trained conv twins of one seed
 
-    def depth_runs(self) -> list[str]: ...  # every MLP depth run of seed 0, shallow to deep
+    def depth_runs(self, seed: int = 0) -> list[str]: ...  # every MLP depth run of one seed, shallow to deep
 
 
 @dataclass(frozen=True)

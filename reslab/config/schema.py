@@ -116,7 +116,12 @@ class DistillConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10
+    epochs: int = 10  # with until: plateau, the cap
+    # epochs: train exactly `epochs`; plateau: stop early once the per-epoch training loss has not fallen below its
+    # best by more than min_delta (absolute) for `patience` epochs in a row (the LR schedule still spans `epochs`)
+    until: Literal["epochs", "plateau"] = "epochs"
+    patience: int = 3
+    min_delta: float = 0.0
     seed: int = 0  # init, split, shuffling and augmentation
     device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
     deterministic: bool = False  # bit-for-bit repeatable on the CPU
@@ -149,6 +154,9 @@ class TrainConfig:
                 f"train.threads must be in 1..{MAX_THREADS}, got {self.threads}")
         require(self.log_every >= 1, f"train.log_every must be >= 1, got {self.log_every}")
         require(self.checkpoint_every >= 1, f"train.checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        require(self.patience >= 1, f"train.patience must be >= 1, got {self.patience}")
+        require(0 <= self.min_delta < float("inf"),
+                f"train.min_delta must be a finite number >= 0, got {self.min_delta}")
         require(re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,3})?", self.device) is not None,
                 f"train.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
 

@@ -32,14 +32,14 @@ class LabRuns:
     def settings(self, which: str) -> dict[str, Any]:
         return self.ctx.settings(which)
 
-    def mlp_pair(self) -> list[str]:
-        return mlp_pair(self.ctx)
+    def mlp_pair(self, seed: int = 0) -> list[str]:
+        return mlp_pair(self.ctx, seed)
 
-    def conv_pair(self) -> list[str]:
-        return conv_pair(self.ctx)
+    def conv_pair(self, seed: int = 0) -> list[str]:
+        return conv_pair(self.ctx, seed)
 
-    def depth_runs(self) -> list[str]:
-        return depth_runs(self.ctx, self.ctx.profile.mlp_depth, "model.depth")
+    def depth_runs(self, seed: int = 0) -> list[str]:
+        return depth_runs(self.ctx, self.ctx.profile.mlp_depth, "model.depth", seed)
 
 
 def _runner(instrument: Instrument, stage: LabStage) -> Any:

@@ -13,7 +13,7 @@ from reslab.lab.conclude import Finding, Rows, ci, loss, num, pct, pp
 from reslab.report.document import Table
 from reslab.status import RunStatus
 from reslab.sweep import RunRow
-from reslab.sweep.stats import t_interval, welch_interval
+from reslab.intervals import t_interval, welch_interval
 
 # what the notebook reports (its text, not its code): Exercise 1.1, 1.2 and 2
 NOTEBOOK = {"mlp": {"val_acc": 0.92, "train_loss": 0.25, "epochs": 15},

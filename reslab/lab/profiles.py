@@ -72,6 +72,9 @@ class Profile:
     landscape_directions: int = 3  # independent 1-D directions of each landscape cut (Li et al.: one is one draw)
     landscape_2d_mlp: bool = True  # also a 2-D landscape of the MLP pair (cheap: an MLP on a subset)
     lesion_path_images: int = 128  # test images for the gradient by path length (Veit et al.'s Figure 6)
+    # the pair instruments (lesion, responses) measure the twins of this many seeds (at most the study's), so their
+    # summaries give intervals over seeds; the other instruments measure seed 0
+    instrument_seeds: int = 2
 
 
 _ONE_THREAD = {"train.threads": 1}  # many small runs: one thread each, the sweep runs them side by side
@@ -98,6 +101,10 @@ def _only_at(depths: list[int], keep: Mapping[tuple[str, str], list[int]]) -> tu
     return tuple(out)
 
 
+# train until the training loss stops improving (train.until: plateau), train.epochs the cap; the quick cap of 3
+# with a patience of 2 trains exactly as 3 fixed epochs did (a plateau can only show at the cap) and says which runs
+# reached one
+_PLATEAU = {"train.until": "plateau", "train.min_delta": 1e-3}
 _QUICK_KEEP = {("he", "none"): [4, 16, 32], ("torch-default", "batch"): [4, 16], ("he", "batch"): [4, 16]}
 _CONV = {"model.name": "convnet", "model.channels": 16, "model.stages": 3, "model.kernel_size": 3,
          "model.layers_per_block": 2, "model.norm": "batch", "data.batch_size": 128, "optim.name": "adam",
@@ -109,7 +116,8 @@ QUICK = Profile(
     notebook_cnn=Study("ex1-cnn", "seed-cnn", "cifar", _CIFAR_QUICK, {"train.epochs": [3]}, seeds=2),
     notebook_resnet=Study("ex1-resnet", "seed-resnet", "cifar", _CIFAR_QUICK, {"train.epochs": [3]}, seeds=2),
     mlp_depth=Study("mlp-depth", "plain-mlp8", "mnist",
-                    _MLP_DEPTH | _ONE_THREAD | {"train.epochs": 3, "optim.lr": 1e-3},
+                    _MLP_DEPTH | _ONE_THREAD | _PLATEAU | {"train.epochs": 3, "train.patience": 2,
+                                                            "optim.lr": 1e-3},
                     {"model.depth": _MLP_DEPTHS, "model.init": _INITS, "model.norm": _NORMS,
                      "model.residual": [False, True]}, seeds=3,
                     cases=_only_at(_MLP_DEPTHS, _QUICK_KEEP), reference=_REFERENCE),
@@ -131,19 +139,22 @@ QUICK = Profile(
     # (mlp-depth: 118 s before the init x norm grid, scaled by its depth-weighted runs: estimated, not measured)
     expected_s={"ex1-mlp": 9, "ex1-cnn": 8, "ex1-resnet": 120, "mlp-depth": 205, "conv-depth": 116,
                 "gradflow-notebook": 14, "gradflow-depth": 16, "lesion-mlp": 2, "lesion-conv": 53, "shatter-mlp": 3,
-                "shatter-conv": 2, "landscape-mlp": 1, "landscape-conv": 14, "init-mlp": 1, "init-conv": 6},
+                "shatter-conv": 2, "landscape-mlp": 1, "landscape-conv": 14, "init-mlp": 1, "init-conv": 6,
+                "responses-conv": 3, "responses-mlp-learned": 1, "responses-mlp": 1},  # responses: estimated
     shortcuts=(
         "Exercise 1.2 trains on a seeded subset of 3,000 CIFAR-10 training images for 3 epochs (the notebook: "
         "45,000 images, 10 epochs), validates on 1,000 and tests on a fixed subset of 2,000 test images, 2 seeds.",
-        "The MLP depth study trains 3 epochs at one learning rate (Adam 1e-3; the full profile: 20 epochs, 5 seeds, "
-        "the learning rate tuned per cell): a net still improving at its last epoch is reported as such. Its init x "
+        "The MLP depth study trains at most 3 epochs (until the training loss stops improving, patience 2: at this "
+        "cap, as 3 fixed epochs) at one learning rate (Adam 1e-3; the full profile: at most 40 epochs, patience 3, 5 "
+        "seeds, the learning rate tuned per cell): a run that hit the cap is reported as such. Its init x "
         "norm x residual grid is measured at every depth only for PyTorch's default init without normalisation; He "
         "init without normalisation at depths 4, 16 and 32, and both inits with batch norm at depths 4 and 16.",
         "The conv-net depth study trains on 3,000 CIFAR-10 images for 3 epochs, at 1 and 3 blocks per stage "
         "(8 and 20 weight layers), tests on the same 2,000 test images.",
         "The instruments evaluate on seeded subsets of 1,000 images; the conv nets' loss landscape is cut in 1-D only "
         "(the MLPs' in 2-D too), along 3 directions (the full lab: 5); the lesion draws 5 sets of blocks per k (the "
-        "full lab: 10) and measures path gradients on 64 test images (the full lab: 128).",
+        "full lab: 10) and measures path gradients on 64 test images (the full lab: 128); the lesion and the layer "
+        "responses measure the twins of 2 seeds (the full lab: 3), the other instruments seed 0.",
     ),
 )
 
@@ -153,7 +164,8 @@ FULL = Profile(
     notebook_cnn=Study("ex1-cnn", "seed-cnn", "cifar", {"data.val_size": 5000}, {"train.epochs": [10]}, seeds=3),
     notebook_resnet=Study("ex1-resnet", "seed-resnet", "cifar", {"data.val_size": 5000}, {"train.epochs": [10]},
                           seeds=3),
-    mlp_depth=Study("mlp-depth", "plain-mlp8", "mnist", _MLP_DEPTH | {"train.epochs": 20},
+    mlp_depth=Study("mlp-depth", "plain-mlp8", "mnist",
+                    _MLP_DEPTH | _PLATEAU | {"train.epochs": 40, "train.patience": 3},
                     {"model.depth": _MLP_DEPTHS, "model.init": _INITS, "model.norm": _NORMS,
                      "model.residual": [False, True]}, seeds=5,
                     tune={"key": "optim.lr", "values": [3e-4, 1e-3, 3e-3], "by": "best_val_acc"},
@@ -169,6 +181,7 @@ FULL = Profile(
     shatter_depths=(1, 2, 4, 8, 16, 32, 50, 100),
     shatter_seeds=10,
     landscape_directions=5,
+    instrument_seeds=3,
     shortcuts=("The conv-net depth study keeps one init, the He init (fan_out) of He et al.'s CIFAR ResNets: the "
                "init x norm grid is run for the MLPs only.",),
 )

@@ -18,6 +18,7 @@ from reslab.lab.folder import LabFolder
 from reslab.lab.notebook import exercise_cnns, exercise_mlp, gradient_norms
 from reslab.lab.profiles import Profile, Study, get_profile
 from reslab.lab.stages import Stage
+from reslab.lab.stopping import training_length
 from reslab.runs import RunFolder
 from reslab.sweep import RunRow
 from reslab.report.sweeps import sweep_blocks
@@ -79,9 +80,9 @@ def _architecture(folder: LabFolder, study: Study) -> dict[str, Any]:
             "channels": "/".join(str(w) for w in widths)}
 
 
-def study_setup(folder: LabFolder, study: Study, improving: float = 0.02) -> str:
-    """What a depth study's numbers assume: its inits, its learning rate (tuned or not), its training length, and
-    how many runs were still improving at their last epoch (so not converged)."""
+def study_setup(folder: LabFolder, study: Study) -> tuple[str, Table | None]:
+    """What a depth study's numbers assume: its inits, its learning rate (tuned or not), and its training length (how
+    many runs reached a plateau or hit the cap, per cell in the table; or how many were still improving)."""
     from reslab.models import init_of
 
     runs = [r for r in _runs(folder, study) if r.completed and r.run_folder is not None]
@@ -94,16 +95,8 @@ def study_setup(folder: LabFolder, study: Study, improving: float = 0.02) -> str
     else:
         parts.append(f"Learning rate fixed at {study.settings.get('optim.lr', 'the preset value')} for every depth, "
                      "not tuned per depth: a net that fails may have had the wrong learning rate for its depth.")
-    still = 0
-    for r in runs:
-        losses = [m.get("train_loss") for m in RunFolder(r.run_folder).read_metrics()]
-        losses = [x for x in losses if isinstance(x, (int, float))]
-        still += len(losses) >= 2 and losses[-1] < (1 - improving) * losses[-2]
-    epochs = study.settings.get("train.epochs", study.grid.get("train.epochs"))
-    parts.append(f"Training: a fixed {epochs} epochs, not until the loss stops improving; {still} of {len(runs)} "
-                 f"finished runs were still improving at their last epoch (training loss down by more than "
-                 f"{100 * improving:.0f}% in it)" + (": those are not converged." if still else "."))
-    return " ".join(parts)
+    length, table = training_length(runs, study)
+    return " ".join([*parts, length]), table
 
 
 def _sweep_section(doc: _Doc, folder: LabFolder, study: Study, f: Finding, title: str) -> None:
@@ -205,8 +198,8 @@ def _sections(doc: _Doc, folder: LabFolder, profile: Profile) -> dict[str, Any]:
                        "depth, and is a failure one of optimisation or of overfitting?")
         word = "depth" if key == "model.depth" else "block count"
         sweep = folder.sweep_folder(study.name)
-        doc.setups[study.name] = study_setup(folder, study)
-        doc.blocks.append(Paragraph(doc.setups[study.name]))
+        doc.setups[study.name], stops = study_setup(folder, study)
+        doc.blocks += [Paragraph(doc.setups[study.name])] + ([stops] if stops is not None and stops.rows else [])
         found = grid_findings(sweep.cell_rows(), sweep.pair_rows(), depth_key=key, classes=10, what=what,
                               depth_word=word)
         reference = ", ".join(f"{k.removeprefix('model.')} {v}" for k, v in study.reference.items())

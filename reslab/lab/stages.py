@@ -111,11 +111,11 @@ def depth_runs(ctx: LabContext, study: Study, depth_key: str, seed: int | str = 
     return [str(r.run_folder) for r in rows]
 
 
-def mlp_pair(ctx: LabContext) -> list[str]:
-    """The trained MLP twins the instruments explain (the profile's depth, seed 0)."""
-    return pair(ctx, ctx.profile.mlp_depth, "model.depth", str(ctx.profile.pair_depth_mlp))
+def mlp_pair(ctx: LabContext, seed: int = 0) -> list[str]:
+    """The trained MLP twins the instruments explain (the profile's depth) of one seed."""
+    return pair(ctx, ctx.profile.mlp_depth, "model.depth", str(ctx.profile.pair_depth_mlp), seed)
 
 
-def conv_pair(ctx: LabContext) -> list[str]:
-    """The deepest trained conv twins (seed 0)."""
-    return pair(ctx, ctx.profile.conv_depth, ctx.profile.depth_key_conv)
+def conv_pair(ctx: LabContext, seed: int = 0) -> list[str]:
+    """The deepest trained conv twins of one seed."""
+    return pair(ctx, ctx.profile.conv_depth, ctx.profile.depth_key_conv, seed=seed)

@@ -17,7 +17,7 @@ from reslab.status import RunStatus
 from reslab.sweep.folder import SweepFolder
 from reslab.sweep.result import RunRow, number
 from reslab.sweep.spec import RESIDUAL, PlannedRun, SweepSpec, text
-from reslab.sweep.stats import t_interval
+from reslab.intervals import t_interval
 from reslab.sweep.summary import figure_series, summary_text
 
 METRICS = ("test_acc", "best_val_acc", "final_train_loss", "final_train_acc")  # aggregated per cell

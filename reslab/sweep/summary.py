@@ -13,7 +13,7 @@ from collections import defaultdict
 from typing import Any, Sequence
 
 from reslab.sweep.spec import RESIDUAL, SweepSpec, text
-from reslab.sweep.stats import welch_interval
+from reslab.intervals import welch_interval
 
 
 def _num(x: float, signed: bool = False) -> str:

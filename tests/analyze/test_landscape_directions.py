@@ -81,7 +81,7 @@ def test_the_learned_pair_is_read_from_the_depth_runs(tmp_path) -> None:
     class Lab:
         profile = QUICK
 
-        def depth_runs(self) -> list[str]:
+        def depth_runs(self, seed: int = 0) -> list[str]:
             return runs
 
     assert learned_pair(Lab()) == [str(tmp_path / "d8-False"), str(tmp_path / "d8-True")]

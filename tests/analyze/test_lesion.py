@@ -151,3 +151,43 @@ def test_the_runs_test_images_by_default_and_the_intact_error_is_the_runs(data_d
     assert int(stats["images"]) == 50
     assert float(stats["base_error"]) == pytest.approx(1 - result.summary["test_acc"], abs=1e-9)
     assert "the test images the runs were tested on" in (out / "lesion-summary.txt").read_text()
+
+
+def _stats(skip: str, base: float, single: float | str, pair: str = "p vs r") -> dict:
+    return {"model": skip, "skip": skip, "pair": pair, "base_error": base, "chance": 0.9, "single_mean": single}
+
+
+@pytest.mark.parametrize("plain_single, res_single, words", [
+    (0.85, 0.12, ["the plain net collapses to chance", "the residual net degrades gracefully", "as Veit et al."]),
+    (0.30, 0.12, ["does not collapse to chance", "degrades gracefully", "unlike Veit et al.'s contrast"]),
+    (0.85, 0.60, ["collapses to chance", "does not degrade gracefully", "unlike Veit et al.'s contrast"])])
+def test_the_plain_twins_collapse_is_set_beside_the_residual_twins_degradation(plain_single: float, res_single: float,
+                                                                                words: list[str]) -> None:
+    from reslab.analyze.lesion_summary import pair_sentences
+
+    # gaps to chance: plain 0.9 - 0.1 = 0.8, residual 0.9 - 0.1 = 0.8; 0.85 is 94% of the way, 0.12 is 2.5%
+    (sentence,) = pair_sentences({"stats": [_stats("no", 0.1, plain_single), _stats("yes", 0.1, res_single)]})
+    assert sentence.startswith("p vs r, deleting one block: the plain twin's error goes from 10.00% to ")
+    assert all(w in sentence for w in words), sentence
+    (untestable,) = pair_sentences({"stats": [_stats("no", 0.88, 0.9), _stats("yes", 0.1, 0.12)]})
+    assert "near chance before any deletion" in untestable
+    assert pair_sentences({"stats": [_stats("no", 0.1, 0.85, pair="")]}) == []
+
+
+def test_several_pairs_give_intervals_over_seeds() -> None:
+    from scipy import stats as scipy_stats
+
+    from reslab.analyze.lesion_summary import spread_sentences
+
+    rows = [_stats("no", 0.1, 0.82, "a"), _stats("yes", 0.1, 0.18, "a"),  # gaps 0.8: plain 90%, residual 10%
+            _stats("no", 0.1, 0.74, "b"), _stats("yes", 0.1, 0.14, "b")]  # plain 80%, residual 5%
+    plain, residual = spread_sentences({"stats": rows})
+    rises = [0.72, 0.64]
+    half = scipy_stats.t.ppf(0.975, 1) * scipy_stats.tstd(rises) / 2 ** 0.5
+    assert f"95% t interval of the mean {100 * (0.68 - half):.2f}% to {100 * (0.68 + half):.2f}%" in plain
+    diffs = [(0.82 - 0.1) / 0.8 - (0.18 - 0.1) / 0.8, (0.74 - 0.1) / 0.8 - (0.14 - 0.1) / 0.8]  # 0.8 and 0.75
+    mean, half = sum(diffs) / 2, scipy_stats.t.ppf(0.975, 1) * scipy_stats.tstd(diffs) / 2 ** 0.5
+    assert (f"Paired over the 2 plain/residual pairs, deleting one block takes the plain twin {mean:.0%} of the gap "
+            f"to chance further than the residual twin (95% t interval {mean - half:.0%} to {mean + half:.0%}; 2 of 2 "
+            "pairs further).") in residual
+    assert "Paired over" not in plain

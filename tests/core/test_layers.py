@@ -21,7 +21,8 @@ LAYERS: list[list[str]] = [
     [""],  # reslab/__init__: the version, and the API's names (reslab.api), imported by name when first used
     ["errors", "status", "yamlsafe"],  # leaf helpers, in their own order (yamlsafe: the one YAML loader)
     ["checks", "files"],
-    ["plots", "reading"],  # reading: files read tolerantly (runs, sweeps, analyses, reports)
+    ["plots", "reading", "intervals"],  # reading: files read tolerantly (runs, sweeps, analyses, reports); intervals:
+    # the 95% t and Welch intervals of sweeps, the lab and the instruments
     ["models", "metrics"],
     ["config", "data"],
     ["runs", "runtime", "optim", "evaluate", "state", "protocols", "loaders", "distributed"],
@@ -131,7 +132,7 @@ def _sweep_imports(path: Path) -> list[str]:
 
 def test_the_lab_talks_to_sweeps_through_typed_results() -> None:
     for path in sorted((PACKAGE / "lab").glob("*.py")):
-        bad = [name for name in _sweep_imports(path) if name not in LAB_FROM_SWEEP and name != "reslab.sweep.stats"]
+        bad = [name for name in _sweep_imports(path) if name not in LAB_FROM_SWEEP]
         assert bad == [], f"{path.name} imports {bad} from reslab.sweep"
 
 

@@ -28,7 +28,8 @@ TINY = Profile(
                           seeds=2),
     mlp_depth=Study("mlp-depth", "plain-mlp8", "mnist",
                     {"model.width": 16, "model.layers_per_block": 2, "model.norm": "none", "data.val_size": 100,
-                     "train.epochs": 2, "optim.lr": 3e-3, "train.threads": 1},
+                     "train.epochs": 2, "optim.lr": 3e-3, "train.threads": 1, "train.until": "plateau",
+                     "train.patience": 1},
                     {"model.depth": [2, 8], "model.residual": [False, True]}, seeds=2),
     conv_depth=Study("conv-depth", "seed-cnn", "cifar",
                      {"model.name": "convnet", "model.channels": 4, "model.stages": 2, "model.layers_per_block": 2,
@@ -83,9 +84,11 @@ def test_the_lab_fills_every_section_from_its_runs(finished_lab: dict[str, Any])
     for title in ("1. Exercise 1.1", "2. Exercise 1.2", "3. Plain against residual MLPs over depth",
                   "4. Plain against residual conv nets over depth", "5. Exercise 2: gradient flow",
                   "6. Lesion: deleting and reordering blocks", "7. Shattered gradients", "8. Loss landscapes",
-                  "9. Block forms at initialisation"):
+                  "9. Block forms at initialisation", "10. Layer responses (He et al. 2015, Figure 7)"):
         assert f"## {title}" in md
     assert "Tiny generated data." in md and "## The answer" in md
+    assert re.search(r"\d+ of 8 finished runs reached such a plateau, \d+ hit the cap of 2 epochs", md)  # mlp-depth
+    assert "Over the 2 pairs (seeds): the residual twin's responses are generally smaller in" in md  # 2 seeds' twins
     runs = _run_folders(out)
     assert sum(len(v) for v in runs.values()) == RUNS
     record = json.loads((out / "lab.json").read_text())

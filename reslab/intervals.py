@@ -1,4 +1,5 @@
-"""The two intervals a sweep reports: a mean's 95% t interval, and Welch's interval of a difference of means."""
+"""The two intervals sweeps, the lab and the instruments report: a mean's 95% t interval, and Welch's interval of a
+difference of means."""
 
 from __future__ import annotations
 
