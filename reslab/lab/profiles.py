@@ -64,7 +64,9 @@ class Profile:
     gradflow_batches: int = 11
     lesion_draws: int = 10  # random draws per k of blocks deleted or pairs swapped
     shortcuts: tuple[str, ...] = field(default_factory=tuple)  # every way this profile departs from the full lab
-    expected_s: Mapping[str, float] = field(default_factory=dict)  # stage -> seconds it took on the development CPU
+    # stage -> its predicted work in reference units (runs of reslab.lab.pace's reference workload; measured with
+    # bench/lab_pace.py): the progress line's time left is this machine's pace times the units left
+    work: Mapping[str, float] = field(default_factory=dict)
     # the instruments as their papers define them (issue 18): a pair where both twins learn, beside the deep pair --
     # depth 8, the notebook's MLP (plain-mlp8): shallow enough that the plain twin trains too (each summary says so
     # when a twin did not learn); its stages run when this depth is in the MLP study and is not pair_depth_mlp
@@ -126,12 +128,14 @@ QUICK = Profile(
     shatter_seeds=3,
     lesion_draws=5,
     lesion_path_images=64,
-    # seconds per stage of `reslab lab --profile quick` on the idle 2-core development CPU (lab.json of that run):
-    # the progress line's estimate of the time left scales these by this machine's pace
-    # (mlp-depth: 118 s before the init x norm grid, scaled by its depth-weighted runs: estimated, not measured)
-    expected_s={"ex1-mlp": 9, "ex1-cnn": 8, "ex1-resnet": 120, "mlp-depth": 205, "conv-depth": 116,
-                "gradflow-notebook": 14, "gradflow-depth": 16, "lesion-mlp": 2, "lesion-conv": 53, "shatter-mlp": 3,
-                "shatter-conv": 2, "landscape-mlp": 1, "landscape-conv": 14, "init-mlp": 1, "init-conv": 6},
+    # work per stage in reference units: its seconds in the last idle quick lab on the 2-core development CPU
+    # (lab.json) over the reference workload's there (~0.5 s: its CPU seconds, timed on a busy machine); mlp-depth
+    # (scaled from 118 s before the init x norm grid) and the *-learned and landscape-mlp-2d stages are estimates.
+    # Only ratios enter the estimate; bench/lab_pace.py measures a study's units on any machine.
+    work={"ex1-mlp": 18, "ex1-cnn": 16, "ex1-resnet": 240, "mlp-depth": 410, "conv-depth": 232,
+          "gradflow-notebook": 28, "gradflow-depth": 32, "lesion-mlp": 4, "lesion-conv": 106, "lesion-mlp-learned": 4,
+          "shatter-mlp": 6, "shatter-conv": 4, "shatter-mlp-learned": 6, "landscape-mlp": 2, "landscape-conv": 28,
+          "landscape-mlp-2d": 14, "landscape-mlp-learned": 2, "init-mlp": 2, "init-conv": 12},
     shortcuts=(
         "Exercise 1.2 trains on a seeded subset of 3,000 CIFAR-10 training images for 3 epochs (the notebook: "
         "45,000 images, 10 epochs), validates on 1,000 and tests on a fixed subset of 2,000 test images, 2 seeds.",
