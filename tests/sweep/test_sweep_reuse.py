@@ -46,6 +46,20 @@ def test_two_runs_in_one_process_train_as_in_separate_processes(data_dir: Path, 
     assert_same_run(Path(outcomes[1]["run_dir"]), Path(alone["run_dir"]), records=("metrics", "steps"))
 
 
+def test_a_pool_worker_that_trains_several_runs_trains_each_as_alone(data_dir: Path, tmp_path: Path) -> None:
+    tasks = [*_tasks(data_dir, tmp_path / "pool"), Task("seed=2", to_dict(tiny_cfg(
+        data_dir, tmp_path / "pool", "train.seed=2", "train.epochs=1", "train.threads=1", "gradflow.every=0")))]
+    pooled: list[dict[str, Any]] = []
+    assert local.run_local(tasks, 2, pooled.append)  # 3 runs on 2 workers: one of them trains two
+    alone: list[dict[str, Any]] = []
+    for task in tasks:  # each in this process, with no dataset kept from the run before
+        alone.append(local.run_task(Task(task.key, {**task.cfg, "runs_dir": str(tmp_path / "alone")})))
+    by_key = {o["key"]: o for o in pooled}
+    for outcome in alone:
+        assert by_key[outcome["key"]]["status"] == outcome["status"] == "finished"
+        assert_same_run(Path(by_key[outcome["key"]]["run_dir"]), Path(outcome["run_dir"]), note=outcome["key"])
+
+
 def _fake(n: int, name: str = "fake") -> ImageData:
     x, y = torch.zeros(n, 1, 2, 2, dtype=torch.uint8), torch.zeros(n, dtype=torch.int64)
     return ImageData(name, x, y, x, y, classes=("a",), mean=(0.5,), std=(0.5,))  # 2 * n * (4 + 8) bytes
