@@ -131,7 +131,7 @@ QUICK = Profile(
     # work per stage in reference units: its seconds in the last idle quick lab on the 2-core development CPU
     # (lab.json) over the reference workload's there (~0.5 s: its CPU seconds, timed on a busy machine); mlp-depth
     # (scaled from 118 s before the init x norm grid) and the *-learned and landscape-mlp-2d stages are estimates.
-    # Only ratios enter the estimate; bench/lab_pace.py measures a study's units on any machine.
+    # After the first stage only their ratios matter (the pace is measured); bench/lab_pace.py measures a study's.
     work={"ex1-mlp": 18, "ex1-cnn": 16, "ex1-resnet": 240, "mlp-depth": 410, "conv-depth": 232,
           "gradflow-notebook": 28, "gradflow-depth": 32, "lesion-mlp": 4, "lesion-conv": 106, "lesion-mlp-learned": 4,
           "shatter-mlp": 6, "shatter-conv": 4, "shatter-mlp-learned": 6, "landscape-mlp": 2, "landscape-conv": 28,
