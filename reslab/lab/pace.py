@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-REFERENCE_STEPS = 40  # of each net: ~0.5 s in all on the 2-core development CPU
+REFERENCE_STEPS = 40  # of each net: ~0.2 s in all on the idle 2-core development CPU, 0.5-1 s when it is busy
 
 
 def _nets(gen: torch.Generator) -> list[tuple[nn.Module, torch.Tensor, torch.Tensor]]:

@@ -129,13 +129,14 @@ QUICK = Profile(
     lesion_draws=5,
     lesion_path_images=64,
     # work per stage in reference units: its seconds in the last idle quick lab on the 2-core development CPU
-    # (lab.json) over the reference workload's there (~0.5 s: its CPU seconds, timed on a busy machine); mlp-depth
-    # (scaled from 118 s before the init x norm grid) and the *-learned and landscape-mlp-2d stages are estimates.
-    # After the first stage only their ratios matter (the pace is measured); bench/lab_pace.py measures a study's.
-    work={"ex1-mlp": 18, "ex1-cnn": 16, "ex1-resnet": 240, "mlp-depth": 410, "conv-depth": 232,
-          "gradflow-notebook": 28, "gradflow-depth": 32, "lesion-mlp": 4, "lesion-conv": 106, "lesion-mlp-learned": 4,
-          "shatter-mlp": 6, "shatter-conv": 4, "shatter-mlp-learned": 6, "landscape-mlp": 2, "landscape-conv": 28,
-          "landscape-mlp-2d": 14, "landscape-mlp-learned": 2, "init-mlp": 2, "init-conv": 12},
+    # (lab.json) x 5, the scale bench/lab_pace.py measured there (ex1-mlp 44 and 55 units for 9 s, ex1-cnn 40 for
+    # 8 s: the reference takes ~0.2 s on that CPU idle); mlp-depth (scaled from 118 s before the init x norm grid)
+    # and the *-learned and landscape-mlp-2d stages are estimates. After the first stage only their ratios matter.
+    work={"ex1-mlp": 45, "ex1-cnn": 40, "ex1-resnet": 600, "mlp-depth": 1025, "conv-depth": 580,
+          "gradflow-notebook": 70, "gradflow-depth": 80, "lesion-mlp": 10, "lesion-conv": 265,
+          "lesion-mlp-learned": 10, "shatter-mlp": 15, "shatter-conv": 10, "shatter-mlp-learned": 15,
+          "landscape-mlp": 5, "landscape-conv": 70, "landscape-mlp-2d": 35, "landscape-mlp-learned": 5, "init-mlp": 5,
+          "init-conv": 30},
     shortcuts=(
         "Exercise 1.2 trains on a seeded subset of 3,000 CIFAR-10 training images for 3 epochs (the notebook: "
         "45,000 images, 10 epochs), validates on 1,000 and tests on a fixed subset of 2,000 test images, 2 seeds.",
