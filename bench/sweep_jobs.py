@@ -3,9 +3,9 @@
 Each setting runs the same runs of sweeps/mlp-depth-mnist.yaml (or --sweep FILE) with `reslab sweep` in its own
 process, into its own temporary folder, and the wall time gives runs per minute. The sweep file is copied with
 the changes asked for (--depths, --seeds, --epochs, --train-size to make the measurement shorter; --threads to
-pin train.threads, or `rule` for none: then a worker gets cores // jobs threads). Settings alternate over
---repeats rounds, so drift on a shared machine hits them alike; a setting that runs past --timeout is stopped and
-counted at its runs so far.
+pin train.threads, or `rule` for none: then a run gets the free cores // jobs threads, reslab/sweep/threads.py).
+Settings alternate over --repeats rounds, so drift on a shared machine hits them alike; a setting that runs past
+--timeout is stopped and counted at its runs so far.
 
 Usage: python bench/sweep_jobs.py [--jobs 1 2] [--threads rule|N] [--depths 8 64] [--seeds 1] [--epochs 1]
        [--train-size N] [--repeats 1] [--timeout 600] [--data-dir ../shared/data]
@@ -79,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", type=Path, default=REPO / "sweeps" / "mlp-depth-mnist.yaml")
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--threads", default="rule", help="rule (cores // jobs) or a number for every run")
+    parser.add_argument("--threads", default="rule", help="rule (free cores // jobs) or a number for every run")
     parser.add_argument("--depths", type=int, nargs="+")
     parser.add_argument("--seeds", type=int)
     parser.add_argument("--epochs", type=int)

@@ -4,13 +4,15 @@ Sources (torchvision datasets, image folders or zips; `sources`, `imagefolder`) 
 uint8 (N, C, H, W) tensors (image folders cached by `cache`) and checked as they load (`checks`), so a
 corrupt file fails before training, not in it. `DeviceLoader` (`loader`) keeps them on the device and
 shuffles, augments and normalises whole batches there, so the hot loop has no DataLoader, no
-per-sample Python and no host sync. This module only re-exports the public names.
+per-sample Python and no host sync. A sweep decodes each dataset once per process (`memo`).
+This module only re-exports the public names.
 """
 
 from __future__ import annotations
 
 from reslab.data.cache import CACHE_FORMAT_VERSION, cache_dir
 from reslab.data.loader import Augment, DeviceLoader, normalize, split_indices
+from reslab.data.memo import reuse_for_this_process, reusing
 from reslab.data.sources import DATASET_NAMES, ImageData, load_dataset, resolve_data_dir
 
 __all__ = [
@@ -23,5 +25,7 @@ __all__ = [
     "load_dataset",
     "normalize",
     "resolve_data_dir",
+    "reuse_for_this_process",
+    "reusing",
     "split_indices",
 ]

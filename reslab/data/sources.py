@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from reslab.data import memo
 from reslab.data.checks import check_image_data
 from reslab.data.imagefolder import find_source, load_image_folder
 from reslab.data.images import ImageData
@@ -43,8 +44,19 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path:
 def load_dataset(
     spec: str, data_dir: str | Path | None = None, *, download: bool = True, image_size: int | None = None
 ) -> ImageData:
-    """Load `spec` (mnist, fashion-mnist, cifar10, cifar100 or imagefolder:PATH) as uint8 tensors."""
+    """Load `spec` (mnist, fashion-mnist, cifar10, cifar100 or imagefolder:PATH) as uint8 tensors.
+
+    Inside `memo.reusing()` (a sweep) a dataset decoded before in this process is handed out again."""
     root = resolve_data_dir(data_dir)
+    kept = memo.current()
+    if kept is None:
+        return _decode(spec, root, download, image_size)
+    key = (spec, str(Path.cwd()), str(root.absolute()), image_size)  # a relative path depends on the cwd
+    return kept.get(key, lambda: _decode(spec, root, download, image_size))
+
+
+def _decode(spec: str, root: Path, download: bool, image_size: int | None) -> ImageData:
+    """Read and decode `spec` from its files (or the checked cache of an image folder)."""
     if spec.startswith("imagefolder:"):
         source = find_source(spec.removeprefix("imagefolder:"), root)
         data = dataclasses.replace(load_image_folder(source, image_size), name=spec)

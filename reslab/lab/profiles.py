@@ -64,7 +64,9 @@ class Profile:
     gradflow_batches: int = 11
     lesion_draws: int = 10  # random draws per k of blocks deleted or pairs swapped
     shortcuts: tuple[str, ...] = field(default_factory=tuple)  # every way this profile departs from the full lab
-    expected_s: Mapping[str, float] = field(default_factory=dict)  # stage -> seconds it took on the development CPU
+    # stage -> its predicted work in reference units (runs of reslab.lab.pace's reference workload; measured with
+    # bench/lab_pace.py): the progress line's time left is this machine's pace times the units left
+    work: Mapping[str, float] = field(default_factory=dict)
     # the instruments as their papers define them (issue 18): a pair where both twins learn, beside the deep pair --
     # depth 8, the notebook's MLP (plain-mlp8): shallow enough that the plain twin trains too (each summary says so
     # when a twin did not learn); its stages run when this depth is in the MLP study and is not pair_depth_mlp
@@ -134,13 +136,15 @@ QUICK = Profile(
     shatter_seeds=3,
     lesion_draws=5,
     lesion_path_images=64,
-    # seconds per stage of `reslab lab --profile quick` on the idle 2-core development CPU (lab.json of that run):
-    # the progress line's estimate of the time left scales these by this machine's pace
-    # (mlp-depth: 118 s before the init x norm grid, scaled by its depth-weighted runs: estimated, not measured)
-    expected_s={"ex1-mlp": 9, "ex1-cnn": 8, "ex1-resnet": 120, "mlp-depth": 205, "conv-depth": 116,
-                "gradflow-notebook": 14, "gradflow-depth": 16, "lesion-mlp": 2, "lesion-conv": 53, "shatter-mlp": 3,
-                "shatter-conv": 2, "landscape-mlp": 1, "landscape-conv": 14, "init-mlp": 1, "init-conv": 6,
-                "responses-conv": 3, "responses-mlp-learned": 1, "responses-mlp": 1},  # responses: estimated
+    # work per stage in reference units: its seconds in the last idle quick lab on the 2-core development CPU
+    # (lab.json) x 5, the scale bench/lab_pace.py measured there (ex1-mlp 44 and 55 units for 9 s, ex1-cnn 40 for
+    # 8 s: the reference takes ~0.2 s on that CPU idle); mlp-depth (scaled from 118 s before the init x norm grid)
+    # the *-learned, landscape-mlp-2d and responses stages are estimates. After the first stage only their ratios matter.
+    work={"ex1-mlp": 45, "ex1-cnn": 40, "ex1-resnet": 600, "mlp-depth": 1025, "conv-depth": 580,
+          "gradflow-notebook": 70, "gradflow-depth": 80, "lesion-mlp": 10, "lesion-conv": 265,
+          "lesion-mlp-learned": 10, "shatter-mlp": 15, "shatter-conv": 10, "shatter-mlp-learned": 15,
+          "landscape-mlp": 5, "landscape-conv": 70, "landscape-mlp-2d": 35, "landscape-mlp-learned": 5, "init-mlp": 5,
+          "init-conv": 30, "responses-conv": 15, "responses-mlp-learned": 5, "responses-mlp": 5},  # responses: estimated
     shortcuts=(
         "Exercise 1.2 trains on a seeded subset of 3,000 CIFAR-10 training images for 3 epochs (the notebook: "
         "45,000 images, 10 epochs), validates on 1,000 and tests on a fixed subset of 2,000 test images, 2 seeds.",

@@ -10,10 +10,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Mapping, Sequence
+from typing import IO, Any, Callable, Mapping, Sequence
 
+from reslab.data import reusing
 from reslab.errors import ConfigError, DataError
 from reslab.lab.folder import LabFolder, absolute
+from reslab.lab.pace import reference_seconds, remaining_seconds
 from reslab.lab.profiles import PROFILE_TABLE, default_profile, get_profile
 from reslab.lab.plan import plan
 from reslab.lab.stages import LabContext, LabStopped, Stage, run_study
@@ -62,22 +64,30 @@ def check_data(mnist: str, cifar: str, data_dir: str | None) -> None:
 
 
 class _Overall:
-    """The line above each stage: stage i of n, runs done of total, elapsed, estimated remaining."""
+    """The line above each stage: stage i of n, runs done of total, elapsed, estimated remaining (`lab.pace`)."""
 
-    def __init__(self, stages: Sequence[Stage], done: dict, expected: Mapping[str, float], out: IO[str]) -> None:
-        self.stages, self.done, self.expected, self.out = stages, done, expected, out
+    def __init__(self, stages: Sequence[Stage], done: dict, work: Mapping[str, float], out: IO[str],
+                 reference: Callable[[], float] = reference_seconds) -> None:
+        self.stages, self.done, self.work, self.out, self.reference = stages, done, work, out, reference
         self.start = time.perf_counter()
         self.total_runs = sum(s.runs for s in stages)
         self.took: dict[str, float] = {}  # stage -> seconds, for the stages run this time
+        self.reference_s: float | None = None  # the reference workload's seconds here, timed when first needed
 
     def remaining(self) -> str:
-        """The expected time of the stages left, scaled by how this machine compares on the stages run so far."""
+        """The time the stages left take at this machine's pace: of the stages run so far, else of the reference
+        workload timed now (never another machine's seconds)."""
         left = [s.name for s in self.stages if s.name not in self.done and s.name not in self.took]
-        if not left or any(name not in self.expected for name in left):
+        if not left or any(name not in self.work for name in left):
             return ""
-        ran = [name for name in self.took if name in self.expected]
-        speed = (sum(self.took[n] for n in ran) / max(sum(self.expected[n] for n in ran), 1e-9)) if ran else 1.0
-        return f", about {_duration(speed * sum(self.expected[n] for n in left))} left"
+        ran = [(self.took[name], self.work[name]) for name in self.took if name in self.work]
+        if not ran and self.reference_s is None:
+            self.reference_s = self.reference()
+        seconds = remaining_seconds(left, self.work, ran, self.reference_s)
+        if seconds is None:
+            return ", estimating the time left"
+        basis = f"the pace of {len(ran)} stage{'s' * (len(ran) > 1)} here" if ran else "a reference workload timed here"
+        return f", about {_duration(seconds)} left (from {basis})"
 
     def runs_done(self) -> int:
         return sum(s.runs for s in self.stages if s.name in self.done)
@@ -95,6 +105,7 @@ class _Overall:
               flush=True)
 
 
+@reusing()  # the data check, every stage's runs and the analyses share each decoded dataset
 def run_lab(*, profile: str | None = None, mnist: str = "mnist", cifar: str = "cifar10", data_dir: str | None = None,
             out: str | Path = "lab", jobs: int | None = None, backend: str = "local", device: str = "auto",
             stream: IO[str] | None = None) -> LabResult:
@@ -119,7 +130,7 @@ def run_lab(*, profile: str | None = None, mnist: str = "mnist", cifar: str = "c
         check_data(mnist, cifar, data_dir)
     record = _checked(folder.open(asked), folder)
     ctx = LabContext(folder, get_profile(profile), mnist, cifar, data_dir, jobs, backend, device, stream)
-    overall = _Overall(stages, record["stages"], ctx.profile.expected_s, stream)
+    overall = _Overall(stages, record["stages"], ctx.profile.work, stream)
     failed_runs = 0
     try:
         with stop_on_signal(at_once=True) as stop:  # Ctrl-C or SIGTERM raise, and set the flag

@@ -5,6 +5,12 @@ Each run is `reslab.train.train`; whatever it raises is turned into an outcome (
 run never stops the others. A stop (Ctrl-C, SIGTERM) reaches every run once: workers sit in their own process
 group and the parent forwards the signal, so each running run checkpoints its exact position and the next
 invocation resumes it.
+
+Start once (issue 22): one process trains many runs, so a run pays neither interpreter start-up nor imports, and
+the data is decoded once per process (`reslab.data.reusing`: the in-process path, and every pool worker for its
+life). Each run gets `threads.choose_threads(jobs)` torch threads (the cores free when the sweep starts, shared
+among the jobs; see reslab/sweep/threads.py), set again before every run so that one run's train.threads does
+not stick to the next; a run's own train.threads still wins.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import torch
 
 from reslab.config import from_dict
+from reslab.data import reuse_for_this_process, reusing
 from reslab.errors import ReslabError, exception_line, first_line
 from reslab.protocols import Observer
 from reslab.runtime import stop_on_signal
 from reslab.status import RunStatus
+from reslab.sweep.threads import choose_threads
 from reslab.train import Interrupted, train
 
 from reslab.sweep.backends import Task  # noqa: F401  (the backends import it from here too)
@@ -84,6 +92,7 @@ def died(task: Task, exc: BaseException) -> dict[str, Any]:
 
 
 _stopping: Any = None  # in a worker: the parent's stop event (a run queued before a stop does not start)
+_threads = 1  # in a worker: torch threads of each run (unless its train.threads says otherwise)
 NOT_STARTED = "not started"
 
 
@@ -94,6 +103,7 @@ def _pool_task(task: Task) -> dict[str, Any]:
         return {"key": task.key, "status": NOT_STARTED}
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        torch.set_num_threads(_threads)  # not the last run's train.threads
         return run_task(task, progress=False)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -102,8 +112,9 @@ def _pool_task(task: Task) -> dict[str, Any]:
 def _init_worker(threads: int, gpus: Any, stopping: Any) -> None:
     """A worker's own process group (a terminal's Ctrl-C reaches the parent only, which forwards it once),
     its share of the CPU threads and, on CUDA, its own GPU."""
-    global _stopping
-    _stopping = stopping
+    global _stopping, _threads
+    _stopping, _threads = stopping, threads
+    reuse_for_this_process()  # decode each dataset once in this worker, for every run it trains
     os.setpgrp()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent while it started us
@@ -125,15 +136,19 @@ def run_local(tasks: Sequence[Task], jobs: int, on_done: Callable[[dict[str, Any
     `interrupted`, and runs not yet started are left for the next invocation.
     """
     if jobs <= 1:
+        before, threads = torch.get_num_threads(), choose_threads(1)  # this process's threads: restored after
         try:
-            with stop_on_signal(at_once=True):  # train() takes the signals over while a run trains
+            with reusing(), stop_on_signal(at_once=True):  # train() takes the signals over while a run trains
                 for task in tasks:
+                    torch.set_num_threads(threads)  # not the last run's train.threads
                     outcome = run_task(task, progress=True)
                     on_done(outcome)
                     if outcome["status"] is RunStatus.INTERRUPTED:
                         return False
         except KeyboardInterrupt:  # between two runs: the next invocation starts the rest
             return False
+        finally:
+            torch.set_num_threads(before)
         return True
     import multiprocessing
 
@@ -142,7 +157,7 @@ def run_local(tasks: Sequence[Task], jobs: int, on_done: Callable[[dict[str, Any
     gpus = ctx.Queue() if cuda else None
     for i in range(jobs if cuda else 0):
         gpus.put(i % torch.cuda.device_count())
-    threads = max(1, (os.cpu_count() or 1) // jobs)  # unless a run's config sets train.threads
+    threads = choose_threads(jobs)  # unless a run's config sets train.threads
     stopping = ctx.Event()
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
                                initargs=(threads, gpus, stopping))
