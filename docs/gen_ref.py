@@ -262,6 +262,8 @@ API_MODULES: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("From a notebook", "reslab.api.run", None),
     ("From a notebook", "reslab.api.sweep", None),
     ("From a notebook", "reslab.api.lab", None),
+    ("From a notebook", "reslab.api.tables", None),
+    ("From a notebook", "reslab.analyze.tools", None),
     ("Configuration", "reslab.config.schema", ("RunConfig", "DataConfig", "ModelConfig", "OptimConfig",
                                                "TrainConfig", "TrackConfig", "GradflowConfig", "from_dict",
                                                "to_dict", "flatten", "changed_keys")),
