@@ -1,11 +1,12 @@
-"""Which instruments there are: the built-in registrations (`reslab.analyze.instruments`) and those registered at
-run time (tests, plug-ins). The CLI and the lab ask here; `registry` holds the shapes and the driver, so the
-instruments import it and it imports none of them.
+"""Which instruments there are: the built-in registrations (`reslab.analyze.instruments`, `instruments_explain`)
+and those registered at run time (tests, plug-ins). The CLI and the lab ask here; `registry` holds the shapes and
+the driver, so the instruments import it and it imports none of them.
 """
 
 from __future__ import annotations
 
 from reslab.analyze.instruments import BUILTIN
+from reslab.analyze.instruments_explain import EXPLAIN
 from reslab.analyze.registry import Instrument
 
 _REGISTERED: dict[str, Instrument] = {}  # registered at run time (tests, plug-ins), after the built-in ones
@@ -13,7 +14,7 @@ _REGISTERED: dict[str, Instrument] = {}  # registered at run time (tests, plug-i
 
 def instruments() -> tuple[Instrument, ...]:
     """Every instrument, in the order the CLI lists them and the lab runs their stages."""
-    return (*BUILTIN, *_REGISTERED.values())
+    return (*BUILTIN, *EXPLAIN, *_REGISTERED.values())
 
 
 def get(name: str) -> Instrument:

@@ -22,7 +22,7 @@ LAYERS: list[list[str]] = [
     ["errors", "status", "yamlsafe"],  # leaf helpers, in their own order (yamlsafe: the one YAML loader)
     ["checks", "files"],
     ["plots", "reading"],  # reading: files read tolerantly (runs, sweeps, analyses, reports)
-    ["models", "metrics"],
+    ["models", "metrics", "stats"],  # stats: t intervals (sweeps and instruments)
     ["config", "data"],
     ["runs", "runtime", "optim", "evaluate", "state", "protocols", "loaders", "distributed"],
     ["tracking", "tracking_wandb", "gradflow"],  # observers and the sinks and instruments behind them
