@@ -56,7 +56,8 @@ class CamResult:
     confidence: np.ndarray  # (N,) probability of the predicted class
     shown: Mapping[str, np.ndarray]  # "cam-true", "cam-predicted", "gradcam-..." -> (show, H, W) in [0, 1]
     class_means: np.ndarray  # (classes, H, W): mean normalised CAM of each true class (NaN: no image of it)
-    curves: Mapping[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (method, deletion|insertion) -> (N, S+1)
+    # (method, deletion | insertion) -> (N, steps + 1): the probability of the predicted class along each curve
+    curves: Mapping[tuple[str, str], np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)

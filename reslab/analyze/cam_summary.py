@@ -5,7 +5,7 @@ probability falls faster), insertion gain = AUC(map) - AUC(random) (it rises fas
 are paired over the same images, with a 95% t interval over images. Twins (plain and residual of one family,
 depth, checkpoint and training seed) are compared on the same images (interval over images) and, given several
 seeds, by their per-seed means (interval over seeds: the training seed's noise). A difference whose interval holds
-0 is called inconclusive.
+0 is called inconclusive, and one under MIN_GAIN (in AUC units) too small to matter.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ STATS_FIELDS = ["model", "at", "model_spec", "skip", "seed", "images", "accuracy
                 "insertion_gain_high"]
 PAIR_FIELDS = ["pair", "seed", "method", "metric", "plain", "residual", "difference", "low", "high", "n", "over"]
 GAINS = ("deletion_gain", "insertion_gain")
+MIN_GAIN = 0.01  # AUC units: a gain or difference smaller than this is called negligible, whatever its interval
 
 
 def _aucs(r: CamResult) -> dict[str, dict[str, np.ndarray]]:
@@ -129,10 +130,22 @@ def _interval(mean: float, low: float, high: float) -> str:
     return f"{mean:.3f}" + ("" if math.isnan(low) else f" [{low:.3f}, {high:.3f}]")
 
 
-def _verdict(low: float, high: float, better: str, worse: str) -> str:
+def _verdict(mean: float, low: float, high: float, better: str, worse: str) -> str:
     if math.isnan(low):
-        return "inconclusive (too few images for an interval)"
-    return better if low > 0 else worse if high < 0 else "inconclusive (the interval holds 0)"
+        return "inconclusive (too few for an interval)"
+    if low <= 0 <= high:
+        return "inconclusive (the interval holds 0)"
+    if abs(mean) < MIN_GAIN:
+        return f"negligible (under {MIN_GAIN:g}), though the interval excludes 0"
+    return better if low > 0 else worse
+
+
+def _curve_words(s: dict[str, Any], random: dict[str, Any], kind: str) -> str:
+    """'deletion AUC 0.21 [0.18, 0.24] vs random 0.45, gain 0.24 [...]: more faithful than random'."""
+    gain = (s[f"{kind}_gain"], s[f"{kind}_gain_low"], s[f"{kind}_gain_high"])
+    return (f"{kind} AUC {_interval(s[f'{kind}_auc'], s[f'{kind}_low'], s[f'{kind}_high'])} vs random "
+            f"{random[f'{kind}_auc']:.3f}, gain {_interval(*gain)}: "
+            + _verdict(*gain, "more faithful than random", "less faithful than random"))
 
 
 def sentences(m: CamMeasurement, t: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -154,22 +167,15 @@ def sentences(m: CamMeasurement, t: dict[str, list[dict[str, Any]]]) -> list[str
             s, name = rows[method], "CAM" if method == "cam" and r.exact_cam else "Grad-CAM"
             if method == "cam" and not r.exact_cam:
                 continue
-            lines.append(
-                f"  {name}: deletion AUC {_interval(s['deletion_auc'], s['deletion_low'], s['deletion_high'])} vs "
-                f"random {rows['random']['deletion_auc']:.3f}, gain {_interval(s['deletion_gain'], s['deletion_gain_low'], s['deletion_gain_high'])}: "
-                + _verdict(s["deletion_gain_low"], s["deletion_gain_high"], "more faithful than random",
-                           "less faithful than random")
-                + f"; insertion AUC {_interval(s['insertion_auc'], s['insertion_low'], s['insertion_high'])} vs random "
-                f"{rows['random']['insertion_auc']:.3f}, gain {_interval(s['insertion_gain'], s['insertion_gain_low'], s['insertion_gain_high'])}: "
-                + _verdict(s["insertion_gain_low"], s["insertion_gain_high"], "more faithful than random",
-                           "less faithful than random") + ".")
+            lines.append(f"  {name}: " + "; ".join(_curve_words(s, rows["random"], kind)
+                                                    for kind in ("deletion", "insertion")) + ".")
     if any(r.exact_cam for r in m.results):
         lines.append("With a global-average-pooling + linear head Grad-CAM is ReLU(CAM)/(h w): it orders pixels as CAM "
                      "does where CAM is positive and leaves the rest tied (in random order).")
     for p in t["pairs"]:
         what = f"{'CAM' if p['method'] == 'cam' else 'Grad-CAM'} {p['metric'].replace('_', ' ')}"
         over = f"over {p['n']} images" if p["over"] == "images" else f"over {p['n']} paired seeds"
-        verdict = _verdict(p["low"], p["high"], "the residual twin's maps are more faithful",
+        verdict = _verdict(p["difference"], p["low"], p["high"], "the residual twin's maps are more faithful",
                            "the plain twin's maps are more faithful")
         lines.append(f"{p['pair']}" + (f" (seed {p['seed']})" if p["over"] == "images" else "") + f": {what} residual "
                      f"minus plain {_interval(p['difference'], p['low'], p['high'])} {over}: {verdict}.")

@@ -7,6 +7,7 @@ the same image's maps read across.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -40,7 +41,8 @@ def plot_cam_grid(images: np.ndarray, labels: Sequence[str], columns: Sequence[t
             for j, (heading, maps, classes) in enumerate(columns, 1):
                 _show(axes[i][j], images[i])
                 axes[i][j].imshow(maps[i], cmap=OVERLAY_CMAP, alpha=OVERLAY_ALPHA, vmin=0, vmax=1)
-                axes[i][j].set_title(f"{heading}\n{classes[i]}" if i == 0 else str(classes[i]), fontsize=7)
+                top = "\n".join(textwrap.fill(part, 24) for part in heading.split("\n"))
+                axes[i][j].set_title(f"{top}\n{classes[i]}" if i == 0 else str(classes[i]), fontsize=7)
         fig.suptitle(title, fontsize=9)
 
 
@@ -62,7 +64,7 @@ def plot_class_means(means: Mapping[str, np.ndarray], classes: Sequence[str], pa
                 if i == 0:
                     ax.set_title(name, fontsize=7)
                 if j == 0:
-                    ax.set_ylabel(model, fontsize=6)
+                    ax.set_ylabel(textwrap.fill(model, 18), fontsize=6)
         fig.suptitle("Mean CAM of the true class, per class (blank: no image of it drawn)", fontsize=9)
 
 

@@ -22,6 +22,7 @@ from reslab.train import train
 
 CONV = [name for name in model_names() if not name.endswith("mlp")]
 SHAPES = {"seed-cnn": (3, 32, 32)}
+SMALL = {"cifar-resnet": {"depth": 8}}  # the fewest blocks: the identity holds at any depth
 TWIN = ["train.epochs=1", "train.threads=1", "gradflow.every=0"]
 CONV_YAML = ("name: tiny-conv\ndata: {dataset: mnist}\nmodel: {name: convnet, channels: 4, blocks: 1, stages: 2}\n"
              "optim: {name: adam, lr: 3.0e-3}\n")
@@ -34,7 +35,7 @@ def test_grad_cam_is_relu_cam_over_positions(name: str) -> None:
     (float32: rtol 1e-5, atol 1e-7); and CAM is exact: mean_xy CAM_c + b_c = y_c."""
     shape = SHAPES.get(name, (3, 16, 16))
     torch.manual_seed(0)
-    model = build_model(name, input_shape=shape, num_classes=5).eval()
+    model = build_model(name, input_shape=shape, num_classes=5, **SMALL.get(name, {})).eval()
     x = torch.randn(4, *shape)
     classes = torch.tensor([0, 3, 1, 4])
     maps = cam(model, x, classes)
@@ -169,7 +170,7 @@ def test_cam_writes_a_complete_folder(twins: tuple[Path, Path], data_dir: Path, 
                                       capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "cam"
     assert main(["analyze", "cam", *map(str, twins), "--data-dir", str(data_dir), "--set", "data.val_size=100",
-                 "--images", "12", "--show", "3", "--steps", "4", "--device", "cpu", "--quiet", "--out",
+                 "--images", "8", "--show", "2", "--steps", "3", "--device", "cpu", "--quiet", "--out",
                  str(out)]) == 0
     printed = capsys.readouterr().out.strip().splitlines()
     assert Path(printed[-1]) == out
@@ -181,12 +182,12 @@ def test_cam_writes_a_complete_folder(twins: tuple[Path, Path], data_dir: Path, 
     stats = files.read_csv(out / "cam-stats.csv")
     assert [(r["model"].split("@")[1], r["method"]) for r in stats] == [("best", m) for m in
                                                                        ("cam", "gradcam", "random")] * 2
-    assert all(r["images"] == "12" and r["feature_map"] == "4x14x14" for r in stats)
+    assert all(r["images"] == "8" and r["feature_map"] == "4x14x14" for r in stats)
     pairs = files.read_csv(out / "cam-pairs.csv")
-    assert len(pairs) == 4 and all(r["over"] == "images" and r["n"] == "12" for r in pairs)
+    assert len(pairs) == 4 and all(r["over"] == "images" and r["n"] == "8" for r in pairs)
     images = files.read_csv(out / "cam-images.csv")
     one = [r for r in images if r["model"] == stats[0]["model"] and r["method"] == "cam"]
-    assert len(one) == 12
+    assert len(one) == 8
     assert float(stats[0]["deletion_auc"]) == pytest.approx(np.mean([float(r["deletion_auc"]) for r in one]))
     text = (out / "cam-summary.txt").read_text()
     assert "baseline: deletion to the dataset's mean colour" in text and "residual minus plain" in text
@@ -201,3 +202,45 @@ def test_cam_refuses_an_mlp_and_a_preset(data_dir: Path, tmp_path: Path, capsys:
     fails_one_line(capsys, ["analyze", "cam", "seed-cnn", *common], "needs a run folder")
     fails_one_line(capsys, ["analyze", "cam", str(run), "--steps", "0", *common], "--steps must be >= 1")
     assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- the summary's numbers and words
+
+
+def _fake(preset: str, seed: int, deletion_drop: float, n: int = 6) -> "CamResult":
+    """A measured model whose CAM deletion curve ends `deletion_drop` below the random order's (insertion equal)."""
+    from reslab.analyze.cam import CamResult
+    from reslab.analyze.targets import Target
+    from reslab.config import resolve
+
+    cfg = resolve(preset, [f"train.seed={seed}"])
+    rng = np.random.default_rng(seed)
+    flat = np.tile(np.linspace(0.9, 0.5, 5), (n, 1)) + rng.normal(0, 0.01, (n, 5))
+    curves = {(m, c): flat.copy() for m in ("cam", "gradcam", "random") for c in ("deletion", "insertion")}
+    for m in ("cam", "gradcam"):
+        curves[(m, "deletion")] = flat - deletion_drop * np.linspace(0, 1, 5)
+    labels = np.arange(n) % 10
+    return CamResult(Target(f"{preset}-s{seed}", cfg, "best"), True, (4, 2, 2), labels, labels, np.ones(n), {},
+                     np.zeros((10, 4, 4)), curves)
+
+
+def test_twins_are_paired_by_seed_and_judged_in_words() -> None:
+    from reslab.analyze.cam import CamMeasurement, CamOptions
+    from reslab.analyze.cam_summary import sentences, tables
+
+    results = (_fake("plain20", 0, 0.0), _fake("resnet20", 0, 0.2), _fake("plain20", 1, 0.0),
+               _fake("resnet20", 1, 0.2), _fake("plain20", 2, 0.0), _fake("resnet20", 2, 0.2))
+    m = CamMeasurement(results, np.zeros((0, 4, 4, 1)), tuple(map(str, range(10))), "fake", CamOptions(steps=4))
+    t = tables(m)
+    over_seeds = [p for p in t["pairs"] if p["over"] == "seeds" and p["method"] == "cam"]
+    assert [(p["metric"], p["n"]) for p in over_seeds] == [("deletion_gain", 3), ("insertion_gain", 3)]
+    # residual deletion curve lower by 0.2 * x, x in [0, 1]: its AUC is lower by 0.1, its gain higher by 0.1
+    assert over_seeds[0]["difference"] == pytest.approx(0.1, abs=1e-6)
+    per_seed = [p for p in t["pairs"] if p["over"] == "images"]
+    assert len(per_seed) == 3 * 4 and {p["seed"] for p in per_seed} == {0, 1, 2}
+    words = "\n".join(sentences(m, t))
+    assert "over 3 paired seeds: the residual twin's maps are more faithful" in words
+    assert "insertion gain residual minus plain 0.000" in words and "inconclusive" in words
+    stats = {(r["model"], r["method"]): r for r in t["stats"]}
+    assert stats[("resnet20-s0", "cam")]["deletion_gain"] == pytest.approx(0.1, abs=1e-6)
+    assert stats[("plain20-s0", "cam")]["deletion_gain"] == pytest.approx(0.0, abs=1e-9)
