@@ -130,9 +130,6 @@ def analyse(targets: Sequence[Target], options: CamOptions, *, device: str = "au
     dev = select_device(device)
     data, _, _ = shared_data(targets)
     idx = draw_images(data, options.images, seed)
-    c, h, w = data.input_shape
-    forwards = options.images * (2 * len(METHODS) * (options.steps + 1) + 6)
-    require_work(forwards * c * h * w * 1e4, "cam")  # a generous bound per pixel of a small conv net
     batches = list(DeviceLoader(data.test_x[idx], data.test_y[idx], batch_size=targets[0].cfg.data.eval_batch_size,
                                 mean=data.mean, std=data.std, device=dev))
     models = []
@@ -143,6 +140,10 @@ def analyse(targets: Sequence[Target], options: CamOptions, *, device: str = "au
         with torch.no_grad():
             feature_map(model, batches[0][0][:1], f"{target.label} ({target.cfg.model.name})")
         models.append((target, model))
+    forwards = options.images * (2 * len(METHODS) * (options.steps + 1) + 6)  # curves, predictions and maps
+    _, h, w = data.input_shape
+    params = max(sum(p.numel() for p in model.parameters()) for _, model in models)
+    require_work(forwards * params * h * w * len(models), "cam")  # a conv weight is used at most once per pixel
     if progress:
         print(f"cam: {len(idx)} test images of {data.name} drawn with seed {seed}, {options.steps} steps, baseline "
               f"{options.baseline}, device {dev}", file=sys.stderr)

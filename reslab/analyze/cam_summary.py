@@ -179,6 +179,9 @@ def sentences(m: CamMeasurement, t: dict[str, list[dict[str, Any]]]) -> list[str
                            "the plain twin's maps are more faithful")
         lines.append(f"{p['pair']}" + (f" (seed {p['seed']})" if p["over"] == "images" else "") + f": {what} residual "
                      f"minus plain {_interval(p['difference'], p['low'], p['high'])} {over}: {verdict}.")
+    if t["pairs"] and not any(p["over"] == "seeds" for p in t["pairs"]):
+        lines.append("One training seed per twin: the intervals above are over images, not over training runs; give "
+                     "runs of several seeds for a comparison paired by seed.")
     if not t["pairs"] and len(m.results) > 1:
         lines.append("No plain/residual twins among the runs (same family, depth, checkpoint and seed): no paired "
                      "comparison.")

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 
-from reslab.analyze.registry import Call, Instrument, add_common, deferred
+from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common, deferred
+
+LAB_IMAGES, LAB_STEPS = 64, 8  # the lab's CAM stage: test images (at most the profile's subset), curve steps
 
 
 def _cam_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,6 +32,14 @@ def _cam_call(args: argparse.Namespace) -> Call:
                                                     baseline=args.baseline))
 
 
+def _cam_conv(lab: LabSource) -> Call:
+    """CAM and Grad-CAM of the deepest trained conv twins, with their deletion and insertion curves."""
+    from reslab.analyze import cam
+
+    options = cam.CamOptions(at="last", images=min(LAB_IMAGES, lab.profile.subset), steps=LAB_STEPS)
+    return Call(tuple(lab.conv_pair()), options)
+
+
 CAM = Instrument(
     name="cam", title="Class activation maps",
     help="class activation maps (CAM, Grad-CAM) of trained conv nets, and how faithful they are",
@@ -40,6 +50,7 @@ CAM = Instrument(
                 "line printed on stdout is the output folder.",
     add_arguments=_cam_arguments, from_args=_cam_call, prepare=deferred("reslab.analyze.cam", "prepare"),
     measure=deferred("reslab.analyze.cam", "measure_targets"),
-    summarise=deferred("reslab.analyze.cam_summary", "summarise"))
+    summarise=deferred("reslab.analyze.cam_summary", "summarise"),
+    lab=(LabStage("cam-conv", "Class activation maps of the conv twins", _cam_conv),))
 
 EXPLAIN: tuple[Instrument, ...] = (CAM,)

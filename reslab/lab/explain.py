@@ -90,7 +90,8 @@ def _onset(name: str, updates: list[tuple[str, float]], when: str) -> str:
 INSTRUMENTS = (("Lesion: deleting and reordering blocks", ("lesion-mlp", "lesion-conv")),
                ("Shattered gradients", ("shatter-mlp", "shatter-conv")),
                ("Loss landscapes", ("landscape-mlp", "landscape-conv", "landscape-conv-2d")),
-               ("Block forms at initialisation", ("init-mlp", "init-conv")))  # section -> the lab stages behind it
+               ("Block forms at initialisation", ("init-mlp", "init-conv")),
+               ("Class activation maps", ("cam-conv",)))  # section -> the lab stages behind it
 
 
 def instrument_sections(folder: Any, doc: Any, first: int) -> list[str]:

@@ -191,6 +191,7 @@ def test_cam_writes_a_complete_folder(twins: tuple[Path, Path], data_dir: Path, 
     assert float(stats[0]["deletion_auc"]) == pytest.approx(np.mean([float(r["deletion_auc"]) for r in one]))
     text = (out / "cam-summary.txt").read_text()
     assert "baseline: deletion to the dataset's mean colour" in text and "residual minus plain" in text
+    assert "One training seed per twin" in text
     assert record["findings"][f"{stats[0]['model']}.cam.deletion_gain"] == pytest.approx(
         float(stats[0]["deletion_gain"]))
 
@@ -240,6 +241,7 @@ def test_twins_are_paired_by_seed_and_judged_in_words() -> None:
     assert len(per_seed) == 3 * 4 and {p["seed"] for p in per_seed} == {0, 1, 2}
     words = "\n".join(sentences(m, t))
     assert "over 3 paired seeds: the residual twin's maps are more faithful" in words
+    assert "One training seed per twin" not in words
     assert "insertion gain residual minus plain 0.000" in words and "inconclusive" in words
     stats = {(r["model"], r["method"]): r for r in t["stats"]}
     assert stats[("resnet20-s0", "cam")]["deletion_gain"] == pytest.approx(0.1, abs=1e-6)
