@@ -246,3 +246,24 @@ def test_twins_are_paired_by_seed_and_judged_in_words() -> None:
     stats = {(r["model"], r["method"]): r for r in t["stats"]}
     assert stats[("resnet20-s0", "cam")]["deletion_gain"] == pytest.approx(0.1, abs=1e-6)
     assert stats[("plain20-s0", "cam")]["deletion_gain"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_conv_model_is_explained_on_larger_images_than_it_was_built_for() -> None:
+    """Fully-convolutional evaluation: a convnet built for 16x16 gives maps and curves at 40x40 (the GAP takes any
+    size), and CAM stays exact there (mean CAM + bias = logit)."""
+    from reslab.analyze.cam import explain
+
+    torch.manual_seed(2)
+    model = build_model("convnet", input_shape=(1, 16, 16), num_classes=3, channels=4, blocks=1, stages=2).eval()
+    x, y = torch.randn(2, 1, 40, 40), torch.tensor([0, 2])
+    got = explain(model, x, y, steps=4, baseline="paper", generator=torch.Generator().manual_seed(0))
+    assert got["cam-true"].shape == got["gradcam-predicted"].shape == (2, 40, 40)
+    assert got["cam-deletion"].shape == got["random-insertion"].shape == (2, 5)
+    with torch.no_grad():
+        logits = model(x)
+    confidence = torch.softmax(logits, 1).gather(1, got["predicted"][:, None])[:, 0]
+    torch.testing.assert_close(got["cam-deletion"][:, 0], confidence)  # step 0: the image itself
+    raw = cam(model, x, y)
+    assert raw.shape == (2, 20, 20)
+    torch.testing.assert_close(raw.mean(dim=(1, 2)) + model.head.bias[y].detach(), logits.gather(1, y[:, None])[:, 0],
+                               rtol=1e-5, atol=1e-5)
