@@ -1,12 +1,14 @@
-"""Which instruments there are: the built-in registrations (`reslab.analyze.instruments`, then the detector of
-`instruments_detect`) and those registered at run time (tests, plug-ins). The CLI and the lab ask here; `registry` holds the shapes and the driver, so the
-instruments import it and it imports none of them.
+"""Which instruments there are: the built-in registrations (`reslab.analyze.instruments`, then
+`instruments_explain` (cam), `instruments_detect` (fcn), `instruments_transfer` (probe)) and those registered at run
+time (tests, plug-ins). The CLI and the lab ask here; `registry` holds the shapes and the driver, so the instruments
+import it and it imports none of them.
 """
 
 from __future__ import annotations
 
 from reslab.analyze.instruments import BUILTIN
 from reslab.analyze.instruments_detect import DETECT
+from reslab.analyze.instruments_explain import EXPLAIN
 from reslab.analyze.instruments_transfer import TRANSFER
 from reslab.analyze.registry import Instrument
 
@@ -15,7 +17,7 @@ _REGISTERED: dict[str, Instrument] = {}  # registered at run time (tests, plug-i
 
 def instruments() -> tuple[Instrument, ...]:
     """Every instrument, in the order the CLI lists them and the lab runs their stages."""
-    return (*BUILTIN, *DETECT, *TRANSFER, *_REGISTERED.values())
+    return (*BUILTIN, *EXPLAIN, *DETECT, *TRANSFER, *_REGISTERED.values())
 
 
 def get(name: str) -> Instrument:

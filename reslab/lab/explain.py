@@ -92,7 +92,8 @@ INSTRUMENTS = (("Lesion: deleting and reordering blocks", ("lesion-mlp", "lesion
                ("Loss landscapes", ("landscape-mlp", "landscape-conv", "landscape-conv-2d")),
                ("Block forms at initialisation", ("init-mlp", "init-conv")),
                ("Layer responses (He et al. 2015, Figure 7)", ("responses-conv", "responses-mlp-learned",
-                                                               "responses-mlp")))  # section -> the lab stages behind it
+                                                               "responses-mlp")),
+               ("Class activation maps", ("cam-conv",)))  # section -> the lab stages behind it
 
 
 def instrument_sections(folder: Any, doc: Any, first: int) -> list[str]:

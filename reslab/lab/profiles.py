@@ -139,12 +139,13 @@ QUICK = Profile(
     # work per stage in reference units: its seconds in the last idle quick lab on the 2-core development CPU
     # (lab.json) x 5, the scale bench/lab_pace.py measured there (ex1-mlp 44 and 55 units for 9 s, ex1-cnn 40 for
     # 8 s: the reference takes ~0.2 s on that CPU idle); mlp-depth (scaled from 118 s before the init x norm grid)
-    # the *-learned, landscape-mlp-2d and responses stages are estimates. After the first stage only their ratios matter.
+    # the *-learned, landscape-mlp-2d, responses and cam stages are estimates. After the first stage only their ratios matter.
     work={"ex1-mlp": 45, "ex1-cnn": 40, "ex1-resnet": 600, "mlp-depth": 1025, "conv-depth": 580,
           "gradflow-notebook": 70, "gradflow-depth": 80, "lesion-mlp": 10, "lesion-conv": 265,
           "lesion-mlp-learned": 10, "shatter-mlp": 15, "shatter-conv": 10, "shatter-mlp-learned": 15,
           "landscape-mlp": 5, "landscape-conv": 70, "landscape-mlp-2d": 35, "landscape-mlp-learned": 5, "init-mlp": 5,
-          "init-conv": 30, "responses-conv": 15, "responses-mlp-learned": 5, "responses-mlp": 5},  # responses: estimated
+          "init-conv": 30, "responses-conv": 15, "responses-mlp-learned": 5, "responses-mlp": 5,
+          "cam-conv": 150},  # responses, cam-conv: estimated (cam: 64 images of the conv twins)
     shortcuts=(
         "Exercise 1.2 trains on a seeded subset of 3,000 CIFAR-10 training images for 3 epochs (the notebook: "
         "45,000 images, 10 epochs), validates on 1,000 and tests on a fixed subset of 2,000 test images, 2 seeds.",

@@ -21,6 +21,8 @@ from helpers.damage import tree_hash
     (["analyze", "shatter", "seed-mlp", "--line-points", "1000000000"], "--line-points must be"),
     (["analyze", "lesion", "RUN", "--draws", "100000000"], "--draws must be"),
     (["analyze", "init", "seed-mlp", "--batches", "1000000000"], "--batches must be"),
+    (["analyze", "cam", "RUN", "--images", "1000000000"], "--images must be"),
+    (["analyze", "cam", "RUN", "--steps", "100000"], "--steps must be"),
     (["gradflow", "seed-mlp", "--batches", "1000000000"], "--batches must be"),
     (["gradflow", "seed-mlp", "--device", "cpu:zz"], "unknown device 'cpu:zz'"),
     (["analyze", "probe", "RUN", "--k", "0"], "--k must be >= 1"),

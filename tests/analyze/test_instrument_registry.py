@@ -137,7 +137,8 @@ def test_the_toy_is_a_lab_stage(toy: Instrument, data_dir: Path, tmp_path: Path,
 
     stages = plan(PROFILE_TABLE["quick"])
     assert (stages[-1].name, stages[-1].title) == ("toy-mlp", "Toy: weight norms of the MLP twins")
-    assert stages[-2].name == "responses-mlp" and [s.name for s in stages].count("toy-mlp") == 1  # the last built-in
+    assert stages[-2].name == "cam-conv" and stages[-3].name == "responses-mlp"  # the last built-in ones
+    assert [s.name for s in stages].count("toy-mlp") == 1
     monkeypatch.setattr(lab_instruments, "mlp_pair", lambda ctx, seed=0: ["plain-mlp8", "res-mlp8"])
     ctx = LabContext(folder=None, profile=PROFILE_TABLE["quick"], mnist="mnist", cifar="cifar10",
                      data_dir=str(data_dir), jobs=1, backend="local", device="cpu", out=None)  # type: ignore[arg-type]
@@ -192,7 +193,7 @@ def test_every_output_name_is_spelled_by_its_instrument_only(tmp_path: Path) -> 
     owned = _owned()
     assert {"lesion-k.csv", "shatter-grid-lag1.png", "landscape.csv", "directions.pt", "init-std.png",
             "gradflow-stats.csv", "shatter-summary.txt", "fcn-classes.csv", "fcn-examples.png",
-            "probe.csv"} <= set(owned)
+            "probe.csv", "cam-stats.csv", "cam-grid.png"} <= set(owned)
     assert _spelled_outside(owned, PACKAGE) == []
     stray = tmp_path / "reslab" / "lab" / "stray.py"  # the check itself can fail
     stray.parent.mkdir(parents=True)

@@ -98,11 +98,11 @@ def test_a_teacher_with_other_classes_is_one_line(data_dir: Path, tmp_path: Path
 
 def test_a_sweep_over_the_teacher_gives_a_paired_interval(data_dir: Path, tmp_path: Path, teacher: Path) -> None:
     """train.teacher on/off over 3 paired seeds: the distilled minus the plain student, per seed, and the 95% t
-    interval of that difference (sweep/stats.py). paired.csv pairs model.residual only, so the pairing is here."""
+    interval of that difference (reslab/intervals.py). paired.csv pairs model.residual only, so the pairing is here."""
     import yaml
 
     from reslab.sweep import load_sweep, run_sweep
-    from reslab.sweep.stats import t_interval
+    from reslab.intervals import t_interval
 
     sweep = {"name": "distil", "base": "seed-mlp", "seeds": 3,
              "set": {"data.val_size": 100, "data.batch_size": 32, "optim.lr": 3e-3, "gradflow.every": 0,
