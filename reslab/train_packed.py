@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -27,7 +27,7 @@ from torch import nn
 from reslab.config import RunConfig, changed_keys
 from reslab.distributed import join
 from reslab.errors import ConfigError, Diverged
-from reslab.models.packed import PackedMLP, packable
+from reslab.models.packed import PackedMLP, optimizer_state_of, packable, stacked_optimizer_state
 from reslab.observers import default_observers
 from reslab.optim import lr_at, make_optimizer, set_lr
 from reslab.protocols import Observer
@@ -81,7 +81,6 @@ class _Sums:
     loss_sum: torch.Tensor  # (N,) float64
     correct: torch.Tensor  # (N,) int64
     seen: int
-    seconds: list[float] = field(default_factory=list)
 
     @classmethod
     def of(cls, members: Sequence[_Member], device: torch.device) -> _Sums:
@@ -124,17 +123,10 @@ def train_pack(cfgs: Sequence[RunConfig], observers: Sequence[Sequence[Observer]
 
 
 def _start(cfg: RunConfig, extra: list[Observer], resume: str | Path | None, held: contextlib.ExitStack) -> _Member:
-    ranks = held.enter_context(join(cfg, select_device))
-    if ranks.distributed:
-        raise ConfigError("a pack trains in one process, not under torchrun")
+    ranks = held.enter_context(join(cfg, select_device))  # a sweep's process: never torchrun's
     s, state = start_session(cfg, ranks, [*default_observers(cfg), *extra], resume, False, held)
     held.callback(s.release)
-
-    def close() -> None:
-        for obs in s.observers:
-            obs.close()
-
-    held.callback(close)  # first, when the stack unwinds: as train() closes them inside its stack
+    held.callback(lambda: [obs.close() for obs in s.observers])  # first: train() closes them inside its stack
     return _Member(s, state, held, torch.get_rng_state())
 
 
@@ -148,10 +140,12 @@ def _train(members: list[_Member]) -> None:
         return
     pack = PackedMLP([m.s.model for m in members])
     opt = make_optimizer(pack, first.s.cfg.optim, first.s.device)
-    _load_optimizer(opt, [m.s.opt for m in members])
+    own = [m.s.opt.state_dict() for m in members]
+    if own[0]["state"]:  # resumed runs: their optimizers' states, stacked
+        opt.load_state_dict(stacked_optimizer_state(own))
     try:
         with stop_on_signal() as flag:
-            while _live(members) and first.state.epoch < first.s.cfg.train.epochs:
+            while _live(members) and _live(members)[0].state.epoch < first.s.cfg.train.epochs:
                 if not _epoch(pack, opt, members, flag):
                     flag.saving = True
                     for m in _live(members):
@@ -206,8 +200,9 @@ def _finish(m: _Member) -> None:
 
 def _epoch(pack: PackedMLP, opt: torch.optim.Optimizer, members: list[_Member], flag: Any) -> bool:
     """One epoch of every live run from their common position; False when a stop was requested."""
-    first = _live(members)[0]
+    first = _live(members)[0]  # the runs stand at one position
     cfg, device, epoch, start = first.s.cfg, first.s.device, first.state.epoch, first.state.batch
+    done = first.state.step  # steps done
     loaders = [m.s.loaders[0] for m in members]  # a run that left still feeds its batches: the pack keeps its shape
     for loader in loaders:
         loader.set_epoch(epoch)
@@ -221,7 +216,7 @@ def _epoch(pack: PackedMLP, opt: torch.optim.Optimizer, members: list[_Member], 
         live = _live(members)
         if not live:
             return True
-        step, lr = first.state.step + 1, lr_at(first.state.step, len(loaders[0]), cfg.train.epochs, cfg.optim)
+        step, lr = done + 1, lr_at(done, len(loaders[0]), cfg.train.epochs, cfg.optim)
         set_lr(opt, lr)
         x, y = torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])  # (N, B, ...), (N, B)
         for m in live:
@@ -232,7 +227,7 @@ def _epoch(pack: PackedMLP, opt: torch.optim.Optimizer, members: list[_Member], 
             losses, logits = _step_packed(pack, opt, first.s, x, y)
         sums.loss_sum += losses * y.shape[1]
         sums.correct += (logits.argmax(2) == y).sum(1)
-        sums.seen += y.shape[1]
+        sums.seen, done = sums.seen + y.shape[1], step
         means = losses.unbind()
         for index, m in enumerate(members):
             if m.live:
@@ -257,19 +252,7 @@ def _close_epoch(pack: PackedMLP, opt: torch.optim.Optimizer, members: list[_Mem
     packed = opt.state_dict()
     for i, m in live:
         m.state.running, m.state.epoch_seconds = sums.running(i), m.state.epoch_seconds + seconds
-        m.s.opt.load_state_dict({"param_groups": packed["param_groups"], "state": {
-            j: {k: (v[i] if v.dim() else v).clone() if torch.is_tensor(v) else v for k, v in values.items()}
-            for j, values in packed["state"].items()}})
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, own: Sequence[torch.optim.Optimizer]) -> None:
-    """The packed optimizer's state from the runs' own (resumed runs; fresh ones have none)."""
-    states = [o.state_dict() for o in own]
-    if not states[0]["state"]:
-        return
-    stacked = {j: {k: torch.stack([s["state"][j][k] for s in states]) if torch.is_tensor(v) and v.dim() else v
-                   for k, v in values.items()} for j, values in states[0]["state"].items()}
-    opt.load_state_dict({"param_groups": states[0]["param_groups"], "state": stacked})
+        m.s.opt.load_state_dict(optimizer_state_of(packed, i))
 
 
 def _step_packed(pack: PackedMLP, opt: torch.optim.Optimizer, s: Session, x: torch.Tensor, y: torch.Tensor

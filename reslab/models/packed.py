@@ -137,3 +137,18 @@ class PackedMLP(nn.Module):
         coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
         for g in grads:
             g.mul_(coef.view(-1, *[1] * (g.dim() - 1)).to(g.dtype))
+
+
+def optimizer_state_of(packed: dict[str, Any], i: int) -> dict[str, Any]:
+    """Run i's optimizer state_dict from the packed optimizer's (its slice of every per-parameter tensor; the step
+    count, a scalar, is every run's)."""
+    return {"param_groups": packed["param_groups"], "state": {
+        j: {k: (v[i] if v.dim() else v).clone() if torch.is_tensor(v) else v for k, v in values.items()}
+        for j, values in packed["state"].items()}}
+
+
+def stacked_optimizer_state(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The packed optimizer's state_dict from the runs' own (resumed at one step: their scalars are equal)."""
+    return {"param_groups": states[0]["param_groups"], "state": {
+        j: {k: torch.stack([s["state"][j][k] for s in states]) if torch.is_tensor(v) and v.dim() else v
+            for k, v in values.items()} for j, values in states[0]["state"].items()}}
