@@ -24,7 +24,7 @@ from reslab.loaders import make_loaders
 from reslab.protocols import Observer
 from reslab.runtime import build_for
 from reslab.sweep import expand, load_sweep
-from reslab.sweep import local
+from reslab.sweep import local, packing
 from reslab.sweep.aggregate import choose_tuned
 from reslab.sweep.summary import edge_warnings
 from reslab.train import train
@@ -308,6 +308,31 @@ def test_worker_processes_give_the_same_results(finished_sweep: Path, tmp_path: 
     assert _sweep(file, tmp_path / "runs", data_dir, "--jobs", "2") == 0
     expected = _results(finished_sweep)
     assert _results(tmp_path / "runs" / "tiny") == {k: expected[k] for k in ("3,false,1", "3,true,1")}
+
+
+def test_a_packed_sweep_writes_the_results_of_separate_runs(finished_sweep: Path, tmp_path: Path, data_dir: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    """The twins of one depth and seed train as one pack: their results are those of the 8-run sweep's packs
+    exactly, and those of separate runs (packing off) to float tolerance."""
+    file = _write(tmp_path / "tiny.yaml", grid={"model.depth": [3], "model.residual": [False, True]}, seeds=[1])
+    assert _sweep(file, tmp_path / "packed", data_dir) == 0
+    assert "training 2 runs as one pack" in capsys.readouterr().err
+    expected = _results(finished_sweep)
+    packed = _results(tmp_path / "packed" / "tiny")
+    assert packed == {k: expected[k] for k in ("3,false,1", "3,true,1")}
+    monkeypatch.setattr(packing, "MAX_PACK", 1)
+    assert _sweep(file, tmp_path / "separate", data_dir) == 0
+    assert "as one pack" not in capsys.readouterr().err
+    separate = _results(tmp_path / "separate" / "tiny")
+    assert separate.keys() == packed.keys()
+    for key, row in separate.items():
+        assert row.keys() == packed[key].keys()
+        for column, value in row.items():
+            try:
+                assert math.isclose(float(value), float(packed[key][column]), rel_tol=1e-4, abs_tol=1e-6), column
+            except ValueError:
+                assert value == packed[key][column], column
 
 
 def test_tune_picks_per_cell_and_warns_at_the_edge(tmp_path: Path) -> None:
