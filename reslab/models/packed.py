@@ -49,9 +49,9 @@ class PackedMLP(nn.Module):
             raise ValueError("batch norm does not pack")
         self.template = [models[0]]  # in a list: its modules describe the form, its weights are not ours
         self.names = [n for n, _ in models[0].named_parameters()]
+        own = [dict(m.named_parameters()) for m in models]
         self.stacked = nn.ParameterList(
-            [nn.Parameter(torch.stack([dict(m.named_parameters())[n].detach() for m in models]).clone())
-             for n in self.names])
+            [nn.Parameter(torch.stack([params[n].detach() for params in own])) for n in self.names])
         self._by_name = dict(zip(self.names, self.stacked))
         skips = [[b.residual for b in m.blocks] for m in models]
         # per block: None (no run adds the skip), True (every run does) or an (N, 1, 1) 0/1 mask (twins)
@@ -105,7 +105,7 @@ class PackedMLP(nn.Module):
         if block.alpha is not None:
             h = self._by_name[f"{prefix}.alpha"].view(-1, 1, 1) * h
         if isinstance(skip, torch.Tensor):
-            h = torch.addcmul(h, x, skip)  # twins: plain runs add 0 * x
+            h = torch.addcmul(h, x, skip.to(h.dtype))  # twins: plain runs add 0 * x (exactly h)
         elif skip:
             h = h + x
         return h if block.preact or block.relu_inside else F.relu(h)
