@@ -19,8 +19,8 @@ from reslab.runs import RunFolder
 from reslab.sweep.backends import Task
 from reslab.train_packed import PACK_FREE, pack_problem
 
-# runs per pack: a w16 MLP step on the 2-core CPU cost ~2.2 ms a run at 6 runs, ~2.5 ms at 12 (bench/pack.py),
-# against ~11 ms alone; beyond ~12 the stem's matmuls make the step compute-bound and the pack gains nothing
+# runs per pack: on the busy 2-core CPU the training loops of depth-32 w16 MLPs ran 2.3-2.9x faster packed by 6
+# and 3.5x by 12 (bench/pack.py); larger packs grow the stem's 784-wide matmuls towards compute-bound
 MAX_PACK = 12
 
 
