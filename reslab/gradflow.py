@@ -177,6 +177,9 @@ class GradflowRecorder(Observer):
     def due(self, step: int) -> bool:
         return (step - 1) % self.every == 0
 
+    def needs_module(self, step: int) -> bool:
+        return self.due(step)  # hooks on the run's own layers, and its gradients
+
     def on_start(self, run_dir: Path, model: nn.Module, cfg: RunConfig, start_step: int) -> None:
         self.path, self._model = RunFolder(Path(run_dir)).gradflow, model
         self.output_std = self.output_std and not cfg.train.compile  # hooks would recompile the model

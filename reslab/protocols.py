@@ -30,6 +30,12 @@ class Observer:
     def on_after_backward(self, step: int, model: nn.Module) -> None:
         """Gradients of `step` are in the parameters; the optimizer has not stepped yet."""
 
+    def needs_module(self, step: int) -> bool:
+        """Whether `step` must run through the run's own module (forward hooks, gradients in its parameters): a
+        packed run (reslab.train_packed) trains such a step unpacked. Other steps of a packed run call
+        `on_batch_start` and `on_step` only."""
+        return False
+
     def on_step(self, step: int, loss: torch.Tensor, lr: float) -> None:
         """After the optimizer step; `loss` is the batch's mean training loss (a device scalar)."""
 

@@ -71,14 +71,14 @@ def train(cfg: RunConfig, observers: Sequence[Observer] = (), *, resume: str | P
                 while state.epoch < cfg.train.epochs and not plateau_stop(state, cfg):
                     if not _run_epoch(s, state, ranks.agreed(flag)):  # a stop on any rank stops all at one step
                         flag.saving = True
-                        _save_last(s, state)
+                        save_last(s, state)
                         s.write_status(RunStatus.INTERRUPTED, state.epoch)
                         raise Interrupted(s.folder.path)
-            summary = _finish(s, state)
+            summary = finish(s, state)
             for obs in s.observers:
                 obs.on_end(summary)
         except Diverged as diverged:
-            summary = _finish(s, state, diverged)
+            summary = finish(s, state, diverged)
         except Interrupted:
             raise
         except KeyboardInterrupt:  # a second signal: stop at once, the last checkpoint stands
@@ -137,7 +137,7 @@ def _run_epoch(s: Session, state: TrainState, flag: Flag) -> bool:
     """Train one epoch, validate, record the row and checkpoints; False when a stop was requested."""
     from tqdm.auto import tqdm
 
-    epoch, (train_loader, val_loader, _) = state.epoch, s.loaders
+    epoch, train_loader = state.epoch, s.loaders[0]
     train_loader.set_epoch(epoch)
     if state.running is None:  # absent at an epoch's start; present when resuming mid-epoch
         state.running, state.epoch_seconds = Running.zeros(s.device), 0.0
@@ -153,6 +153,17 @@ def _run_epoch(s: Session, state: TrainState, flag: Flag) -> bool:
         state.epoch_seconds += time.perf_counter() - t0
     if not finished:
         return False
+    end_epoch(s, state)
+    return True
+
+
+def end_epoch(s: Session, state: TrainState) -> None:
+    """Close the epoch whose training sums are in state.running: validate, record the row, write the checkpoints.
+
+    Raises Diverged when the epoch's training loss is NaN or infinite. (The packed trainer closes its runs' epochs
+    here too.)"""
+    epoch, val_loader = state.epoch, s.loaders[1]
+    assert state.running is not None
     running, state.running = state.running.summed(s.ranks.all_sum), None  # over all ranks
     loss_sum, correct, seen = float(running.loss_sum), int(running.correct), running.seen  # the epoch's one sync
     if not math.isfinite(loss_sum):
@@ -181,12 +192,11 @@ def _run_epoch(s: Session, state: TrainState, flag: Flag) -> bool:
         obs.on_epoch(row)
     if (state.epoch % s.cfg.train.checkpoint_every == 0 or state.epoch == s.cfg.train.epochs
             or plateau_stop(state, s.cfg)):  # the last epoch of the run, whether the cap or a plateau ended it
-        _save_last(s, state)
+        save_last(s, state)
     if s.progress:
         val_text = f" val_loss {val.loss:.4f} val_acc {val.acc:.4f}" if val else ""
         print(f"epoch {epoch + 1}/{s.cfg.train.epochs} train_loss {row['train_loss']:.4f} "
               f"train_acc {row['train_acc']:.4f}{val_text} {row['samples_per_s']:.0f} samples/s", file=sys.stderr)
-    return True
 
 
 def _in_notebook() -> bool:
@@ -196,7 +206,7 @@ def _in_notebook() -> bool:
     return type(shell).__name__ == "ZMQInteractiveShell"
 
 
-def _save_last(s: Session, state: TrainState) -> None:
+def save_last(s: Session, state: TrainState) -> None:
     """Observers first put their records on disk: what the checkpoint claims is done must be there.
 
     Every rank calls this: mid-epoch, the checkpoint holds the open epoch's sums over all ranks."""
@@ -210,7 +220,7 @@ def _save_last(s: Session, state: TrainState) -> None:
                                                      {k: v for k, v in states.items() if v is not None}))
 
 
-def _finish(s: Session, state: TrainState, diverged: Diverged | None = None) -> dict[str, Any]:
+def finish(s: Session, state: TrainState, diverged: Diverged | None = None) -> dict[str, Any]:
     """The summary.json of a finished run (test metrics, classification report, curves), or of a diverged one
     (what it reached before the loss turned non-finite; no test evaluation of its broken weights)."""
     from reslab.plots import plot_curves

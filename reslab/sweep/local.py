@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -34,9 +35,11 @@ from reslab.protocols import Observer
 from reslab.runtime import stop_on_signal
 from reslab.status import RunStatus
 from reslab.sweep.threads import choose_threads
-from reslab.train import Interrupted, train
+from reslab.train import Interrupted, RunResult, train
+from reslab.train_packed import train_pack
 
 from reslab.sweep.backends import Task  # noqa: F401  (the backends import it from here too)
+from reslab.sweep.packing import units
 
 if TYPE_CHECKING:
     from reslab.sweep.backends import BackendOptions, OnDone
@@ -57,23 +60,49 @@ def run_task(task: Task, progress: bool = False) -> dict[str, Any]:
     """Train one run; never raises for the run's own failures. Returns {key, status, run_dir, error, ...}."""
     seen = _FolderOf()
     start = time.perf_counter()
-    out: dict[str, Any] = {"key": task.key, "run_dir": task.resume, "error": None, "traceback": None}
     try:
-        result = train(from_dict(task.cfg), observers=[seen], resume=task.resume, progress=progress)
-        s = result.summary
-        out.update(status=s["status"], run_dir=str(result.run_dir), test_acc=s.get("test_acc"),
+        done: RunResult | BaseException = train(from_dict(task.cfg), observers=[seen], resume=task.resume,
+                                                progress=progress)
+    except (Exception, KeyboardInterrupt) as exc:
+        done = exc
+    return _outcome_of(task, done, seen.run_dir, time.perf_counter() - start)
+
+
+def run_unit(unit: Sequence[Task], progress: bool = False) -> list[dict[str, Any]]:
+    """A unit of `packing.units`: one run (`run_task`), or several trained as one pack (reslab.train_packed);
+    each run's outcome as `run_task` gives it (a pack's runs share its wall-clock seconds)."""
+    if len(unit) == 1:
+        return [run_task(unit[0], progress)]
+    seen = [_FolderOf() for _ in unit]
+    start = time.perf_counter()
+    if progress:
+        print(f"training {len(unit)} runs as one pack: {', '.join(t.key for t in unit)}", file=sys.stderr)
+    try:
+        done = train_pack([from_dict(t.cfg) for t in unit], [[s] for s in seen], resume=[t.resume for t in unit])
+    except (Exception, KeyboardInterrupt) as exc:
+        done = [exc] * len(unit)
+    return [_outcome_of(t, d, s.run_dir, time.perf_counter() - start) for t, d, s in zip(unit, done, seen)]
+
+
+def _outcome_of(task: Task, done: RunResult | BaseException, run_dir: Path | None, seconds: float) -> dict[str, Any]:
+    """A run's outcome from its result or what stopped it."""
+    out: dict[str, Any] = {"key": task.key, "run_dir": task.resume, "error": None, "traceback": None}
+    if isinstance(done, RunResult):
+        s = done.summary
+        out.update(status=s["status"], run_dir=str(done.run_dir), test_acc=s.get("test_acc"),
                    final_train_loss=s.get("final_train_loss"), train_seconds=s.get("train_seconds"))
-    except Interrupted as exc:
-        out.update(status=RunStatus.INTERRUPTED, run_dir=str(exc.run_dir))
-    except KeyboardInterrupt:
+    elif isinstance(done, Interrupted):
+        out.update(status=RunStatus.INTERRUPTED, run_dir=str(done.run_dir))
+    elif isinstance(done, KeyboardInterrupt):
         out.update(status=RunStatus.INTERRUPTED)
-    except ReslabError as exc:
-        out.update(status=RunStatus.FAILED, error=first_line(exc, type(exc).__name__))
-    except Exception as exc:  # a bug or a crash in one run: recorded with its traceback, the sweep goes on
-        out.update(status=RunStatus.FAILED, error=exception_line(exc), traceback=traceback.format_exc())
-    if seen.run_dir is not None:
-        out["run_dir"] = str(seen.run_dir)
-    out["seconds"] = time.perf_counter() - start
+    elif isinstance(done, ReslabError):
+        out.update(status=RunStatus.FAILED, error=first_line(done, type(done).__name__))
+    else:  # a bug or a crash in one run: recorded with its traceback, the sweep goes on
+        out.update(status=RunStatus.FAILED, error=exception_line(done),
+                   traceback="".join(traceback.format_exception(done)))
+    if run_dir is not None:
+        out["run_dir"] = str(run_dir)
+    out["seconds"] = seconds
     return out
 
 
@@ -96,15 +125,15 @@ _threads = 1  # in a worker: torch threads of each run (unless its train.threads
 NOT_STARTED = "not started"
 
 
-def _pool_task(task: Task) -> dict[str, Any]:
+def _pool_task(unit: Sequence[Task]) -> list[dict[str, Any]]:
     """In a worker: a stop signal may end the run while it loads (train() takes over the signals while it
     trains); between runs the worker ignores it, so that the pool survives a stop."""
     if _stopping is not None and _stopping.is_set():
-        return {"key": task.key, "status": NOT_STARTED}
+        return [{"key": task.key, "status": NOT_STARTED} for task in unit]
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         torch.set_num_threads(_threads)  # not the last run's train.threads
-        return run_task(task, progress=False)
+        return run_unit(unit, progress=False)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -130,20 +159,23 @@ def default_jobs() -> int:
 
 
 def run_local(tasks: Sequence[Task], jobs: int, on_done: Callable[[dict[str, Any]], None]) -> bool:
-    """Run `tasks`, `jobs` at a time, calling `on_done(outcome)` in this process as each ends.
+    """Run `tasks`, `jobs` at a time, calling `on_done(outcome)` in this process as each ends; runs that can train
+    as one pack do (reslab.sweep.packing).
 
     Returns False when the sweep was stopped (Ctrl-C, SIGTERM): running runs then checkpoint and report
     `interrupted`, and runs not yet started are left for the next invocation.
     """
+    todo = units(tasks)
     if jobs <= 1:
         before, threads = torch.get_num_threads(), choose_threads(1)  # this process's threads: restored after
         try:
             with reusing(), stop_on_signal(at_once=True):  # train() takes the signals over while a run trains
-                for task in tasks:
+                for unit in todo:
                     torch.set_num_threads(threads)  # not the last run's train.threads
-                    outcome = run_task(task, progress=True)
-                    on_done(outcome)
-                    if outcome["status"] is RunStatus.INTERRUPTED:
+                    outcomes = run_unit(unit, progress=True)
+                    for outcome in outcomes:
+                        on_done(outcome)
+                    if any(outcome["status"] is RunStatus.INTERRUPTED for outcome in outcomes):
                         return False
         except KeyboardInterrupt:  # between two runs: the next invocation starts the rest
             return False
@@ -161,7 +193,7 @@ def run_local(tasks: Sequence[Task], jobs: int, on_done: Callable[[dict[str, Any
     stopping = ctx.Event()
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
                                initargs=(threads, gpus, stopping))
-    pending: dict[Future, Task] = {}
+    pending: dict[Future, tuple[Task, ...]] = {}
     stopped = False
     try:
         with stop_on_signal(at_once=True):
@@ -169,13 +201,14 @@ def run_local(tasks: Sequence[Task], jobs: int, on_done: Callable[[dict[str, Any
             # kill it, break the pool and print tracebacks; it starts with SIGINT blocked (delivered here after)
             blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
             try:
-                pending = {pool.submit(_pool_task, task): task for task in tasks}
+                pending = {pool.submit(_pool_task, unit): unit for unit in todo}
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    on_done(_outcome(future, pending.pop(future)))
+                    for outcome in _outcomes(future, pending.pop(future)):
+                        on_done(outcome)
     except KeyboardInterrupt:
         stopped = True
         stopping.set()  # queued runs end at once as NOT_STARTED; none is cancelled here, since the pool's own thread
@@ -185,22 +218,23 @@ def run_local(tasks: Sequence[Task], jobs: int, on_done: Callable[[dict[str, Any
                 os.kill(pid, signal.SIGINT)
         for future in list(pending):
             try:
-                outcome = future.result()
+                outcomes = future.result()
             except BaseException:  # a worker that died in the stop: its run is resumed or started next time
                 continue
-            if outcome["status"] != NOT_STARTED:
-                on_done(outcome)
+            for outcome in outcomes:
+                if outcome["status"] != NOT_STARTED:
+                    on_done(outcome)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return not stopped
 
 
-def _outcome(future: Future, task: Task) -> dict[str, Any]:
-    """The worker's outcome, or a failure when the worker itself died (killed, out of memory)."""
+def _outcomes(future: Future, unit: Sequence[Task]) -> list[dict[str, Any]]:
+    """The worker's outcomes, or failures when the worker itself died (killed, out of memory)."""
     try:
         return future.result()
     except BaseException as exc:  # BrokenProcessPool and the like
-        return died(task, exc)
+        return [died(task, exc) for task in unit]
 
 
 @dataclass(frozen=True)

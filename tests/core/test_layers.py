@@ -32,6 +32,7 @@ LAYERS: list[list[str]] = [
     ["observers"],  # the one place that assembles the default observers
     ["session"],  # one run's setup, checked before training
     ["train"],
+    ["train_packed"],  # several runs of one form trained as one packed model
     ["analyze", "sweep"],
     ["report"],
     ["lab"],  # the whole lab: stages of runs, sweeps and analyses, then the report

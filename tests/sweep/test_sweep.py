@@ -24,10 +24,11 @@ from reslab.loaders import make_loaders
 from reslab.protocols import Observer
 from reslab.runtime import build_for
 from reslab.sweep import expand, load_sweep
-from reslab.sweep import local
+from reslab.sweep import local, packing
 from reslab.sweep.aggregate import choose_tuned
 from reslab.sweep.summary import edge_warnings
 from reslab.train import train
+from reslab.train_packed import train_pack
 
 NO_LR = {k: v for k, v in SWEEP["set"].items() if k != "optim.lr"}  # for sweeps that tune optim.lr
 KEYS = [f"model.depth={d},model.residual={r},seed={s}" for d in (1, 3) for r in ("false", "true") for s in (0, 1)]
@@ -251,17 +252,23 @@ class _Raise(Observer):
 
 
 def _patch_train(monkeypatch: pytest.MonkeyPatch, key: str, observer: Observer) -> None:
-    """Train run `key` with one more observer (a stop or a crash at a given step)."""
+    """Train run `key` with one more observer (a stop or a crash at a given step), alone or in its pack."""
     def patched(cfg, observers=(), **kwargs):  # type: ignore[no-untyped-def]
         return train(cfg, [*observers, *([observer] if cfg.name == key else [])], **kwargs)
 
+    def patched_pack(cfgs, observers, **kwargs):  # type: ignore[no-untyped-def]
+        return train_pack(cfgs, [[*extra, *([observer] if cfg.name == key else [])]
+                                 for cfg, extra in zip(cfgs, observers)], **kwargs)
+
     monkeypatch.setattr(local, "train", patched)
+    monkeypatch.setattr(local, "train_pack", patched_pack)
 
 
 def test_interrupted_sweeps_end_like_an_uninterrupted_one(finished_sweep: Path, tmp_path: Path, data_dir: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C at a random step (checkpoint, then resume) and a hard KeyboardInterrupt before any checkpoint
-    (the attempt is moved aside, the run restarts): every run ends present once, with the same numbers."""
+    (the attempt is moved aside, the run restarts): every run ends present once, with the same numbers.
+    The runs of one depth train as one pack: a stop reaches all of them (the resumed pack resumes as one)."""
     rng = random.Random(7)
     file = _write(tmp_path / "tiny.yaml")
     stops = [(rng.choice(KEYS[:4]), SignalAt(rng.randint(2, 15), signal.SIGINT)),
@@ -275,7 +282,9 @@ def test_interrupted_sweeps_end_like_an_uninterrupted_one(finished_sweep: Path, 
     assert _results(folder) == _results(finished_sweep)
     names = sorted(p.name for p in (folder / "runs").iterdir())
     assert sorted(re.sub(STAMP + "$", "", n) for n in names if re.search(STAMP + "$", n)) == sorted(KEYS)
-    assert [re.sub(STAMP, "", n) for n in names if not re.search(STAMP + "$", n)] == [f"{stops[1][0]}.incomplete-1"]
+    stopped_pack = [k for k in KEYS if k.split(",")[0] == stops[1][0].split(",")[0]]  # the hard stop's depth
+    assert [re.sub(STAMP, "", n) for n in names if not re.search(STAMP + "$", n)] == [
+        f"{k}.incomplete-1" for k in stopped_pack]
 
 
 def test_a_failing_run_is_listed_and_the_others_finish(tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch,
@@ -299,6 +308,31 @@ def test_worker_processes_give_the_same_results(finished_sweep: Path, tmp_path: 
     assert _sweep(file, tmp_path / "runs", data_dir, "--jobs", "2") == 0
     expected = _results(finished_sweep)
     assert _results(tmp_path / "runs" / "tiny") == {k: expected[k] for k in ("3,false,1", "3,true,1")}
+
+
+def test_a_packed_sweep_writes_the_results_of_separate_runs(finished_sweep: Path, tmp_path: Path, data_dir: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    """The twins of one depth and seed train as one pack: their results are those of the 8-run sweep's packs
+    exactly, and those of separate runs (packing off) to float tolerance."""
+    file = _write(tmp_path / "tiny.yaml", grid={"model.depth": [3], "model.residual": [False, True]}, seeds=[1])
+    assert _sweep(file, tmp_path / "packed", data_dir) == 0
+    assert "training 2 runs as one pack" in capsys.readouterr().err
+    expected = _results(finished_sweep)
+    packed = _results(tmp_path / "packed" / "tiny")
+    assert packed == {k: expected[k] for k in ("3,false,1", "3,true,1")}
+    monkeypatch.setattr(packing, "MAX_PACK", 1)
+    assert _sweep(file, tmp_path / "separate", data_dir) == 0
+    assert "as one pack" not in capsys.readouterr().err
+    separate = _results(tmp_path / "separate" / "tiny")
+    assert separate.keys() == packed.keys()
+    for key, row in separate.items():
+        assert row.keys() == packed[key].keys()
+        for column, value in row.items():
+            try:
+                assert math.isclose(float(value), float(packed[key][column]), rel_tol=1e-4, abs_tol=1e-6), column
+            except ValueError:
+                assert value == packed[key][column], column
 
 
 def test_tune_picks_per_cell_and_warns_at_the_edge(tmp_path: Path) -> None:

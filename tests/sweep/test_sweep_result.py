@@ -92,11 +92,11 @@ def test_a_damaged_cell_reads_as_none(swept: tuple[Path, object], tmp_path: Path
 def test_a_stop_between_runs_is_an_incomplete_result(tmp_path: Path, data_dir: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C while the sweep waits between runs: run_sweep returns completed=False (the CLI: 130), no traceback."""
-    def stopped(task: local.Task, progress: bool = False) -> dict:
+    def stopped(unit: tuple[local.Task, ...], progress: bool = False) -> list[dict]:
         signal.raise_signal(signal.SIGINT)  # the sweep's stop handler raises at once
         raise AssertionError("the stop signal did not stop the sweep")
 
-    monkeypatch.setattr(local, "run_task", stopped)
+    monkeypatch.setattr(local, "run_unit", stopped)
     file = _write(tmp_path / "stop.yaml", seeds=1)
     out = io.StringIO()
     result = run_sweep(load_sweep(file), runs_dir=tmp_path / "runs", data_dir=str(data_dir), out=out)

@@ -85,17 +85,17 @@ def test_a_run_stopped_before_its_summary_can_be_finished(data_dir: Path, tmp_pa
     import reslab.train as trainer
 
     straight = straight_run()  # before train is patched
-    real_finish = trainer._finish
+    real_finish = trainer.finish
 
     def stopped(*args: object) -> None:
         raise KeyboardInterrupt  # Ctrl-C during the end phase, after the last epoch's last.pt
 
-    monkeypatch.setattr(trainer, "_finish", stopped)
+    monkeypatch.setattr(trainer, "finish", stopped)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_cfg(data_dir, tmp_path / "b"), progress=False)
     (run,) = (tmp_path / "b").iterdir()
     assert not RunFolder(run).summary.exists() and strict_json(RunFolder(run).status)["status"] == "interrupted"
-    monkeypatch.setattr(trainer, "_finish", real_finish)
+    monkeypatch.setattr(trainer, "finish", real_finish)
     finished = train(tiny_cfg(data_dir, tmp_path / "b"), resume=run, progress=False)
     assert_same_run(finished.run_dir, straight)  # steps.csv too: the restored window's last row is kept (issue 19.4)
     with pytest.raises(ConfigError, match="already finished"):
