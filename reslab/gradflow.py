@@ -162,7 +162,7 @@ class GradflowRecorder(Observer):
 
     Hooks exist only during a recorded step; rows are appended to the file once per epoch and on close
     (also when interrupted); a resumed run first drops the rows recorded after its checkpoint. At the end
-    of a finished run the layer-by-step heatmap is drawn into gradflow.png.
+    of a finished run the layer-by-step heatmap is drawn into gradflow.png (unless train.figures is false).
     """
 
     def __init__(self, every: int, *, output_std: bool = True) -> None:
@@ -170,6 +170,7 @@ class GradflowRecorder(Observer):
             raise ValueError(f"every must be >= 1, got {every}")
         self.every, self.output_std = every, output_std
         self.path: Path | None = None
+        self.figures = True
         self._model: nn.Module | None = None
         self._probe: GradientProbe | None = None
         self._pending: list[dict[str, Any]] = []
@@ -181,7 +182,7 @@ class GradflowRecorder(Observer):
         return self.due(step)  # hooks on the run's own layers, and its gradients
 
     def on_start(self, run_dir: Path, model: nn.Module, cfg: RunConfig, start_step: int) -> None:
-        self.path, self._model = RunFolder(Path(run_dir)).gradflow, model
+        self.path, self._model, self.figures = RunFolder(Path(run_dir)).gradflow, model, cfg.train.figures
         self.output_std = self.output_std and not cfg.train.compile  # hooks would recompile the model
         if self.path.exists():  # a resumed run drops the rows recorded after its checkpoint
             files.truncate_csv(self.path, TRAINING_FIELDS, lambda row: int(row["step"]) <= start_step)
@@ -204,11 +205,9 @@ class GradflowRecorder(Observer):
         self.flush()
 
     def on_end(self, summary: dict[str, Any]) -> None:
-        from reslab.plots import plot_training_heatmap
-
         self.flush()
-        if self.path is not None and self.path.exists():
-            plot_training_heatmap(files.read_csv(self.path), RunFolder(self.path.parent).gradflow_png)
+        if self.path is not None and self.figures:  # else drawn later from gradflow.csv (RunFolder.draw_gradflow)
+            RunFolder(self.path.parent).draw_gradflow()
 
     def close(self) -> None:
         self._close_probe()

@@ -133,6 +133,29 @@ class RunFolder:
         png = self.gradflow_png
         return reading.png_files(sorted(self.path.glob(f"{png.stem}*{png.suffix}")), _noted(problems))
 
+    def draw_curves(self, path: Path | None = None, svg: bool = False,
+                    problems: list[str] | None = None) -> Path | None:
+        """curves.png as the trainer draws it when a run ends, from metrics.csv, into `path` (default: this folder's
+        curves.png): runs with train.figures false (a sweep's, the lab's) are drawn here when first asked for.
+        None when no epoch has finished."""
+        from reslab.plots import plot_curves
+
+        history = self.read_metrics(problems)
+        if not history:
+            return None
+        plot_curves(history, path or self.curves, svg=svg)
+        return path or self.curves
+
+    def draw_gradflow(self, path: Path | None = None, svg: bool = False,
+                      problems: list[str] | None = None) -> Path | None:
+        """gradflow.png (the layer-by-step heatmap) from gradflow.csv, into `path` (default: this folder's
+        gradflow.png), as the gradient-flow recorder draws it when a run ends; None when nothing was recorded."""
+        from reslab.plots import plot_training_heatmap
+
+        rows = reading.read_table(self.gradflow, _noted(problems)) if self.gradflow.exists() else None
+        drew = rows and plot_training_heatmap(rows, path or self.gradflow_png, svg=svg) is not None
+        return (path or self.gradflow_png) if drew else None
+
     def write_metrics(self, rows: Sequence[Mapping[str, Any]]) -> None:
         files.write_csv(self.metrics, rows, METRICS_FIELDS + [k for k in OPTIONAL_METRICS if any(k in r for r in rows)])
 

@@ -114,7 +114,8 @@ def best_checkpoint(model: nn.Module, epoch: int, val_acc: float, cfg: RunConfig
 
 
 # what a resumed run may change: `--epochs`, `--device`, `--data-dir`, `--track`
-RESUMABLE_CHANGES = ("train.epochs", "train.device", "data.data_dir", "track.")
+# train.figures: what is drawn at the end (a sweep's runs turn it off), not what is computed
+RESUMABLE_CHANGES = ("train.epochs", "train.device", "data.data_dir", "track.", "train.figures")
 
 
 def check_resumable(ckpt: dict[str, Any], cfg: RunConfig, where: str, finished: bool) -> None:

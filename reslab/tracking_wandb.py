@@ -73,8 +73,9 @@ class Wandb(Sink):
                                                                 summary["test_support"])]
         media: dict[str, Any] = {"test/classification_report": wandb.Table(
             columns=["class", "precision", "recall", "f1", "support"], data=rows)}
-        curves = RunFolder(run_dir).curves
-        if curves.is_file():
+        run = RunFolder(run_dir)  # a run with train.figures false (a sweep's) draws its curves.png for W&B here
+        curves = run.curves if run.curves.is_file() else run.draw_curves()
+        if curves is not None:
             media["curves"] = wandb.Image(str(curves))
         self._run.log(media, step=summary["steps"])
         self._run.summary.update({key: summary[key] for key in ("params", "best_val_acc", "best_epoch",

@@ -231,7 +231,7 @@ def finish(s: Session, state: TrainState, diverged: Diverged | None = None) -> d
     if s.ranks.is_rank0:  # rank 0 alone writes the run folder
         if test is not None:
             files.write_text(s.folder.report, classification_report(test.confusion, s.data.classes))
-        if state.history:
+        if state.history and s.cfg.train.figures:  # else drawn later from metrics.csv (RunFolder.draw_curves)
             plot_curves(state.history, s.folder.curves)
         files.write_json(s.folder.summary, summary)
     s.write_status(summary["status"], state.epoch, **({"step": diverged.step} if diverged else {}))

@@ -131,6 +131,9 @@ class TrainConfig:
     threads: int | None = None  # CPU threads for torch (None: torch's default)
     log_every: int = 50  # steps between per-step records: progress bar, steps.csv, sinks (each is one host sync)
     checkpoint_every: int = 1  # epochs between last.pt writes (best.pt is written on every improvement)
+    # draw the run's own figures (curves.png, gradflow.png) when it ends; runs of `reslab sweep` and `reslab lab`
+    # default to false (their reports draw from metrics.csv / gradflow.csv what they show)
+    figures: bool = True
     # under torchrun: batch norm over the global batch (SyncBatchNorm, GPUs only), so the run matches one process
     # with the same batch; auto: on with CUDA, off (each rank's own batch statistics) on the CPU
     sync_bn: Literal["auto", "on", "off"] = "auto"

@@ -180,8 +180,8 @@ def _sections(doc: _Doc, folder: LabFolder, profile: Profile) -> dict[str, Any]:
     mlp = _runs(folder, profile.notebook_mlp)
     doc.finding("ex1-mlp", exercise_mlp(mlp, _shortcut(profile.notebook_mlp, 15)))
     if mlp and mlp[0].run_folder is not None:
-        doc.figure(RunFolder(mlp[0].run_folder).curves, "ex1-mlp-curves.png",
-                   "Exercise 1.1: training curves of seed 0")
+        run = RunFolder(mlp[0].run_folder)  # the lab's runs draw no figures of their own (train.figures false)
+        doc.figure(run.curves, "ex1-mlp-curves.png", "Exercise 1.1: training curves of seed 0", run.draw_curves)
 
     section("2. Exercise 1.2: the notebook's CNN and ResNetCNN on CIFAR-10",
             "does the residual CNN learn better, and is the skip what makes the difference?")

@@ -11,7 +11,7 @@ import math
 import warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -104,14 +104,15 @@ def plot_depth(layer_rows: Rows, stats_rows: Rows, path: Path, *, metric: str, y
         fig.suptitle(title)
 
 
-def plot_training_heatmap(rows: Rows, path: Path, svg: bool = False) -> None:
-    """A run's gradflow.csv, layer by step: log10 gradient norm, and log10 of the update relative to the weight."""
+def plot_training_heatmap(rows: Rows, path: Path | None, svg: bool = False) -> Any:
+    """A run's gradflow.csv, layer by step: log10 gradient norm, and log10 of the update relative to the weight.
+    Returns the figure (saved to `path` unless it is None); None when the rows hold no record."""
     import matplotlib
 
     steps = sorted({int(r["step"]) for r in rows})
     layers = sorted({(int(r["depth"]), str(r["layer"])) for r in rows})
     if not steps or not layers:
-        return
+        return None
     col = {s: j for j, s in enumerate(steps)}
     row = {d: i for i, (d, _) in enumerate(layers)}
     grad = np.full((len(layers), len(steps)), math.nan)
@@ -142,6 +143,7 @@ def plot_training_heatmap(rows: Rows, path: Path, svg: bool = False) -> None:
         shown = layers[::step]
         axes[0].set_yticks([d for d, _ in shown], [f"{d} {name}" for d, name in shown], fontsize=7)
         axes[0].set_ylabel("weight layer (1 = input side)")
+    return fig
 
 
 def _edges(centres: Sequence[int]) -> np.ndarray:

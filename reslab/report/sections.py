@@ -16,10 +16,11 @@ from reslab import plots
 from reslab.config import flatten
 from reslab.report.analyses import run_analyses
 from reslab.report.document import Block, Figure, Heading, Note, Paragraph, Preformatted, Table
-from reslab.report.figures import copied, drawn, figure_path
+from reslab.report.figures import copied, drawn, figure_path, free_figure
 from reslab.report.records import UNFINISHED, RunRecord
 from reslab.report.values import (DASH, PLOT_LIMIT, confusion, file_stem, inline, is_real, num, pct, plot_label,
                                   plottable, scalar)
+from reslab.runs import RunFolder
 
 COMPARISON = ["run", "model", "init", "dataset", "params", "epochs", "best val acc", "best epoch", "test acc",
               "train time (s)", "samples/s", "status"]
@@ -184,9 +185,25 @@ def run_section(rec: RunRecord, stem: str, out_dir: Path, svg: bool) -> list[Blo
         copied(blocks, png, out_dir, f"{stem}-{png.stem}",
                f"Gradient flow recorded during training ({inline(png.name)} from the run folder, "
                f"drawn by reslab's gradient-flow recorder from {run.gradflow.name}).")
+    if not rec.gradflow_figures and run.gradflow.is_file():  # a run that drew no figures (train.figures false)
+        blocks += _gradflow_drawn(run, stem, out_dir, svg)
     if rec.problems:
         blocks.append(Note("Unreadable or damaged files: " + "; ".join(rec.problems) + "."))
     return blocks + run_analyses(run.analyses, out_dir, level=3, svg=svg)
+
+
+def _gradflow_drawn(run: RunFolder, stem: str, out_dir: Path, svg: bool) -> list[Block]:
+    """The run's gradient-flow heatmap drawn from its gradflow.csv, as its recorder would have drawn gradflow.png."""
+    path, blocks = free_figure(out_dir, f"{stem}-{run.gradflow_png.stem}"), []
+
+    def draw() -> None:
+        if run.draw_gradflow(out_dir / path, svg=svg) is None:
+            raise ValueError(f"{run.gradflow.name} holds no complete record")
+
+    drawn(blocks, "gradient-flow figure", draw,
+          Figure(path, f"Gradient flow recorded during training (drawn from {run.gradflow.name}, as reslab's "
+                       f"gradient-flow recorder draws {run.gradflow_png.name}; this run drew no figures itself)."))
+    return blocks
 
 
 IGNORED_SETTINGS = ("name", "runs_dir", "data.data_dir", "train.device")  # where a run was, not what it was

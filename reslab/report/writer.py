@@ -34,13 +34,24 @@ class Report:
         self.blocks: list[Block] = []
         (out / FIGURES).mkdir(parents=True, exist_ok=True)
 
-    def figure(self, source: Path, name: str, caption: str) -> None:
-        """Copy `source` into the figures folder as `name` and show it; a missing source is a note instead."""
+    def figure(self, source: Path, name: str, caption: str,
+               draw: Callable[[Path], Path | None] | None = None) -> None:
+        """Copy `source` into the figures folder as `name` and show it; where it is missing, `draw(target)` draws it
+        there (a run's figure from its CSV files: runs with train.figures false draw none); else a note."""
+        target = self.out / FIGURES / name
         if source.is_file():
-            shutil.copyfile(source, self.out / FIGURES / name)
-            self.blocks.append(Figure(figure_path(name), caption))
+            shutil.copyfile(source, target)
         else:
-            self.blocks.append(Note(f"Figure missing: {source.name} was not written."))
+            try:
+                made = draw(target) if draw is not None else None
+            except Exception as exc:  # matplotlib and numpy raise many types on odd values
+                made, why = None, f" and could not be drawn ({exception_line(exc)})"
+            else:
+                why = "" if draw is None else " and there was nothing to draw it from"
+            if made is None:
+                self.blocks.append(Note(f"Figure missing: {source.name} was not written{why}."))
+                return
+        self.blocks.append(Figure(figure_path(name), caption))
 
     def write(self, title: str, blocks: Sequence[Block], numbers: dict[str, Any], *, list_files: bool = False) -> None:
         """report.md, report.html (figures embedded) and report.json (`numbers` as strict JSON; with `list_files`,

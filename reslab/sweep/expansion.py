@@ -63,8 +63,9 @@ def expand(spec: SweepSpec, *, runs_dir: str | Path, settings: Mapping[str, Any]
             names[key] = True
             raw = apply_overrides(base, [])
             group = [] if "track.group" in spec.settings else [("track.group", spec.name)]  # W&B: one group a sweep
-            for dotted, value in [*group, *spec.settings.items(), *per_cell.items(), *values.items(),
-                                  ("train.seed", seed), ("name", key),
+            # no per-run figures unless the sweep file asks: its report draws what it shows from the runs' CSV files
+            for dotted, value in [("train.figures", False), *group, *spec.settings.items(), *per_cell.items(),
+                                  *values.items(), ("train.seed", seed), ("name", key),
                                   ("runs_dir", str(runs_dir)), *(settings or {}).items()]:
                 set_key(raw, dotted.split("."), value)
             try:

@@ -25,8 +25,8 @@ from reslab.status import RunStatus
 from reslab.sweep.result import CellRow, PairRow, RunRow, cell_row, pair_row, run_row
 from reslab.sweep.spec import RESIDUAL, PlannedRun, SweepSpec, folder_name, text
 
-# keys a run may differ in from its folder's config.yaml: where things are, not what is computed
-MAY_DIFFER = ("runs_dir", "data.data_dir", "train.device", "track.")
+# keys a run may differ in from its folder's config.yaml: where things are and what is drawn, not what is computed
+MAY_DIFFER = ("runs_dir", "data.data_dir", "train.device", "track.", "train.figures")
 _STAMP = r"-\d{8}-\d{6}-[0-9a-f]{4}"  # what RunFolder.create appends to a run's name
 
 
