@@ -118,6 +118,10 @@ class RunFolder:
         """steps.csv's rows as numbers (step, lr, train_loss); damaged rows left out."""
         return reading.read_rows(self.steps, "step", _noted(problems))
 
+    def read_gradflow(self, problems: list[str] | None = None) -> list[dict[str, str]]:
+        """gradflow.csv's rows as strings (none when the run recorded none: gradflow.every 0); damaged rows left out."""
+        return (reading.read_table(self.gradflow, _noted(problems)) or []) if self.gradflow.exists() else []
+
     def read_env(self, problems: list[str] | None = None) -> dict[str, Any]:
         return reading.read_mapping(self.env, _noted(problems)) or {}
 
@@ -152,7 +156,7 @@ class RunFolder:
         gradflow.png), as the gradient-flow recorder draws it when a run ends; None when nothing was recorded."""
         from reslab.plots import plot_training_heatmap
 
-        rows = reading.read_table(self.gradflow, _noted(problems)) if self.gradflow.exists() else None
+        rows = self.read_gradflow(problems)
         drew = rows and plot_training_heatmap(rows, path or self.gradflow_png, svg=svg) is not None
         return (path or self.gradflow_png) if drew else None
 

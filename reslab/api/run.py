@@ -22,7 +22,8 @@ SHOWN = ("status", "epochs", "best_val_acc", "best_epoch", "test_acc", "test_los
 class Run:
     """One run folder. Tables (pandas DataFrames, `reslab[notebook]`): `metrics` (a row per epoch), `steps` (the
     training loss every log_every steps), `summary` and `config` (one row each, dotted keys as columns).
-    `plot_curves()` returns the loss and accuracy curves as a matplotlib Figure."""
+    `plot_curves()` and `plot_gradflow()` return the loss and accuracy curves and the gradient-flow heatmap as
+    matplotlib Figures."""
 
     path: Path
 
@@ -81,6 +82,13 @@ class Run:
         from reslab.plots import plot_curves
 
         return plot_curves(self.folder.read_metrics(), None, steps=self.folder.read_steps(), title=title or self.name)
+
+    def plot_gradflow(self) -> Any:
+        """Gradient flow during training, layer by step (the run's gradflow.png, redrawn from gradflow.csv; runs of a
+        sweep or the lab draw none themselves) as a matplotlib Figure; None when the run recorded none."""
+        from reslab.plots import plot_training_heatmap
+
+        return plot_training_heatmap(self.folder.read_gradflow(), None)
 
     def _repr_html_(self) -> str:
         summary, cfg = self.summary_values(), self.config_values()

@@ -74,6 +74,16 @@ def test_plot_curves_is_a_figure(run: reslab.Run) -> None:
     assert fig._repr_png_().startswith(b"\x89PNG")
 
 
+def test_plot_gradflow_is_the_runs_heatmap(run: reslab.Run) -> None:
+    from matplotlib.figure import Figure
+
+    fig = run.plot_gradflow()
+    assert isinstance(fig, Figure) and [len(ax.images) for ax in fig.axes[:2]] == [1, 1]
+    layers = {r["depth"] for r in run.folder.read_gradflow()}
+    assert fig.axes[0].images[0].get_array().shape[0] == len(layers) >= 2
+    assert fig._repr_png_().startswith(b"\x89PNG")
+
+
 def test_load_run_reads_the_same_folder(run: reslab.Run, tmp_path: Path) -> None:
     assert reslab.load_run(run.path) == run
     with pytest.raises(ReslabError, match="not a reslab run folder"):
