@@ -206,7 +206,7 @@ def _gradflow_drawn(run: RunFolder, stem: str, out_dir: Path, svg: bool) -> list
     return blocks
 
 
-IGNORED_SETTINGS = ("name", "runs_dir", "data.data_dir", "train.device")  # where a run was, not what it was
+IGNORED_SETTINGS = ("name", "runs_dir", "data.data_dir", "train.device", "train.figures")  # not what a run computed
 
 
 def differing_settings(records: list[RunRecord], most: int = 12) -> list[Block]:

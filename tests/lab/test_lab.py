@@ -91,6 +91,8 @@ def test_the_lab_fills_every_section_from_its_runs(finished_lab: dict[str, Any])
     assert "Over the 2 pairs (seeds): the residual twin's responses are generally smaller in" in md  # 2 seeds' twins
     runs = _run_folders(out)
     assert sum(len(v) for v in runs.values()) == RUNS
+    assert "(figures/ex1-mlp-curves.png)" in md  # drawn by the report: the lab's runs draw no figures of their own
+    assert not list((out / "sweeps").glob("*/runs/*/*.png"))
     record = json.loads((out / "lab.json").read_text())
     assert all(v["status"] == "done" for v in record["stages"].values()) and len(record["stages"]) >= 15
     sections = {f["section"] for f in finished_lab["numbers"]["findings"]}

@@ -100,6 +100,10 @@ def test_reslab_report_draws_the_figures_a_run_did_not(data_dir: Path, tmp_path:
         assert_png(out / f)
     assert "could not be drawn" not in md and "drawn from gradflow.csv" in md
     assert not run.curves.exists() and not run.gradflow_png.exists()  # the report reads the run folder only
+    train(tiny_cfg(data_dir, tmp_path / "runs", "train.epochs=1", "train.seed=1"), progress=False)
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "both")]) == 0
+    both = (tmp_path / "both" / "report.md").read_text()
+    assert "train.seed" in both and "train.figures" not in both  # what is drawn is no setting that differs
     empty = RunFolder(tmp_path / "empty")
     empty.path.mkdir()
     assert empty.draw_curves() is None and empty.draw_gradflow() is None
