@@ -1,15 +1,13 @@
 """Several runs of one architecture trained as one packed model: `train_pack(cfgs) -> [RunResult | exception]`.
 
-Runs that differ only in seed, init or the skip (a depth study's seeds and plain/residual twins) take one step
-together (reslab.models.packed): one forward, one backward, one optimizer step over stacked weights. Adam, AdamW
-and SGD are elementwise and the runs share every hyperparameter and the LR schedule, so one optimizer over the
-stack is each run's own; gradient clipping is by each run's own norm. Everything else stays each run's: its
-session (data split and seeded order, observers, run folder, lock), its TrainState, its metrics and checkpoints.
-At each epoch's end (and on a stop) the packed weights and optimizer state are copied into the runs' own modules
-and optimizers, and the one-run code of reslab.train (`end_epoch`, `save_last`, `finish`) writes each folder, so
-each is what a separate run writes, to float tolerance, and resumes alone or packed. A step an observer
-`needs_module` for (gradflow's records) runs through each run's own module. A run that diverges or fails leaves
-the pack; the others go on.
+Runs that differ only in seed, init or the skip (a depth study's seeds and twins) take one forward, backward and
+optimizer step together over stacked weights (reslab.models.packed): Adam, AdamW and SGD are elementwise and the runs
+share every hyperparameter, so one optimizer over the stack is each run's own; gradients are clipped by each run's
+own norm. Each run keeps its session (split, seeded order, observers, folder, lock), TrainState, metrics and
+checkpoints: at each epoch's end (and on a stop) the packed weights and optimizer state are copied into the runs'
+own modules and optimizers and reslab.train's one-run code (`end_epoch`, `save_last`, `finish`) writes each folder
+(a separate run's files, to float tolerance; resumable alone or packed). Steps an observer `needs_module` for run
+through each run's own module. A run that diverges, fails or reaches its plateau leaves the pack; the others go on.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ from typing import Any, Mapping
 import yaml
 
 from reslab import files, yamlsafe
-from reslab.config.schema import RunConfig, from_dict, to_dict
+from reslab.config.convert import from_dict, to_dict
+from reslab.config.schema import RunConfig
 from reslab.errors import ConfigError
 
 
