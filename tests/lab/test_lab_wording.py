@@ -40,15 +40,22 @@ def test_agreement_with_the_notebook_only_when_the_interval_is_inside_the_tolera
     assert "differs by" in off and "consistent" not in off.split("the accuracy")[1].split(",")[0]
 
 
-def test_the_readme_section_is_generated_from_a_lab_folder(tmp_path) -> None:
+def _lab_conclusions():
+    """bench/lab_conclusions.py, the script that writes the README's generated section, as a module."""
     import importlib.util
-    import json
     from pathlib import Path
 
-    path = Path(__file__).parents[2] / "bench" / "lab_conclusions.py"
-    spec = importlib.util.spec_from_file_location("lab_conclusions", path)
+    spec = importlib.util.spec_from_file_location("lab_conclusions",
+                                                  Path(__file__).parents[2] / "bench" / "lab_conclusions.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_section_is_generated_from_a_lab_folder(tmp_path) -> None:
+    import json
+
+    module = _lab_conclusions()
     lab = tmp_path / "lab"
     (lab / "report").mkdir(parents=True)
     (lab / "lab.json").write_text(json.dumps({"mnist": "mnist", "cifar": "cifar10"}))
@@ -66,14 +73,9 @@ def test_the_readme_section_is_generated_from_a_lab_folder(tmp_path) -> None:
 
 
 def test_the_readme_section_names_no_machine_path_and_replaces_itself(tmp_path) -> None:
-    import importlib.util
     import json
-    from pathlib import Path
 
-    path = Path(__file__).parents[2] / "bench" / "lab_conclusions.py"
-    spec = importlib.util.spec_from_file_location("lab_conclusions", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _lab_conclusions()
     lab = tmp_path / "lab"
     (lab / "report").mkdir(parents=True)
     (lab / "lab.json").write_text(json.dumps({"mnist": "mnist", "cifar": "imagefolder:/srv/data/cifar10-jpeg.zip"}))
