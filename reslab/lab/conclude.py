@@ -190,8 +190,8 @@ def _gaps(pairs: Mapping[str, PairRow], depths: Sequence[str], depth_word: str) 
         parts.append(f"no difference is shown at {depth_word} {_words(unclear)}")
     if not parts:
         return []
-    out = ["In test accuracy, " + "; ".join(parts) + " (paired 95% t interval of residual - plain excludes 0, or "
-           "not)."]
+    out = ["In test accuracy, " + "; ".join(parts) + " (a difference is shown where the paired 95% t interval of "
+           "residual - plain excludes 0)."]
     scored = [d for d in depths if d in pairs and not math.isnan(_stat(pairs[d], "test_acc_diff_mean"))]
     if scored:
         big = max(scored, key=lambda d: abs(_stat(pairs[d], "test_acc_diff_mean")))
