@@ -30,5 +30,8 @@ def test_a_stopped_pool_prints_no_traceback(tmp_path: Path, data_dir: Path, afte
     time.sleep(after)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode in (0, 130), err
+    # 130: reslab's own exit after a stop; -SIGINT: the signal landed after the sweep had ended (a quiet machine ends
+    # these 4 runs within 6 s) and the interpreter, shutting down, died of it as its default says (the shell shows 130
+    # for both); either way no traceback (below)
+    assert proc.returncode in (0, 130, -signal.SIGINT), err
     assert "Traceback" not in err and "InvalidStateError" not in err, err
