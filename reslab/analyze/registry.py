@@ -50,6 +50,9 @@ class LabSource(Protocol):
 
     def depth_runs(self, seed: int = 0) -> list[str]: ...  # every MLP depth run of one seed, shallow to deep
 
+    # the finished runs of the lab's study `study` (one seed, or every seed: None), plain before residual, then by seed
+    def runs_of(self, study: str, seed: int | None = 0) -> list[str]: ...
+
 
 @dataclass(frozen=True)
 class Call:

@@ -12,7 +12,7 @@ from typing import Any
 from reslab.analyze.catalog import instruments
 from reslab.analyze.registry import Common, Instrument, LabStage, run_call
 from reslab.lab.profiles import Profile
-from reslab.lab.stages import LabContext, Stage, conv_pair, depth_runs, mlp_pair
+from reslab.lab.stages import LabContext, Stage, conv_pair, depth_runs, mlp_pair, runs_of
 
 
 class LabRuns:
@@ -40,6 +40,9 @@ class LabRuns:
 
     def depth_runs(self, seed: int = 0) -> list[str]:
         return depth_runs(self.ctx, self.ctx.profile.mlp_depth, "model.depth", seed)
+
+    def runs_of(self, study: str, seed: int | None = 0) -> list[str]:
+        return runs_of(self.ctx, study, seed)
 
 
 def _runner(instrument: Instrument, stage: LabStage) -> Any:

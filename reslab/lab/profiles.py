@@ -8,42 +8,14 @@ settings (and the He et al. 2015 depth study) for a GPU. A profile is data: the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import torch
-import yaml
 
-from reslab.sweep import SweepFolder, SweepSpec, sweep_spec
+from reslab.lab.exercise2 import FULL_EXERCISE2, QUICK_EXERCISE2, QUICK_EXERCISE2_SHORTCUT, QUICK_EXERCISE2_WORK
+from reslab.lab.study import Study
 
-
-@dataclass(frozen=True)
-class Study:
-    """One sweep of the lab, before the lab's datasets are known: `spec` builds its SweepSpec."""
-
-    name: str  # the sweep's folder name inside the lab folder
-    base: str
-    dataset: str  # "mnist" or "cifar": which of the lab's two datasets
-    settings: Mapping[str, Any]  # dotted key -> value, on every run (a sweep's `set`)
-    grid: Mapping[str, list[Any]]
-    seeds: int
-    tune: Mapping[str, Any] | None = None  # a sweep's `tune` (e.g. optim.lr picked per cell on the validation split)
-    cases: tuple[Mapping[str, Any], ...] = ()  # a sweep's `cases` (per-cell settings, or skipped cells)
-    reference: Mapping[str, Any] = field(default_factory=dict)  # grid values of the cell the instruments explain
-
-    def spec(self, dataset_spec: str, data_dir: str | None, sweeps: Path) -> SweepSpec:
-        """The study as a checked sweep on the given dataset, kept in `sweeps`/<name> (no sweep file in between)."""
-        settings = dict(self.settings) | {"data.dataset": dataset_spec}
-        if data_dir is not None:
-            settings["data.data_dir"] = data_dir
-        raw = {"name": self.name, "base": self.base, "set": settings,
-               "grid": {k: list(v) for k, v in self.grid.items()}, "seeds": self.seeds}
-        if self.tune:
-            raw["tune"] = dict(self.tune)
-        if self.cases:
-            raw["cases"] = [dict(c) for c in self.cases]
-        raw = yaml.safe_load(yaml.safe_dump(raw, sort_keys=False))  # as the sweep folder's copy reads back
-        return sweep_spec(raw, SweepFolder(Path(sweeps) / self.name).sweep_file)
+__all__ = ["FULL", "PROFILE_TABLE", "QUICK", "Profile", "Study", "default_profile", "get_profile"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +49,17 @@ class Profile:
     # the pair instruments (lesion, responses) measure the twins of this many seeds (at most the study's), so their
     # summaries give intervals over seeds; the other instruments measure seed 0
     instrument_seeds: int = 2
+    # Exercise 2's other options (issue 20): their sweeps run after the depth studies, in this order (a study that
+    # names another's run, "lab:NAME", after it); their analyses are the instruments' lab stages
+    exercise2: tuple[Study, ...] = ()
+
+    def studies(self) -> tuple[Study, ...]:
+        """Every sweep of the profile, in the order the lab runs them."""
+        return (self.notebook_mlp, self.notebook_cnn, self.notebook_resnet, self.mlp_depth, self.conv_depth,
+                *self.exercise2)
+
+    def study(self, name: str) -> Study | None:
+        return next((s for s in self.studies() if s.name == name), None)
 
 
 _ONE_THREAD = {"train.threads": 1}  # many small runs: one thread each, the sweep runs them side by side
@@ -136,6 +119,7 @@ QUICK = Profile(
     shatter_seeds=3,
     lesion_draws=5,
     lesion_path_images=64,
+    exercise2=QUICK_EXERCISE2,
     # work per stage in reference units: its seconds in the last idle quick lab on the 2-core development CPU
     # (lab.json) x 5, the scale bench/lab_pace.py measured there (ex1-mlp 44 and 55 units for 9 s, ex1-cnn 40 for
     # 8 s: the reference takes ~0.2 s on that CPU idle); mlp-depth (scaled from 118 s before the init x norm grid)
@@ -145,7 +129,7 @@ QUICK = Profile(
           "lesion-mlp-learned": 10, "shatter-mlp": 15, "shatter-conv": 10, "shatter-mlp-learned": 15,
           "landscape-mlp": 5, "landscape-conv": 70, "landscape-mlp-2d": 35, "landscape-mlp-learned": 5, "init-mlp": 5,
           "init-conv": 30, "responses-conv": 15, "responses-mlp-learned": 5, "responses-mlp": 5,
-          "cam-conv": 150},  # responses, cam-conv: estimated (cam: 64 images of the conv twins)
+          "cam-conv": 150, **QUICK_EXERCISE2_WORK},  # responses, cam-conv: estimated (cam: 64 images of the conv twins)
     shortcuts=(
         "Exercise 1.2 trains on a seeded subset of 3,000 CIFAR-10 training images for 3 epochs (the notebook: "
         "45,000 images, 10 epochs), validates on 1,000 and tests on a fixed subset of 2,000 test images, 2 seeds.",
@@ -160,6 +144,7 @@ QUICK = Profile(
         "(the MLPs' in 2-D too), along 3 directions (the full lab: 5); the lesion draws 5 sets of blocks per k (the "
         "full lab: 10) and measures path gradients on 64 test images (the full lab: 128); the lesion and the layer "
         "responses measure the twins of 2 seeds (the full lab: 3), the other instruments seed 0.",
+        QUICK_EXERCISE2_SHORTCUT,
     ),
 )
 
@@ -187,6 +172,7 @@ FULL = Profile(
     shatter_seeds=10,
     landscape_directions=5,
     instrument_seeds=3,
+    exercise2=FULL_EXERCISE2,
     shortcuts=("The conv-net depth study keeps one init, the He init (fan_out) of He et al.'s CIFAR ResNets: the "
                "init x norm grid is run for the MLPs only.",),
 )

@@ -233,7 +233,6 @@ def _sections(doc: _Doc, folder: LabFolder, profile: Profile) -> dict[str, Any]:
     titles.append(appendix)
     doc.blocks += [Heading(appendix), Paragraph("What each sweep ran (its settings, grid and seeds), the status of every "
                                                 "run, its figures, tables and summary sentences.")]
-    for study in (profile.notebook_mlp, profile.notebook_cnn, profile.notebook_resnet, profile.mlp_depth,
-                  profile.conv_depth):
+    for study in profile.studies():
         doc.blocks += sweep_blocks(folder.sweep(study.name), doc.out, level=3, svg=False)
     return {"titles": titles, "answer": answer}

@@ -72,7 +72,8 @@ def run_study(ctx: LabContext, study: Study) -> int:
     """Run the study's sweep; returns the number of runs that did not finish (LabStopped when a signal stopped it)."""
     from reslab.sweep import run_sweep
 
-    spec = study.spec(ctx.dataset(study.dataset), ctx.data_dir, ctx.folder.sweeps)
+    spec = study.resolve(lambda name: study_run(ctx, name, study.name)).spec(ctx.dataset(study.dataset), ctx.data_dir,
+                                                                            ctx.folder.sweeps)
     result = run_sweep(spec, jobs=ctx.jobs, backend=ctx.backend, runs_dir=ctx.folder.sweeps, out=ctx.out)
     if not result.completed:
         raise LabStopped(f"stopped in the sweep {study.name}")
@@ -119,3 +120,26 @@ def mlp_pair(ctx: LabContext, seed: int = 0) -> list[str]:
 def conv_pair(ctx: LabContext, seed: int = 0) -> list[str]:
     """The deepest trained conv twins of one seed."""
     return pair(ctx, ctx.profile.conv_depth, ctx.profile.depth_key_conv, seed=seed)
+
+
+def runs_of(ctx: LabContext, name: str, seed: int | None = 0) -> list[str]:
+    """The finished run folders of the lab's study `name` (of one seed, or of every seed: None), plain before
+    residual, then by seed; [] when the profile has no such study or it has not run."""
+    study = ctx.profile.study(name)
+    if study is None:
+        return []
+    rows = [r for r in ctx.folder.sweep_folder(name).run_rows()
+            if r.status is RunStatus.FINISHED and r.run_folder is not None and (seed is None or r.seed == seed)]
+    rows.sort(key=lambda r: (r.values.get(RESIDUAL) is True, r.seed))
+    return [str(r.run_folder) for r in rows]
+
+
+def study_run(ctx: LabContext, name: str, needed_by: str) -> str:
+    """The one finished seed-0 run of the study `name`, which the study `needed_by` names ("lab:NAME")."""
+    runs = runs_of(ctx, name, seed=0)
+    if ctx.profile.study(name) is None:
+        raise ReslabError(f"the lab study {needed_by} names the run of {name!r}, which is no study of the profile")
+    if len(runs) != 1:
+        raise LabStopped(f"the lab study {needed_by} needs the finished seed-0 run of {name} ({len(runs)} found); run "
+                         "the lab again to retrain it")
+    return runs[0]
