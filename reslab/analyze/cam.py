@@ -2,8 +2,10 @@
 
 On a seeded draw of test images (the same for every run) each model gives CAM and Grad-CAM (`cam_maps`) for the
 true class and for its top predicted class, the mean CAM of each class, and the deletion and insertion curves
-(`cam_faith`) of the predicted class ordered by CAM, by Grad-CAM and at random. The numbers and words are
-`reslab.analyze.cam_summary`.
+(`cam_faith`) of the predicted class ordered by CAM, by Grad-CAM and at random. With `canvas`, the images are
+larger canvases each holding one test image at a random place (`fcn_canvas`): a conv net ending in global average
+pooling reads any size, and the pointing game (Zhang et al. 2016: does the map's peak for the true class fall
+inside the object?) measures whether the map finds it. The numbers and words are `reslab.analyze.cam_summary`.
 """
 
 from __future__ import annotations
@@ -35,11 +37,13 @@ class CamOptions:
     show: int = 8  # of them, shown in the grid figures
     steps: int = 16  # steps of the deletion and insertion curves
     baseline: str = "paper"  # cam_faith.BASELINES
+    canvas: int | None = None  # pixels: explain canvases this large, each with one test image at a random place
 
     def __post_init__(self) -> None:
         bounded("--images", self.images, 1, 100_000)
         bounded("--show", self.show, 0, 64)
         bounded("--steps", self.steps, 1, 1024)
+        bounded("--canvas", self.canvas, 1, 2048)
         if self.baseline not in cam_faith.BASELINES:
             raise ConfigError(f"--baseline must be one of {', '.join(cam_faith.BASELINES)}, got {self.baseline!r}")
 
@@ -58,6 +62,7 @@ class CamResult:
     class_means: np.ndarray  # (classes, H, W): mean normalised CAM of each true class (NaN: no image of it)
     # (method, deletion | insertion) -> (N, steps + 1): the probability of the predicted class along each curve
     curves: Mapping[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    pointing: np.ndarray | None = None  # (N,) bool, with canvases: the true class's CAM peaks inside the image's box
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,6 +72,7 @@ class CamMeasurement:
     classes: tuple[str, ...]
     dataset: str
     options: CamOptions
+    chance: np.ndarray | None = None  # (N,), with canvases: the pointing game's chance (box area / canvas area)
 
 
 def draw_images(data: ImageData, count: int, seed: int) -> torch.Tensor:
@@ -97,8 +103,32 @@ def explain(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int, b
     return out
 
 
+def canvases(data: ImageData, count: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`count` canvases of `size` pixels, each one test image at its own scale at a place drawn with `seed`:
+    uint8 images (N, C, size, size), labels (N,) and the images' boxes (N, 4: x0, y0, x1, y1)."""
+    from reslab.analyze.fcn_canvas import CanvasSpec, make_canvases
+
+    side = max(data.input_shape[1:])
+    if size < side:
+        raise ConfigError(f"--canvas must be at least the images' side ({side} pixels for {data.name}), got {size}")
+    if not 1 <= count <= len(data.test_y):
+        raise ConfigError(f"--images must be in 1..{len(data.test_y)} (the test set of {data.name}), got {count}")
+    made = make_canvases(data.test_x, data.test_y, CanvasSpec(count=count, size=size, digits=(1, 1),
+                                                               scales=(1.0, 1.0), seed=seed))
+    return (torch.stack([c.image for c in made]), torch.cat([c.truth.labels for c in made]),
+            torch.cat([c.truth.boxes for c in made]))
+
+
+def pointing_game(maps: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) maps and (N, 4) boxes -> (N,) bool: each map's highest pixel lies inside its box (the first
+    highest, in row-major order, on a tie)."""
+    peak = maps.flatten(1).argmax(dim=1)
+    y, x = (peak // maps.shape[-1]).float(), (peak % maps.shape[-1]).float()
+    return (x >= boxes[:, 0]) & (x < boxes[:, 2]) & (y >= boxes[:, 1]) & (y < boxes[:, 3])
+
+
 def _measure_one(target: Target, model: nn.Module, batches: list, data: ImageData, options: CamOptions,
-                 seed: int) -> CamResult:
+                 seed: int, boxes: torch.Tensor | None = None) -> CamResult:
     generator = torch.Generator().manual_seed(seed)  # the same random orders for every model
     parts: dict[str, list[torch.Tensor]] = {}
     labels = []
@@ -117,9 +147,10 @@ def _measure_one(target: Target, model: nn.Module, batches: list, data: ImageDat
              for m in ("cam", "gradcam") for w in ("true", "predicted")}
     with torch.no_grad():
         k, h, w = feature_map(model, batches[0][0][:1], target.label).shape[1:]
+    pointing = None if boxes is None else pointing_game(got["cam-true"], boxes).numpy()
     return CamResult(target, has_gap_head(model), (int(k), int(h), int(w)), y_all.numpy(), got["predicted"].numpy(),
                      got["confidence"].numpy(), shown, class_means,
-                     {(m, c): got[f"{m}-{c}"].numpy() for m in METHODS for c in ("deletion", "insertion")})
+                     {(m, c): got[f"{m}-{c}"].numpy() for m in METHODS for c in ("deletion", "insertion")}, pointing)
 
 
 def analyse(targets: Sequence[Target], options: CamOptions, *, device: str = "auto", seed: int = 0,
@@ -129,9 +160,14 @@ def analyse(targets: Sequence[Target], options: CamOptions, *, device: str = "au
     check_seed(seed)
     dev = select_device(device)
     data, _, _ = shared_data(targets)
-    idx = draw_images(data, options.images, seed)
-    batches = list(DeviceLoader(data.test_x[idx], data.test_y[idx], batch_size=targets[0].cfg.data.eval_batch_size,
-                                mean=data.mean, std=data.std, device=dev))
+    boxes = None
+    if options.canvas:
+        images, labels, boxes = canvases(data, options.images, options.canvas, seed)
+    else:
+        idx = draw_images(data, options.images, seed)
+        images, labels = data.test_x[idx], data.test_y[idx]
+    batches = list(DeviceLoader(images, labels, batch_size=targets[0].cfg.data.eval_batch_size, mean=data.mean,
+                                std=data.std, device=dev))
     models = []
     for target in targets:
         model, _ = build(target, data, dev)
@@ -141,19 +177,21 @@ def analyse(targets: Sequence[Target], options: CamOptions, *, device: str = "au
             feature_map(model, batches[0][0][:1], f"{target.label} ({target.cfg.model.name})")
         models.append((target, model))
     forwards = options.images * (2 * len(METHODS) * (options.steps + 1) + 6)  # curves, predictions and maps
-    _, h, w = data.input_shape
+    h, w = images.shape[-2:]
     params = max(sum(p.numel() for p in model.parameters()) for _, model in models)
     require_work(forwards * params * h * w * len(models), "cam")  # a conv weight is used at most once per pixel
     if progress:
-        print(f"cam: {len(idx)} test images of {data.name} drawn with seed {seed}, {options.steps} steps, baseline "
+        what = f"canvases of {options.canvas} pixels" if options.canvas else "test images"
+        print(f"cam: {len(labels)} {what} of {data.name} drawn with seed {seed}, {options.steps} steps, baseline "
               f"{options.baseline}, device {dev}", file=sys.stderr)
     results = []
     for target, model in models:
-        results.append(_measure_one(target, model, batches, data, options, seed))
+        results.append(_measure_one(target, model, batches, data, options, seed, boxes))
         if progress:
             print(f"cam: {target.label}: measured", file=sys.stderr)
-    images = (data.test_x[idx[:options.show]].float() / 255).permute(0, 2, 3, 1).numpy()
-    return CamMeasurement(tuple(results), images, data.classes, data.name, options)
+    shown = (images[:options.show].float() / 255).permute(0, 2, 3, 1).numpy()
+    chance = None if boxes is None else ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / (h * w)).numpy()
+    return CamMeasurement(tuple(results), shown, data.classes, data.name, options, chance)
 
 
 # ----------------------------------------------------------------------------- the instrument's call

@@ -32,6 +32,7 @@ STATS_FIELDS = ["model", "at", "model_spec", "skip", "seed", "images", "accuracy
                 "deletion_auc", "deletion_low", "deletion_high", "insertion_auc", "insertion_low", "insertion_high",
                 "deletion_gain", "deletion_gain_low", "deletion_gain_high", "insertion_gain", "insertion_gain_low",
                 "insertion_gain_high"]
+POINTING_FIELDS = ["pointing", "pointing_low", "pointing_high", "pointing_chance"]  # with --canvas
 PAIR_FIELDS = ["pair", "seed", "method", "metric", "plain", "residual", "difference", "low", "high", "n", "over"]
 GAINS = ("deletion_gain", "insertion_gain")
 MIN_GAIN = 0.01  # AUC units: a gain or difference smaller than this is called negligible, whatever its interval
@@ -89,6 +90,10 @@ def tables(m: CamMeasurement) -> dict[str, list[dict[str, Any]]]:
                 stem = name.removesuffix("_auc")
                 mean, low, high = _ci(a[name])
                 row |= {name: mean, f"{stem}_low": low, f"{stem}_high": high}
+            if r.pointing is not None and m.chance is not None:
+                mean, low, high = _ci(r.pointing.astype(float))
+                row |= {"pointing": mean, "pointing_low": low, "pointing_high": high,
+                        "pointing_chance": float(m.chance.mean())}
             out["stats"].append(row)
     out["pairs"] = pair_rows(m.results)
     return out
@@ -152,7 +157,9 @@ def sentences(m: CamMeasurement, t: dict[str, list[dict[str, Any]]]) -> list[str
     o = m.options
     start = {"paper": "deletion to the dataset's mean colour, insertion from a blurred copy (the paper's)",
              "mean": "the dataset's mean colour for both", "blur": "a blurred copy for both"}[o.baseline]
-    lines = [f"Class activation maps on {len(m.results[0].labels)} test images of {m.dataset} (the same for every "
+    images = (f"canvases of {o.canvas}x{o.canvas} pixels, each holding one test image of {m.dataset} at its own size "
+              "at a random place" if o.canvas else f"test images of {m.dataset}")
+    lines = [f"Class activation maps on {len(m.results[0].labels)} {images} (the same for every "
              f"model); deletion and insertion curves of the predicted class in {o.steps} steps, baseline: {start} "
              f"(blur sigma = {BLUR_FRACTION:g} of the shorter side). AUCs with 95% t intervals over images; gain = "
              "how much better than a random pixel order (positive: more faithful)."]
@@ -163,6 +170,13 @@ def sentences(m: CamMeasurement, t: dict[str, list[dict[str, Any]]]) -> list[str
         if acc < chance + 0.1 * (1 - chance):
             head += ": near chance, so its maps explain little"
         lines.append(head + ".")
+        if "pointing" in rows["cam"]:
+            s = rows["cam"]
+            found = "finds the image" if s["pointing_low"] > s["pointing_chance"] else "does not find the image " \
+                "better than chance shown"
+            lines.append(f"  Pointing game (Zhang et al. 2016): the true class's map peaks inside the image's box on "
+                         f"{_interval(s['pointing'], s['pointing_low'], s['pointing_high'])} of the canvases (a random "
+                         f"point: {s['pointing_chance']:.3f}): the map {found}.")
         for method in ("cam", "gradcam"):
             s, name = rows[method], "CAM" if method == "cam" and r.exact_cam else "Grad-CAM"
             if method == "cam" and not r.exact_cam:
@@ -214,13 +228,15 @@ def summarise(m: CamMeasurement, options: CamOptions, common: Common) -> Analysi
         for key in ("deletion_auc", "insertion_auc", *GAINS):
             findings[f"{row['model']}.{row['method']}.{key}"] = row[key]
         findings[f"{row['model']}.accuracy"] = row["accuracy"]
+        if "pointing" in row:
+            findings[f"{row['model']}.pointing"] = row["pointing"]
     for p in t["pairs"]:
         findings[f"{p['pair']}.{p['seed']}.{p['method']}.{p['metric']}.difference"] = p["difference"]
     return Analysis(
         text="\n".join(sentences(m, t)),
-        tables=(Table("cam-stats.csv", t["stats"], STATS_FIELDS), Table("cam-pairs.csv", t["pairs"], PAIR_FIELDS),
+        tables=(Table("cam-stats.csv", t["stats"], STATS_FIELDS + (POINTING_FIELDS if options.canvas else [])), Table("cam-pairs.csv", t["pairs"], PAIR_FIELDS),
                 Table("cam-curves.csv", t["curves"], CURVE_FIELDS), Table("cam-images.csv", t["images"], IMAGE_FIELDS)),
         figures=figures,
         settings={"at": options.at, "images": options.images, "show": options.show, "steps": options.steps,
-                  "baseline": options.baseline, "seed": common.seed},
+                  "baseline": options.baseline, "canvas": options.canvas, "seed": common.seed},
         findings=findings, reference=REFERENCE)

@@ -7,9 +7,11 @@ from __future__ import annotations
 import argparse
 
 from reslab.analyze.instruments_geometry import seed_pairs
+from reslab.analyze.lab_studies import MNIST_CONV, has_study
 from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common, deferred
 
 LAB_IMAGES, LAB_STEPS = 64, 8  # the lab's CAM stage: test images (at most the profile's subset), curve steps
+LAB_CANVAS = 56  # pixels: the lab's canvases for the MNIST conv twins (twice a digit's side)
 
 
 def _cam_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,6 +25,9 @@ def _cam_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", choices=["paper", "mean", "blur"], default="paper",
                    help="what removed pixels become: paper (deletion: the mean colour, insertion: from a blurred "
                         "copy; Petsiuk et al.), mean or blur for both (default paper)")
+    p.add_argument("--canvas", type=int, metavar="PX",
+                   help="explain canvases of PX pixels, each holding one test image at a random place (a GAP net "
+                        "reads any size), and score the pointing game: does the map peak inside the image?")
     add_common(p, what="the test images and the random pixel orders")
 
 
@@ -30,7 +35,7 @@ def _cam_call(args: argparse.Namespace) -> Call:
     from reslab.analyze import cam
 
     return Call(tuple(args.sources), cam.CamOptions(at=args.at, images=args.images, show=args.show, steps=args.steps,
-                                                    baseline=args.baseline))
+                                                    baseline=args.baseline, canvas=args.canvas))
 
 
 def _cam_conv(lab: LabSource) -> Call:
@@ -40,6 +45,16 @@ def _cam_conv(lab: LabSource) -> Call:
 
     options = cam.CamOptions(at="last", images=min(LAB_IMAGES, lab.profile.subset), steps=LAB_STEPS)
     return Call(tuple(seed_pairs(lab, "conv")), options)
+
+
+def _cam_canvas(lab: LabSource) -> Call:
+    """CAM and Grad-CAM of the MNIST conv twins of Exercise 2 (every seed) on canvases twice a digit's side, one
+    digit each: the map must find the digit (the pointing game), as the fully-convolutional detector must."""
+    from reslab.analyze import cam
+
+    options = cam.CamOptions(at="last", images=min(LAB_IMAGES, lab.profile.subset), steps=LAB_STEPS,
+                             canvas=LAB_CANVAS)
+    return Call(tuple(lab.runs_of(MNIST_CONV, seed=None)), options, settings=lab.settings("mnist"))
 
 
 CAM = Instrument(
@@ -53,6 +68,8 @@ CAM = Instrument(
     add_arguments=_cam_arguments, from_args=_cam_call, prepare=deferred("reslab.analyze.cam", "prepare"),
     measure=deferred("reslab.analyze.cam", "measure_targets"),
     summarise=deferred("reslab.analyze.cam_summary", "summarise"),
-    lab=(LabStage("cam-conv", "Class activation maps of the conv twins", _cam_conv),))
+    lab=(LabStage("cam-conv", "Class activation maps of the conv twins", _cam_conv),
+         LabStage("cam-mnist-canvas", "Class activation maps of the MNIST conv twins on larger canvases", _cam_canvas,
+                  when=has_study(MNIST_CONV))))
 
 EXPLAIN: tuple[Instrument, ...] = (CAM,)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from reslab.analyze import lab_studies
 from reslab.lab.study import LAB_RUN, Study
 
-SOURCE, TARGET = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]  # CIFAR-10's classes: the source task, the transfer task
-FCN_STUDY, SOURCE_STUDY, TRANSFER_STUDY, SCRATCH_STUDY, DISTILL_STUDY = (
-    "ex2-mnist-conv", "ex2-source", "ex2-transfer", "ex2-scratch", "ex2-distill")
+SOURCE_CLASSES, TARGET_CLASSES = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]  # CIFAR-10's classes: the source task, the transfer task
+FCN_STUDY, SOURCE_STUDY, TRANSFER_STUDY, SCRATCH_STUDY, DISTILL_STUDY = (  # the names: reslab.analyze.lab_studies
+    lab_studies.MNIST_CONV, lab_studies.SOURCE, lab_studies.TRANSFER, lab_studies.SCRATCH, lab_studies.DISTILL)
 TEACHER_STUDY = "ex1-mlp"  # the notebook's MLP (Exercise 1.1) is the teacher
 ALPHA = "train.distill.alpha"  # alpha 0 with no teacher is the student alone: the pair differs only in the teacher
 
@@ -33,12 +34,12 @@ _ALONE = ({"when": {ALPHA: 0.0}, "set": {"train.teacher": None}},)
 
 def _studies(*, mnist_conv: dict[str, Any], cifar: dict[str, Any], student: dict[str, Any], epochs_conv: int,
              epochs_transfer: int, epochs_student: int, seeds: int) -> tuple[Study, ...]:
-    transfer = _CONV | cifar | _ONE_THREAD | {"data.classes": TARGET}
+    transfer = _CONV | cifar | _ONE_THREAD | {"data.classes": TARGET_CLASSES}
     return (
         Study(FCN_STUDY, "mnist-convnet", "mnist", mnist_conv | _ONE_THREAD | {"train.epochs": epochs_conv},
               {"model.residual": [False, True]}, seeds=seeds,
               title="Exercise 2.2 (2023/24): the MNIST conv twins the digit detector is made of"),
-        Study(SOURCE_STUDY, "seed-cnn", "cifar", _CONV | cifar | _ONE_THREAD | {"data.classes": SOURCE},
+        Study(SOURCE_STUDY, "seed-cnn", "cifar", _CONV | cifar | _ONE_THREAD | {"data.classes": SOURCE_CLASSES},
               {"train.epochs": [epochs_conv]}, seeds=1,
               title="Exercise 2.1 (2025): the source model, CIFAR-10 classes 0-4"),
         Study(TRANSFER_STUDY, "seed-cnn", "cifar", transfer | {"train.init_from": LAB_RUN + SOURCE_STUDY},

@@ -93,7 +93,7 @@ INSTRUMENTS = (("Lesion: deleting and reordering blocks", ("lesion-mlp", "lesion
                ("Block forms at initialisation", ("init-mlp", "init-conv")),
                ("Layer responses (He et al. 2015, Figure 7)", ("responses-conv", "responses-mlp-learned",
                                                                "responses-mlp")),
-               ("Class activation maps", ("cam-conv",)))  # section -> the lab stages behind it
+               ("Class activation maps", ("cam-conv", "cam-mnist-canvas")))  # section -> the lab stages behind it
 
 
 def instrument_sections(folder: Any, doc: Any, first: int) -> list[str]:

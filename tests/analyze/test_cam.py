@@ -267,3 +267,53 @@ def test_a_conv_model_is_explained_on_larger_images_than_it_was_built_for() -> N
     assert raw.shape == (2, 20, 20)
     torch.testing.assert_close(raw.mean(dim=(1, 2)) + model.head.bias[y].detach(), logits.gather(1, y[:, None])[:, 0],
                                rtol=1e-5, atol=1e-5)
+
+
+def test_the_pointing_game_counts_a_peak_inside_the_box_only() -> None:
+    """Known answers: a map whose peak lies inside its box is a hit, on the box's edge pixels too (x0, y0 inclusive,
+    x1, y1 exclusive), and one peaking outside is a miss."""
+    from reslab.analyze.cam import pointing_game
+
+    maps = torch.zeros(4, 10, 12)
+    for i, (y, x) in enumerate([(3, 4), (2, 2), (5, 9), (9, 11)]):
+        maps[i, y, x] = 1.0
+    boxes = torch.tensor([[2.0, 2.0, 6.0, 6.0]] * 4)  # x0, y0, x1, y1
+    assert pointing_game(maps, boxes).tolist() == [True, True, False, False]
+    maps[2, 5, 5] = 2.0  # now its highest pixel is the last one inside the box (x 5 < x1 6)
+    assert pointing_game(maps, boxes).tolist() == [True, True, True, False]
+
+
+def test_cam_on_canvases_places_one_image_each_and_scores_the_pointing_game(
+        twins: tuple[Path, Path], data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from reslab.analyze.cam import canvases
+    from reslab.data import load_dataset
+
+    data = load_dataset("mnist", str(data_dir))
+    side = data.input_shape[-1]
+    images, labels, boxes = canvases(data, 5, side + 12, seed=3)
+    assert images.shape == (5, 1, side + 12, side + 12) and labels.shape == (5,)
+    for image, box, label in zip(images, boxes.long(), labels):  # exactly the pasted test image, nothing else
+        x0, y0, x1, y1 = box.tolist()
+        assert (x1 - x0, y1 - y0) == (side, side)
+        crop = image[:, y0:y1, x0:x1]
+        assert int(image.sum()) == int(crop.sum()) > 0
+        same = [(data.test_x[i] == crop).all() and data.test_y[i] == label for i in range(len(data.test_y))]
+        assert any(bool(s) for s in same)
+    out = tmp_path / "cam"
+    assert main(["analyze", "cam", *map(str, twins), "--data-dir", str(data_dir), "--set", "data.val_size=100",
+                 "--images", "6", "--show", "2", "--steps", "2", "--canvas", str(side + 12), "--device", "cpu",
+                 "--quiet", "--out", str(out)]) == 0
+    stats = [r for r in files.read_csv(out / "cam-stats.csv") if r["method"] == "cam"]
+    chance = side * side / (side + 12) ** 2
+    for row in stats:
+        assert float(row["pointing_chance"]) == pytest.approx(chance, rel=1e-6)
+        hits = float(row["pointing"]) * 6
+        assert 0 <= hits <= 6 and hits == pytest.approx(round(hits))
+    assert "Pointing game (Zhang et al. 2016)" in (out / "cam-summary.txt").read_text()
+    assert json.loads((out / "analysis.json").read_text())["settings"]["canvas"] == side + 12
+    capsys.readouterr()
+    assert main(["analyze", "cam", str(twins[0]), "--data-dir", str(data_dir), "--canvas", str(side - 1),
+                 "--device", "cpu", "--quiet", "--out", str(tmp_path / "small")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--canvas must be at least the images' side" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "small").exists()
