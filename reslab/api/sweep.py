@@ -48,7 +48,8 @@ class Sweep:
 
     @property
     def paired(self) -> Any:
-        """paired.csv: per pair of twin cells, residual - plain paired by seed (mean, 95% CI, wins)."""
+        """paired.csv: per group of cells differing only in the paired key, b - a (residual - plain by default)
+        paired by seed (mean, 95% CI, wins)."""
         return _table(self.folder.paired)
 
     @property

@@ -136,7 +136,7 @@ def too_short(aggregate: Sequence[CellRow], classes: int, what: str) -> str:
 
 
 def _wins(pr: PairRow | None) -> str:
-    share, n = _stat(pr, "test_acc_residual_wins"), num(pr.n if pr is not None else None)
+    share, n = num(pr.wins("test_acc")) if pr is not None else math.nan, num(pr.n if pr is not None else None)
     return "" if math.isnan(share) or math.isnan(n) else sign_test(round(share * n), int(n))
 
 

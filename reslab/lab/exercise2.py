@@ -48,7 +48,7 @@ def _studies(*, mnist_conv: dict[str, Any], cifar: dict[str, Any], student: dict
         Study(SCRATCH_STUDY, "seed-cnn", "cifar", transfer, {"train.epochs": [epochs_transfer]}, seeds=seeds,
               title="Exercise 2.1 (2025): the same model trained from scratch on classes 5-9"),
         Study(DISTILL_STUDY, "plain-mlp8", "mnist", _STUDENT | _ONE_THREAD | student | {"train.epochs": epochs_student},
-              {ALPHA: [0.0, 0.9]}, seeds=seeds, cases=_ALONE,
+              {ALPHA: [0.0, 0.9]}, seeds=seeds, cases=_ALONE, pair=ALPHA,
               title="Exercise 2.2 (2025): a small MLP alone and distilled from the notebook's MLP"),
     )
 

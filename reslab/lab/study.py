@@ -32,6 +32,7 @@ class Study:
     tune: Mapping[str, Any] | None = None  # a sweep's `tune` (e.g. optim.lr picked per cell on the validation split)
     cases: tuple[Mapping[str, Any], ...] = ()  # a sweep's `cases` (per-cell settings, or skipped cells)
     reference: Mapping[str, Any] = field(default_factory=dict)  # grid values of the cell the instruments explain
+    pair: str | None = None  # a sweep's `pair` (a grid key of two values); None: model.residual's twins, as swept
     title: str = ""  # the stage's title, for the studies beyond the notebook's and the depth studies (Exercise 2)
 
     def needs(self) -> list[str]:
@@ -59,5 +60,7 @@ class Study:
             raw["tune"] = dict(self.tune)
         if self.cases:
             raw["cases"] = [dict(c) for c in self.cases]
+        if self.pair is not None:
+            raw["pair"] = self.pair
         raw = yaml.safe_load(yaml.safe_dump(raw, sort_keys=False))  # as the sweep folder's copy reads back
         return sweep_spec(raw, SweepFolder(Path(sweeps) / self.name).sweep_file)

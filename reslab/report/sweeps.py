@@ -24,7 +24,7 @@ from reslab.runs import RunFolder
 from reslab.status import RunStatus
 from reslab.sweep.aggregate import depth_key
 from reslab.sweep.folder import SweepFolder
-from reslab.sweep.spec import RESIDUAL, folder_name, text
+from reslab.sweep.spec import RESIDUAL, TWINS, Pairing, folder_name, text
 
 MAX_PANELS = 8  # depths drawn in the training-curves figure
 MAX_LISTED = 30  # failed or missing runs listed by name
@@ -79,20 +79,22 @@ def _aggregate_table(rows: Sequence[Mapping[str, str]]) -> list[Block]:
             Table(header, body, [False] * len(keys) + [True] * 4)]
 
 
-def _wins(row: Mapping[str, str], metric: str) -> str:
-    share, n = finite(row.get(f"{metric}_residual_wins")), finite(row.get("n"))
+def _wins(row: Mapping[str, str], metric: str, pairing: Pairing) -> str:
+    share, n = finite(row.get(pairing.wins_column(metric))), finite(row.get("n"))
     return DASH if share is None or n is None else f"{round(share * n)} of {int(n)}"
 
 
-def _paired_table(rows: Sequence[Mapping[str, str]]) -> list[Block]:
+def _paired_table(rows: Sequence[Mapping[str, str]], pairing: Pairing) -> list[Block]:
     keys = _cell_keys(rows)
+    a, b = (inline(w, 80) for w in pairing.words())
     body = [[*(inline(r[k], 60) for k in keys), inline(r.get("n", ""), 20), _ci(r, "test_acc_diff", True),
-             _wins(r, "test_acc"), _ci(r, "final_train_loss_diff", True), _wins(r, "final_train_loss")] for r in rows]
-    header = [*keys, "n (paired seeds)", "test acc: residual - plain (95% CI)", "residual higher",
-              "train loss: residual - plain (95% CI)", "residual lower"]
-    return [Paragraph("Residual minus plain, paired by seed (paired.csv): the mean difference, its 95% t interval "
-                      "and in how many seeds the residual twin wins."), Table(header, body, [False] * len(keys) +
-                                                                               [True] * 5)]
+             _wins(r, "test_acc", pairing), _ci(r, "final_train_loss_diff", True),
+             _wins(r, "final_train_loss", pairing)] for r in rows]
+    header = [*keys, "n (paired seeds)", f"test acc: {b} - {a} (95% CI)", f"{b} higher",
+              f"train loss: {b} - {a} (95% CI)", f"{b} lower"]
+    lead = ("Residual minus plain", "the residual twin") if pairing.twins else (f"{b} minus {a}", f"the run at {b}")
+    return [Paragraph(f"{lead[0]}, paired by seed (paired.csv): the mean difference, its 95% t interval "
+                      f"and in how many seeds {lead[1]} wins."), Table(header, body, [False] * len(keys) + [True] * 5)]
 
 
 def _swept(raw: Mapping[str, Any], name: str, configs: Sequence[Mapping[str, Any]]) -> list[Block]:
@@ -243,7 +245,8 @@ def sweep_blocks(folder: Path, out_dir: Path, *, level: int, svg: bool) -> list[
             problems.append(f"{png.name} is missing")
     if results:
         blocks += _curves(sweep, results, grid, out_dir, svg)
-    for path, table in ((sweep.aggregate, _aggregate_table), (sweep.paired, _paired_table)):
+    pairing = sweep.pairing() or TWINS
+    for path, table in ((sweep.aggregate, _aggregate_table), (sweep.paired, lambda r: _paired_table(r, pairing))):
         rows = reading.read_table(path, problems)
         if rows:
             blocks += table(rows)

@@ -2,7 +2,8 @@
 
 Every number is read back from the runs' summary.json and status.json, so the aggregate can be rebuilt at any
 time (a sweep run again with nothing left to train rewrites it identically). Intervals are 95% Student t
-intervals over seeds; plain and residual twins of the same seed are compared pairwise.
+intervals over seeds; runs that differ only in the paired key (plain and residual twins by default) are compared
+seed by seed.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from reslab import files
 from reslab.runs import RunFolder
 from reslab.status import RunStatus
 from reslab.sweep.folder import SweepFolder
-from reslab.sweep.result import RunRow, number
-from reslab.sweep.spec import RESIDUAL, PlannedRun, SweepSpec, text
+from reslab.sweep.result import PAIR_COLUMNS, RunRow, number
+from reslab.sweep.spec import PlannedRun, SweepSpec, text
 from reslab.intervals import t_interval
 from reslab.sweep.summary import figure_series, summary_text
 
 METRICS = ("test_acc", "best_val_acc", "final_train_loss", "final_train_acc")  # aggregated per cell
-PAIRED = ("test_acc", "final_train_loss")  # residual - plain, per seed
+PAIRED = ("test_acc", "final_train_loss")  # b - a of the paired key (residual - plain), per seed
 LOWER_IS_BETTER = ("final_train_loss",)
 MISSING = "missing"  # results.csv's status of a run that has no run folder yet
 UNKNOWN = "unknown"  # results.csv's status of a run folder whose status.json is damaged or missing
@@ -146,31 +147,35 @@ def cells(rows: Sequence[dict[str, Any]], spec: SweepSpec, chosen: dict[str, Any
 
 
 def pairs(rows: Sequence[dict[str, Any]], spec: SweepSpec, chosen: dict[str, Any]) -> list[dict[str, Any]]:
-    """paired.csv: for cells that differ only in model.residual, residual - plain per seed (both finished)."""
-    if RESIDUAL not in spec.grid:
+    """paired.csv: for cells that differ only in the paired key, the run at its value b minus the run at a, per seed
+    (both finished): residual - plain by default."""
+    pairing = spec.pairing
+    if pairing is None:
         return []
-    others = [k for k in spec.grid if k != RESIDUAL]
-    groups: dict[str, dict[bool, dict[int, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
+    others = [k for k in spec.grid if k != pairing.key]
+    side_of = {text(pairing.a): "a", text(pairing.b): "b"}
+    groups: dict[str, dict[str, dict[int, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
     for row in _kept(rows, spec, chosen):
-        if _counted(row) and isinstance(row["_values"][RESIDUAL], bool) and \
-                all(_metric(row.get(m)) is not None for m in PAIRED):
+        side = side_of.get(text(row["_values"][pairing.key]))
+        if _counted(row) and side is not None and all(_metric(row.get(m)) is not None for m in PAIRED):
             group = ",".join(f"{k}={text(row['_values'][k])}" for k in others)
-            groups[group][row["_values"][RESIDUAL]][row["seed"]] = row
+            groups[group][side][row["seed"]] = row
     out = []
     for group, sides in groups.items():
-        seeds = sorted(set(sides[False]) & set(sides[True]))
+        seeds = sorted(set(sides["a"]) & set(sides["b"]))
         if not seeds:
             continue
-        pair: dict[str, Any] = {k: text(next(iter(sides[False].values()))["_values"][k]) for k in others}
-        pair.update(n=len(seeds), seeds=";".join(map(str, seeds)), _group=group,
-                    _values=next(iter(sides[False].values()))["_values"])
+        first = next(iter(sides["a"].values()))["_values"]
+        pair: dict[str, Any] = {k: text(first[k]) for k in others}
+        pair.update(n=len(seeds), seeds=";".join(map(str, seeds)), _group=group, _values=first)
         for metric in PAIRED:
-            diffs = [float(sides[True][s][metric]) - float(sides[False][s][metric]) for s in seeds]
+            diffs = [float(sides["b"][s][metric]) - float(sides["a"][s][metric]) for s in seeds]
             mean, _, low, high = t_interval(diffs)
             wins = [d < 0 if metric in LOWER_IS_BETTER else d > 0 for d in diffs]
             pair.update({f"{metric}_diffs": ";".join(f"{d:.6g}" for d in diffs), f"{metric}_diff_mean": mean,
                          f"{metric}_diff_ci_low": low, f"{metric}_diff_ci_high": high,
-                         f"{metric}_residual_wins": sum(wins) / len(wins)})
+                         pairing.wins_column(metric): sum(wins) / len(wins)})
+        pair.update(zip(PAIR_COLUMNS, (pairing.key, text(pairing.a), text(pairing.b))))
         out.append(pair)
     return out
 
@@ -204,7 +209,8 @@ def write_all(folder: SweepFolder, spec: SweepSpec, planned: Sequence[PlannedRun
     per_cell, paired = cells(rows, spec, chosen), pairs(rows, spec, chosen)
     files.write_csv(folder.aggregate, [files.json_safe(c) for c in per_cell], _columns(per_cell) or [*spec.grid, "n"])
     files.write_csv(folder.paired, [files.json_safe(p) for p in paired],  # NaN (n < 2) is an empty cell
-                    _columns(paired) or [k for k in spec.grid if k != RESIDUAL] + ["n"])
+                    _columns(paired) or [k for k in spec.grid if spec.pairing is None or k != spec.pairing.key]
+                    + ["n"])
     depth = depth_key(spec.grid)
     if depth is not None and per_cell:
         from reslab.plots.sweep import plot_vs_depth

@@ -23,7 +23,7 @@ from reslab.errors import CheckpointError, ConfigError, first_line
 from reslab.runs import RunFolder
 from reslab.status import RunStatus
 from reslab.sweep.result import CellRow, PairRow, RunRow, cell_row, pair_row, run_row
-from reslab.sweep.spec import RESIDUAL, PlannedRun, SweepSpec, folder_name, text
+from reslab.sweep.spec import TWINS, Pairing, PlannedRun, SweepSpec, folder_name, pairing_of, text
 
 # keys a run may differ in from its folder's config.yaml: where things are and what is drawn, not what is computed
 MAY_DIFFER = ("runs_dir", "data.data_dir", "train.device", "track.", "train.figures")
@@ -60,7 +60,7 @@ class SweepFolder:
     runs = property(lambda self: self.path / "runs")  # the run folders
     results = property(lambda self: self.path / "results.csv")  # a row per run
     aggregate = property(lambda self: self.path / "aggregate.csv")  # a row per cell: n, mean, std, 95% CI
-    paired = property(lambda self: self.path / "paired.csv")  # residual - plain, per seed, per pair of cells
+    paired = property(lambda self: self.path / "paired.csv")  # b - a of the paired key (residual - plain), per seed
     summary = property(lambda self: self.path / "summary.txt")  # sentences computed from the numbers
     acc_figure = property(lambda self: self.path / "test_acc_vs_depth.png")
     loss_figure = property(lambda self: self.path / "train_loss_vs_depth.png")
@@ -190,16 +190,31 @@ class SweepFolder:
         return [cell_row(row, lookup) for row in _rows(self.aggregate)]
 
     def pair_rows(self) -> list[PairRow]:
-        """paired.csv as typed rows: residual - plain per group of twin cells."""
-        lookup = {k: v for k, v in self._spellings().items() if k != RESIDUAL}
-        return [pair_row(row, lookup) for row in _rows(self.paired)]
+        """paired.csv as typed rows: b - a of the paired key (residual - plain) per group of cells."""
+        pairing = self.pairing()
+        lookup = {k: v for k, v in self._spellings().items() if pairing is None or k != pairing.key}
+        return [pair_row(row, lookup, pairing or TWINS) for row in _rows(self.paired)]
 
-    def _spellings(self) -> dict[str, dict[str, Any]]:
-        """Swept key -> {its values as the CSV files spell them: the value}, from the folder's copy of the sweep."""
+    def pairing(self) -> Pairing | None:
+        """What paired.csv compares, from the folder's copy of the sweep: its `pair` when that names a grid key of
+        two values, else plain and residual twins when model.residual is swept (an older folder: no `pair`)."""
+        raw = self._raw()
+        grid = raw.get("grid") if isinstance(raw.get("grid"), Mapping) else {}
+        grid = {str(k): v for k, v in grid.items() if isinstance(v, list)}
+        key = raw.get("pair")
+        return pairing_of(grid, key if isinstance(key, str) and len(grid.get(key, ())) == 2 else None)
+
+    def _raw(self) -> dict[str, Any]:
+        """The folder's copy of the sweep file, read tolerantly (empty when missing or unreadable)."""
         try:
             raw = load_source(str(self.sweep_file)) if self.sweep_file.is_file() else {}
         except ConfigError:
             raw = {}
+        return raw if isinstance(raw, dict) else {}
+
+    def _spellings(self) -> dict[str, dict[str, Any]]:
+        """Swept key -> {its values as the CSV files spell them: the value}, from the folder's copy of the sweep."""
+        raw = self._raw()
         grid, tune = raw.get("grid"), raw.get("tune")
         swept: dict[str, Any] = dict(grid) if isinstance(grid, Mapping) else {}
         if isinstance(tune, Mapping) and isinstance(tune.get("key"), str):

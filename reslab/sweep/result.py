@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from reslab.status import RunStatus
+from reslab.sweep.spec import TWINS, Pairing
 
 COUNTS = ("n", "n_diverged")  # aggregate.csv and paired.csv: whole numbers
+PAIR_COLUMNS = ("pair_key", "pair_a", "pair_b")  # paired.csv's last columns: the key paired, and b - a its values
 
 
 @dataclass(frozen=True)
@@ -54,16 +56,22 @@ class CellRow:
 
 @dataclass(frozen=True)
 class PairRow:
-    """Plain and residual twins of one group of cells (a row of paired.csv): residual - plain, paired by seed."""
+    """One group of cells that differ only in the paired key (a row of paired.csv): the run at `pair.b` minus the
+    run at `pair.a` (residual - plain by default), paired by seed."""
 
-    values: Mapping[str, Any]  # grid key -> value, model.residual left out
+    values: Mapping[str, Any]  # grid key -> value, the paired key left out
     n: int | None
     seeds: tuple[int, ...]
     stats: Mapping[str, float | None]  # "test_acc_diff_mean", "test_acc_diff_ci_low", "test_acc_residual_wins", ...
     diffs: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # metric -> the per-seed differences
+    pair: Pairing = TWINS  # what was paired: its key and the two values, typed
 
     def stat(self, name: str) -> float | None:
         return self.stats.get(name)
+
+    def wins(self, metric: str) -> float | None:
+        """The share of seeds in which the run at `pair.b` is the better one (residual, by default)."""
+        return self.stats.get(self.pair.wins_column(metric))
 
 
 @dataclass(frozen=True)
@@ -140,10 +148,11 @@ def cell_row(row: Mapping[str, str], lookup: Mapping[str, Mapping[str, Any]]) ->
                    stats=numbers_of(row, [*lookup, *COUNTS]))
 
 
-def pair_row(row: Mapping[str, str], lookup: Mapping[str, Mapping[str, Any]]) -> PairRow:
+def pair_row(row: Mapping[str, str], lookup: Mapping[str, Mapping[str, Any]], pair: Pairing = TWINS) -> PairRow:
     seeds = tuple(s for s in (whole(x) for x in (row.get("seeds") or "").split(";")) if s is not None)
     diff_columns = [k for k in row if k.endswith("_diffs")]
     diffs = {k.removesuffix("_diffs"): tuple(x for x in (number(v) for v in (row[k] or "").split(";")) if x is not None)
              for k in diff_columns}
     return PairRow(values=read_values(row, lookup), n=whole(row.get("n")), seeds=seeds,
-                   stats=numbers_of(row, [*lookup, *COUNTS, "seeds", *diff_columns]), diffs=diffs)
+                   stats=numbers_of(row, [*lookup, *COUNTS, "seeds", *diff_columns, *PAIR_COLUMNS]), diffs=diffs,
+                   pair=pair)

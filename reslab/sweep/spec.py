@@ -3,7 +3,8 @@
 A sweep file (YAML) holds `base` (a preset or config file), `set` (settings of every run), `grid` (dotted keys to
 lists of values), `seeds` (a count or a list), an optional `name`, an optional `tune` (a nuisance key whose
 value is picked per cell on the validation split) and optional `cases` (settings for the cells whose grid
-values match, or `skip: true` to leave those cells out: He et al.'s ResNet-110 warm-up, no plain-110).
+values match, or `skip: true` to leave those cells out: He et al.'s ResNet-110 warm-up, no plain-110) and an
+optional `pair` (the grid key of two values whose runs paired.csv compares seed by seed; default model.residual).
 Everything is checked here (types with `checks.coerce`), before anything runs or is written; `expansion` turns
 a checked sweep into one validated config per run.
 """
@@ -22,12 +23,12 @@ from reslab.checks import coerce, require
 from reslab.config import RunConfig, flatten, load_source
 from reslab.errors import ConfigError
 
-SWEEP_KEYS = ("base", "set", "grid", "seeds", "name", "tune", "cases")
+SWEEP_KEYS = ("base", "set", "grid", "seeds", "name", "tune", "cases", "pair")
 TUNE_KEYS = ("key", "values", "by")
 CASE_KEYS = ("when", "set", "skip")
 TUNE_BY = ("best_val_acc", "final_val_acc")  # validation metrics, higher is better
 RESERVED = ("name", "runs_dir", "train.seed")  # the sweep sets these itself
-RESIDUAL = "model.residual"  # the grid key whose false/true cells are plain/residual twins
+RESIDUAL = "model.residual"  # the grid key whose false/true cells are plain/residual twins (paired by default)
 MAX_NAME = 200  # characters of a run's folder prefix (the trainer appends -<date>-<time>-<id>)
 MAX_RUNS = 100_000  # runs in one sweep (grid cells x tuned values x seeds), checked before anything is expanded
 
@@ -59,6 +60,49 @@ class Case:
 
 
 @dataclass(frozen=True)
+class Pairing:
+    """What paired.csv compares: within each group of cells that differ only in `key`, the run at `b` minus the run
+    at `a` of the same seed. A sweep's `pair: KEY` pairs its grid's second value against its first; without it a
+    swept model.residual pairs residual (true) against plain (false), whatever the grid's order."""
+
+    key: str  # a grid key
+    a: Any  # the value subtracted (plain)
+    b: Any  # the value it is subtracted from (residual)
+
+    @property
+    def twins(self) -> bool:
+        """Plain (a) and residual (b) twins: paired.csv's columns and sentences say residual and plain."""
+        return self.key == RESIDUAL and self.a is False and self.b is True
+
+    def words(self) -> tuple[str, str]:
+        """(a, b) as sentences name them: 'plain', 'residual' for model.residual, else 'key=value'."""
+        if self.key == RESIDUAL and isinstance(self.a, bool) and isinstance(self.b, bool):
+            return ("residual" if self.a else "plain"), ("residual" if self.b else "plain")
+        return f"{self.key}={text(self.a)}", f"{self.key}={text(self.b)}"
+
+    @property
+    def difference(self) -> str:
+        """'residual - plain', or 'train.teacher=RUN - train.teacher=null'."""
+        a, b = self.words()
+        return f"{b} - {a}"
+
+    def wins_column(self, metric: str) -> str:
+        """paired.csv's column of the share of seeds in which the run at `b` is the better one."""
+        return f"{metric}_residual_wins" if self.twins else f"{metric}_b_wins"
+
+
+TWINS = Pairing(RESIDUAL, False, True)  # the default pairing, when model.residual is swept
+
+
+def pairing_of(grid: Mapping[str, Sequence[Any]], key: str | None) -> Pairing | None:
+    """The pairing of a checked grid: `key`'s two values in the grid's order; without a key, plain and residual
+    twins when model.residual is swept, else none."""
+    if key is not None:
+        return Pairing(key, grid[key][0], grid[key][1])
+    return TWINS if RESIDUAL in grid else None
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     """A checked sweep: a sweep file's values, or a study the lab built in memory (`sweep_spec`)."""
 
@@ -71,6 +115,7 @@ class SweepSpec:
     tune: Tune | None
     raw: dict[str, Any]  # the file's values, as the sweep folder keeps them (and compares them with)
     cases: tuple[Case, ...] = ()
+    pairing: Pairing | None = None  # what paired.csv compares (None: nothing is paired)
 
     @property
     def swept(self) -> list[str]:
@@ -148,7 +193,8 @@ def sweep_spec(raw: Mapping[str, Any], path: str | Path) -> SweepSpec:
     both = [k for k in settings if k in swept] + ([tune.key] if tune and tune.key in grid else [])
     require(not both, f"{where}: {both[0] if both else ''} is given twice (in set, grid or tune); give it in one place")
     return SweepSpec(path=path, name=name, base=base, settings=settings, grid=grid, seeds=seeds,
-                     tune=tune, raw=raw, cases=_cases(raw.get("cases"), grid, swept, where))
+                     tune=tune, raw=raw, cases=_cases(raw.get("cases"), grid, swept, where),
+                     pairing=pairing_of(grid, _pair(raw.get("pair"), grid, where)))
 
 
 def _flat(values: Any, where: str) -> dict[str, Any]:
@@ -170,6 +216,18 @@ def _grid(values: Any, where: str) -> dict[str, list[Any]]:
     require(isinstance(values, Mapping) and bool(values),
             f"{where}: grid must be a non-empty mapping of dotted keys to lists of values")
     return {str(key): _distinct(options, f"{where}: grid.{key}") for key, options in values.items()}
+
+
+def _pair(value: Any, grid: Mapping[str, list[Any]], where: str) -> str | None:
+    """`pair`: a grid key with exactly two values (the sweep compares the second against the first, seed by seed)."""
+    if value is None:
+        return None
+    key = coerce(value, str, f"{where}: pair")
+    require(key in grid, f"{where}: pair {key} is not a grid key (pair names the grid key whose two values are "
+                         f"compared seed by seed: {', '.join(grid)})")
+    require(len(grid[key]) == 2, f"{where}: pair {key} needs exactly two values in grid.{key}, it has "
+                                 f"{len(grid[key])}: {', '.join(text(v) for v in grid[key])}")
+    return key
 
 
 def _seeds(values: Any, where: str) -> tuple[int, ...]:

@@ -1,6 +1,7 @@
 """summary.txt: sentences computed from a sweep's numbers, each with its n and the rule that decided it.
 
-Rules: a difference is called real when its 95% t interval excludes 0 (paired by seed for residual - plain;
+Rules: a difference is called real when its 95% t interval excludes 0 (paired by seed for residual - plain, or
+the sweep's other `pair`;
 Welch's interval between the shallowest and the deepest cell for a trend with depth). When the plain net's
 training loss rises with depth together with its test error, the deeper net fails to fit its own training
 data: that is an optimisation problem, not overfitting (overfitting lowers the training loss).
@@ -12,7 +13,7 @@ import math
 from collections import defaultdict
 from typing import Any, Sequence
 
-from reslab.sweep.spec import RESIDUAL, SweepSpec, text
+from reslab.sweep.spec import RESIDUAL, Pairing, SweepSpec, text
 from reslab.intervals import welch_interval
 
 
@@ -76,13 +77,14 @@ def edge_warnings(spec: SweepSpec, chosen: dict[str, Any]) -> list[str]:
     return [line.strip() for line in _tune_lines(spec, chosen) if "WARNING" in line]
 
 
-def _pair_lines(paired: Sequence[dict[str, Any]]) -> list[str]:
+def _pair_lines(paired: Sequence[dict[str, Any]], pairing: Pairing) -> list[str]:
+    a, b = pairing.words()
     lines, differ, same = [], [], []
     for pair in paired:
         where = pair["_group"] or "all cells"
         for metric, name in (("test_acc", "test accuracy"), ("final_train_loss", "final training loss")):
             mean, low, high = (pair[f"{metric}_diff_{k}"] for k in ("mean", "ci_low", "ci_high"))
-            wins = round(pair[f"{metric}_residual_wins"] * pair["n"])
+            wins = round(pair[pairing.wins_column(metric)] * pair["n"])
             if math.isnan(low):
                 verdict = "no interval with n=1"
             elif low > 0 or high < 0:
@@ -91,11 +93,13 @@ def _pair_lines(paired: Sequence[dict[str, Any]]) -> list[str]:
                 verdict = "the interval includes 0: no difference shown"
             if metric == "test_acc" and not math.isnan(low):
                 (differ if (low > 0 or high < 0) else same).append(where)
-            lines.append(f"At {where}: residual - plain {name} {_num(mean, True)} (95% t CI {_num(low, True)} to "
-                         f"{_num(high, True)}, n={pair['n']} paired seeds; residual better in {wins} of {pair['n']}); "
+            lines.append(f"At {where}: {pairing.difference} {name} {_num(mean, True)} (95% t CI {_num(low, True)} to "
+                         f"{_num(high, True)}, n={pair['n']} paired seeds; {b} better in {wins} of {pair['n']}); "
                          f"{verdict}.")
     if differ or same:
-        lines.insert(0, f"Residual and plain test accuracy differ (95% paired t interval excludes 0) at: "
+        lead = "Residual and plain test accuracy differ" if pairing.twins else \
+            f"Test accuracy at {b} and at {a} differs"
+        lines.insert(0, f"{lead} (95% paired t interval excludes 0) at: "
                         f"{'; '.join(differ) or 'none'}; no difference shown at: {'; '.join(same) or 'none'}.")
     return lines
 
@@ -148,8 +152,8 @@ def summary_text(spec: SweepSpec, rows: Sequence[dict[str, Any]], per_cell: Sequ
                      f"{_num(cell['test_acc_ci_low'])} to {_num(cell['test_acc_ci_high'])}), final training loss "
                      f"{_num(cell['final_train_loss_mean'])}, n={cell['n']}"
                      + (f", {cell['n_diverged']} diverged" if cell["n_diverged"] else "") + ".")
-    if paired:
-        lines += ["", *_pair_lines(paired)]
+    if paired and spec.pairing is not None:
+        lines += ["", *_pair_lines(paired, spec.pairing)]
     if depth is not None:
         trend = _trend_lines(per_cell, spec, depth)
         lines += ["", *trend] if trend else []

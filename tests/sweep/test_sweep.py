@@ -210,6 +210,7 @@ def test_sweep_end_to_end(finished_sweep: Path) -> None:
                                                                               ["test_acc"]) for s in "01"]
         assert [float(d) for d in pair["test_acc_diffs"].split(";")] == pytest.approx(diffs, abs=1e-6)
         assert float(pair["test_acc_residual_wins"]) == sum(d > 0 for d in diffs) / 2
+        assert (pair["pair_key"], pair["pair_a"], pair["pair_b"]) == ("model.residual", "false", "true")
     summary = (finished_sweep / "summary.txt").read_text()
     assert "8 runs" in summary and "n=2" in summary and "95%" in summary
 

@@ -3,7 +3,6 @@ teacher's forward pass, the batch's logits served by index, and a sweep over tra
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -97,14 +96,14 @@ def test_a_teacher_with_other_classes_is_one_line(data_dir: Path, tmp_path: Path
 
 
 def test_a_sweep_over_the_teacher_gives_a_paired_interval(data_dir: Path, tmp_path: Path, teacher: Path) -> None:
-    """train.teacher on/off over 3 paired seeds: the distilled minus the plain student, per seed, and the 95% t
-    interval of that difference (reslab/intervals.py). paired.csv pairs model.residual only, so the pairing is here."""
+    """train.teacher off/on over 3 paired seeds with `pair: train.teacher`: paired.csv holds the distilled minus the
+    undistilled student, per seed, and the 95% t interval of that difference, equal to scipy's over results.csv."""
     import yaml
+    from scipy import stats
 
-    from reslab.sweep import load_sweep, run_sweep
-    from reslab.intervals import t_interval
+    from reslab.sweep import SweepFolder, load_sweep, run_sweep
 
-    sweep = {"name": "distil", "base": "seed-mlp", "seeds": 3,
+    sweep = {"name": "distil", "base": "seed-mlp", "seeds": 3, "pair": "train.teacher",
              "set": {"data.val_size": 100, "data.batch_size": 32, "optim.lr": 3e-3, "gradflow.every": 0,
                      "train": {"epochs": 1, "deterministic": True, "device": "cpu", "threads": 1}},
              "grid": {"train.teacher": [None, str(teacher)]}}
@@ -114,8 +113,17 @@ def test_a_sweep_over_the_teacher_gives_a_paired_interval(data_dir: Path, tmp_pa
     acc = {(r.values["train.teacher"] is not None, r.seed): r.metric("test_acc") for r in result.runs}
     assert len(acc) == 6 and all(a is not None for a in acc.values())
     diffs = [acc[True, s] - acc[False, s] for s in range(3)]
-    mean, _, low, high = t_interval(diffs)
-    assert low <= mean <= high and math.isfinite(high - low)
+    mean = sum(diffs) / 3
+    low, high = stats.t.interval(0.95, 2, loc=mean, scale=stats.sem(diffs))
+    (pair,) = result.paired  # read back from paired.csv
+    assert pair.pair.key == "train.teacher" and (pair.pair.a, pair.pair.b) == (None, str(teacher))
+    assert pair.n == 3 and pair.seeds == (0, 1, 2) and pair.values == {}
+    assert pair.diffs["test_acc"] == pytest.approx(diffs, abs=1e-6)  # written with 6 significant digits
+    assert pair.stat("test_acc_diff_mean") == pytest.approx(mean, abs=1e-9)
+    assert (pair.stat("test_acc_diff_ci_low"), pair.stat("test_acc_diff_ci_high")) == pytest.approx((low, high),
+                                                                                                     abs=1e-9)
+    summary_txt = SweepFolder(result.folder).summary.read_text()
+    assert f"train.teacher={teacher} - train.teacher=null test accuracy" in summary_txt
     for r in result.runs:
         summary = strict_json(RunFolder(r.run_folder).summary)
         assert ("teacher" in summary) == (r.values["train.teacher"] is not None)
