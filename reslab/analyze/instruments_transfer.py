@@ -4,8 +4,13 @@ compared with fine-tuning runs. `reslab.analyze.catalog` lists it."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from reslab.analyze.registry import Call, Instrument, add_common, deferred
+from reslab.analyze import lab_studies
+from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common, deferred
+from reslab.checks import require
+
+PROBE_STAGE = "probe-transfer"  # the lab stage (LAB/analyses/<name>) the report's transfer section reads
 
 
 def _probe_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,6 +33,25 @@ def _probe_call(args: argparse.Namespace) -> Call:
                                                   c=args.c, max_iter=args.max_iter))
 
 
+# the profile runs the three studies the probe stage reads (the source, its fine-tuning, the same net from scratch)
+has_transfer = lab_studies.has_study(lab_studies.SOURCE, lab_studies.TRANSFER, lab_studies.SCRATCH)
+
+
+def _probe_transfer(lab: LabSource) -> Call:
+    """The source run's frozen features on the target classes, probed on as many training images as the fine-tuning
+    runs train on (their data.train_size; all when they take all) and tested on their test images (the same classes
+    and data.test_size), beside the fine-tuning and from-scratch runs of every seed."""
+    from reslab.analyze.probe import ProbeOptions
+
+    target = lab.profile.study(lab_studies.TRANSFER).settings
+    settings = lab.settings("cifar") | {key: target[key] for key in ("data.classes", "data.test_size") if key in target}
+    finetuned = (*lab.runs_of(lab_studies.TRANSFER, seed=None), *lab.runs_of(lab_studies.SCRATCH, seed=None))
+    options = ProbeOptions(finetuned=finetuned, max_train=target.get("data.train_size"))
+    source = lab.runs_of(lab_studies.SOURCE, seed=0)
+    require(bool(source), f"the lab's probe stage needs the finished run of {lab_studies.SOURCE}; run the lab again")
+    return Call(tuple(source), options, settings=settings)
+
+
 PROBE = Instrument(
     name="probe", title="Frozen features: linear probes and k-NN, beside fine-tuning",
     help="transfer baseline: logistic regression, linear SVM and k-NN on a trained model's frozen features",
@@ -37,6 +61,8 @@ PROBE = Instrument(
                 "table. The last line printed on stdout is the output folder.",
     add_arguments=_probe_arguments, from_args=_probe_call, prepare=deferred("reslab.analyze.probe", "prepare"),
     measure=deferred("reslab.analyze.probe", "measure_targets"),
-    summarise=deferred("reslab.analyze.probe_summary", "summarise"))
+    summarise=deferred("reslab.analyze.probe_summary", "summarise"),
+    lab=(LabStage(PROBE_STAGE, "Frozen source features on the target classes, beside fine-tuning",
+                  _probe_transfer, when=has_transfer),))
 
 TRANSFER: tuple[Instrument, ...] = (PROBE,)

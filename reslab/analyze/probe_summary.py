@@ -12,6 +12,7 @@ from reslab.analyze.writer import Analysis, Table
 REFERENCE = ("Kornblith, Shlens and Le 2019 (Do better ImageNet models transfer better?): logistic regression on "
              "frozen penultimate features, run to convergence, as the linear-transfer baseline; k-NN as in Wu et al. "
              "2018")
+PROBE_CSV = "probe.csv"  # the table of probes and fine-tuning runs (the lab's transfer section reads it)
 FIELDS = ["model", "method", "test_acc", "test_top5", "seconds", "converged", "n_train", "n_test", "note"]
 WORDS = {"logreg": "logistic regression", "linear-svm": "a linear SVM", "knn": "k-NN", "fine-tune": "fine-tuning"}
 
@@ -37,5 +38,5 @@ def summarise(rows: Sequence[ProbeRow], options: ProbeOptions, common: Common) -
     if any(r.converged is False for r in rows):
         lines.append("Some linear probes stopped at --max-iter before converging; their numbers are lower bounds.")
     dataset = common.settings.get("data.dataset")
-    return Analysis(text="\n".join(lines), tables=(Table("probe.csv", table, FIELDS),),
+    return Analysis(text="\n".join(lines), tables=(Table(PROBE_CSV, table, FIELDS),),
                     settings=probe_settings(options, dataset), findings=findings, reference=REFERENCE)

@@ -19,6 +19,7 @@ from reslab.lab.notebook import exercise_cnns, exercise_mlp, gradient_norms
 from reslab.lab.profiles import Profile, Study, get_profile
 from reslab.lab.stages import Stage
 from reslab.lab.stopping import training_length
+from reslab.lab.transfer_report import transfer_section
 from reslab.runs import RunFolder
 from reslab.sweep import RunRow
 from reslab.report.sweeps import sweep_blocks
@@ -229,6 +230,7 @@ def _sections(doc: _Doc, folder: LabFolder, profile: Profile) -> dict[str, Any]:
     answer += [("The notebook's CNN against its ResNetCNN", cnns), ("Gradient flow", gd),
                ("The notebook's gradient statistics", norms)]
     titles += instrument_sections(folder, doc, first=6)
+    titles += transfer_section(folder, doc, profile, number=len(titles) + 1)
     appendix = "Appendix: every sweep in full"
     titles.append(appendix)
     doc.blocks += [Heading(appendix), Paragraph("What each sweep ran (its settings, grid and seeds), the status of every "
