@@ -162,7 +162,8 @@ def transfer_finding(transfer: Sequence[RunRow], scratch: Sequence[RunRow], prob
         f"Training only a new head on the frozen source features reaches {pct(stats['head'][0])}: {pp(m_head)} "
         f"against scratch (95% CI {_interval(lo_head, hi_head, n_head, pp)}; "
         f"{_shown(diffs['head'], 'a gain', 'a loss')}); fine-tuning all against the head only: "
-        f"{pp(diffs['all-head'][0])} ({_shown(diffs['all-head'], 'fine-tuning all is better', 'the head only is better')}).",
+        f"{pp(diffs['all-head'][0])} "
+        f"({_shown(diffs['all-head'], 'an advantage of fine-tuning all', 'an advantage of the head only')}).",
     ]
     if probe:
         sentences.append(_probe_sentence(probe, stats["head"], n_probe))
@@ -174,7 +175,8 @@ def _probe_sentence(probe: Mapping[str, Mapping[str, Any]], head: tuple, n_probe
     logreg = probe.get("logreg")
     how = {"logreg": " run to convergence" if logreg is None or str(logreg.get("converged")).lower() != "false" else
            " (stopped before converging: a lower bound)"}
-    parts = [f"{pct(num(probe[m].get('test_acc')))} with {PROBE_WORDS[m]}{how.get(m, '')}" for m in METHODS if m in probe]
+    parts = [f"{pct(num(probe[m].get('test_acc')))} with {PROBE_WORDS[m]}{how.get(m, '')}"
+             for m in METHODS if m in probe]
     said = (f"On the same frozen features, fitted on {n_probe} training images, the probes reach "
             + ", ".join(parts) + "; each is one fit (no interval)")
     best = max((m for m in METHODS if m in probe), key=lambda m: num(probe[m].get("test_acc")))

@@ -75,7 +75,7 @@ def test_no_difference_is_not_shown_and_a_loss_is_called_one() -> None:
     check_sourced(f)
     assert "the interval includes 0: no difference shown at 3 seeds" in f.sentences[0]
     assert "the interval excludes 0: a loss is shown" in f.sentences[1]
-    assert "fine-tuning all is better is shown" in f.sentences[1]  # all - head: +0.2 with a tight interval
+    assert "an advantage of fine-tuning all is shown" in f.sentences[1]  # all - head: +0.2 with a tight interval
     assert not any("probe" in s for s in f.sentences)  # no probe ran: no probe sentence
 
 
