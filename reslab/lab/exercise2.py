@@ -69,8 +69,8 @@ QUICK_EXERCISE2 = _studies(
     cifar={"data.val_size": 1000, "data.train_size": 3000, "data.test_size": 2000},
     # the source learns from more images than the target task has (as a pretrained model does): 10,000 of classes
     # 0-4's 24,000 for 3 epochs (commit d815195's 2 epochs on 3,000 gave a source of 48.0% test accuracy on its own
-    # classes, below the 54.8% and 67.0% of training from scratch on 5-9; now 61.1%); the
-    # transfer and scratch runs take 3 seeds, so a paired interval has 2 degrees of freedom (t 4.3, not 12.7)
+    # classes, below the 54.8% and 67.0% of training from scratch on 5-9; now 61.1%); the transfer and scratch runs
+    # take 3 seeds, so a paired interval has 2 degrees of freedom (t 4.3, not 12.7)
     source={"data.train_size": 10000},
     student={"data.train_size": 2000, "data.val_size": 1000},
     epochs_conv=2, epochs_source=3, epochs_transfer=2, epochs_student=5, seeds=2, transfer_seeds=3)
@@ -79,10 +79,10 @@ FULL_EXERCISE2 = _studies(
     student={"data.train_size": 5000, "data.val_size": 5000},
     epochs_conv=10, epochs_source=10, epochs_transfer=10, epochs_student=20, seeds=3, transfer_seeds=3)
 # the quick profile's stages in reference units (reslab.lab.pace): estimates until a lab has measured them
-# (transfer: 2.5 x the seconds of one run on the busy 2-core CPU, about 2x its idle pace: source 77 s, transfer 81 s,
-# scratch 76 s, the probe 15 s; see docs/lab.md)
-QUICK_EXERCISE2_WORK = {FCN_STUDY: 120, SOURCE_STUDY: 190, TRANSFER_STUDY: 200, SCRATCH_STUDY: 190, DISTILL_STUDY: 40,
-                        PROBE_STAGE: 40}
+# (transfer: 2.5 x their seconds in bench/lab_transfer.py on the busy 2-core CPU, about 2x its idle pace: source
+# 62 s, fine-tuning 71 s, scratch 42 s, the probe 12 s; docs/tutorials/transfer.md)
+QUICK_EXERCISE2_WORK = {FCN_STUDY: 120, SOURCE_STUDY: 155, TRANSFER_STUDY: 180, SCRATCH_STUDY: 105, DISTILL_STUDY: 40,
+                        PROBE_STAGE: 30}
 QUICK_EXERCISE2_SHORTCUT = (
     "Exercise 2 (the other options): the MNIST conv twins train on 10,000 images for 2 epochs; the transfer is "
     "measured between CIFAR-10's classes 0-4 and 5-9 (the handout: CIFAR-100): the source model on 10,000 images "
