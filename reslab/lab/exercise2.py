@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from reslab.analyze.instruments_detect import FCN_STUDY
 from reslab.lab.study import LAB_RUN, Study
 
 SOURCE, TARGET = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]  # CIFAR-10's classes: the source task, the transfer task
-FCN_STUDY, SOURCE_STUDY, TRANSFER_STUDY, SCRATCH_STUDY, DISTILL_STUDY = (
-    "ex2-mnist-conv", "ex2-source", "ex2-transfer", "ex2-scratch", "ex2-distill")
+SOURCE_STUDY, TRANSFER_STUDY, SCRATCH_STUDY, DISTILL_STUDY = "ex2-source", "ex2-transfer", "ex2-scratch", "ex2-distill"
 TEACHER_STUDY = "ex1-mlp"  # the notebook's MLP (Exercise 1.1) is the teacher
 ALPHA = "train.distill.alpha"  # alpha 0 with no teacher is the student alone: the pair differs only in the teacher
 
