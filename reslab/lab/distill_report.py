@@ -35,7 +35,7 @@ class DistillSetup:
     alpha: float  # the distilled cell's weight of the soft targets
     train_size: int | None  # training images (None: the whole training split)
     epochs: int | None
-    student: str  # the student model, e.g. "MLP of depth 2, width 16"
+    student: str  # the student model, e.g. "mlp, depth 2, width 16"
 
 
 def pairs(rows: Sequence[RunRow]) -> list[tuple[int, float, float]]:
@@ -87,7 +87,7 @@ def distill_finding(rows: Sequence[RunRow], setup: DistillSetup) -> Finding:
         f"Distilled from the teacher, the student reaches a test accuracy of {pct(mean_distilled)} against "
         f"{pct(mean_alone)} alone: {pp(diff)} (paired by seed, 95% t interval {interval}; {shown}).",
         f"The teacher ({setup.teacher}) itself reaches {pct(setup.teacher_acc)} on the test set.",
-        f"Assumptions: the student is a {setup.student} trained on {size} for {setup.epochs} epochs; the distilled "
+        f"Assumptions: the student ({setup.student}) trained on {size} for {setup.epochs} epochs; the distilled "
         f"one minimises alpha = {_number(setup.alpha)} of the teacher's soft targets at temperature T = "
         f"{_number(setup.temperature)} (times T^2) plus {_number(1 - setup.alpha)} of the labels' cross-entropy, "
         f"the other the labels alone; n = {n} seeds, each training both; another teacher, T, alpha, subset size or "
@@ -109,8 +109,8 @@ def distill_setup(rows: Sequence[RunRow], teacher_rows: Sequence[RunRow]) -> Dis
                         if r.run_folder is not None and teacher and Path(teacher) == Path(r.run_folder)), math.nan)
     name = next((f"{TEACHER_STUDY} seed {r.seed}" for r in teacher_rows
                  if r.run_folder is not None and teacher and Path(teacher) == Path(r.run_folder)), teacher or "unknown")
-    student = (f"{model.get('name', 'model')} of depth {model.get('depth', '?')} and width {model.get('width', '?')}"
-               if model else "student (no finished distilled run)")
+    student = (f"{model.get('name', 'model')}, depth {model.get('depth', '?')}, width {model.get('width', '?')}"
+               if model else "unknown: no finished distilled run")
     size = data.get("train_size")
     return DistillSetup(teacher=f"the notebook's MLP, {name}" if name.startswith(TEACHER_STUDY) else name,
                         teacher_acc=teacher_acc, temperature=num(distill.get("temperature")),

@@ -1,7 +1,7 @@
 """The sweeps of Exercise 2's other options (issue 20): an MNIST conv classifier for the fully-convolutional
 detector, a transfer between the two halves of CIFAR-10's classes, and distillation of the notebook's MLP into a
 small student. Their analyses are the instruments' lab stages (fcn, probe); their report sections are in
-`reslab.lab.exercise2_report`.
+`reslab.lab.exercise2_report` (the detector's: `reslab.lab.fcn_report`; distillation's: `reslab.lab.distill_report`).
 
 Transfer is measured offline between CIFAR-10 classes 0-4 (source) and 5-9 (target), the stand-in the issue names
 for the handout's CIFAR-100 (not shipped offline): the target classes are new to the source model, as CIFAR-100's.

@@ -138,7 +138,7 @@ def test_a_study_whose_named_run_is_missing_stops_the_lab(tmp_path: Path) -> Non
 
 
 SETUP = DistillSetup(teacher="the notebook's MLP, ex1-mlp seed 0", teacher_acc=0.95, temperature=4.0, alpha=0.9,
-                     train_size=2000, epochs=5, student="mlp of depth 2 and width 16")
+                     train_size=2000, epochs=5, student="mlp, depth 2, width 16")
 
 
 def _distill_rows(alone: list[float], gain: list[float]) -> list[RunRow]:
@@ -195,7 +195,8 @@ def test_the_residual_detector_better_by_a_fixed_amount_is_shown() -> None:
 
 def test_detector_rows_are_matched_to_their_runs_by_folder(tmp_path: Path) -> None:
     runs = [RunRow(key=f"k{i}", values={RESIDUAL: r}, seed=s, status=RunStatus.FINISHED,
-                   run_folder=tmp_path / f"run-{s}-{r}") for i, (s, r) in enumerate([(0, True), (1, False), (0, False)])]
+                   run_folder=tmp_path / f"run-{s}-{r}")
+            for i, (s, r) in enumerate([(0, True), (1, False), (0, False)])]
     stats = [{"model": "run-0-True@last", "map": "0.5", "digit_acc": "0.9", "precision": "", "recall": "0.4"},
              {"model": "run-0-False@last", "map": "0.25", "digit_acc": "0.8", "precision": "0.1", "recall": "0.2"},
              {"model": "someone-else@last", "map": "0.9", "digit_acc": "1", "precision": "1", "recall": "1"}]
