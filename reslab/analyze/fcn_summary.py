@@ -27,6 +27,7 @@ STATS_FIELDS = ["model", "at", "model_spec", "skip", "digit_acc", "digits_checke
 CLASS_FIELDS = ["model", "class", "name", "truths", "detections", "true_positives", "precision", "recall", "ap"]
 BOX_FIELDS = ["model", "canvas", "class", "score", "x0", "y0", "x1", "y1", "true_positive"]
 TRUTH_FIELDS = ["canvas", "class", "test_index", "x0", "y0", "x1", "y1"]
+STATS_CSV = "fcn-stats.csv"  # a row per model: the lab's report reads it (reslab.lab.fcn_report)
 
 
 def _num(x: float, digits: int = 6) -> float | str:
@@ -165,7 +166,7 @@ def summarise(m: FcnMeasurement, options: FcnOptions, common: Common) -> Analysi
             path, svg)),)
     return Analysis(
         text=summary_text(m, t, options),
-        tables=(Table("fcn-stats.csv", t["stats"], STATS_FIELDS), Table("fcn-classes.csv", t["classes"], CLASS_FIELDS),
+        tables=(Table(STATS_CSV, t["stats"], STATS_FIELDS), Table("fcn-classes.csv", t["classes"], CLASS_FIELDS),
                 Table("fcn-detections.csv", t["boxes"], BOX_FIELDS), Table("fcn-truth.csv", t["truth"], TRUTH_FIELDS)),
         figures=figures,
         settings={"at": options.at, "seed": common.seed, "canvases": options.canvases, "size": options.size,

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import argparse
 
-from reslab.analyze.registry import Call, Instrument, add_common, deferred
+from reslab.analyze import lab_studies
+from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common, deferred
+from reslab.errors import ConfigError
+
+FCN_STUDY = lab_studies.MNIST_CONV  # the lab's study of MNIST conv twins the detector is made of
+LAB_CANVASES = 200  # the lab's canvases at most (the flag's default); a profile measures subset // 10 of them
 
 
 def _fcn_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,6 +46,32 @@ def _fcn_call(args: argparse.Namespace) -> Call:
         examples=args.examples))
 
 
+has_fcn_study = lab_studies.has_study(FCN_STUDY)  # whether the profile trains the MNIST conv twins
+
+
+def lab_canvases(subset: int) -> int:
+    """The lab's canvases: a tenth of the profile's evaluation subset (quick 100, full 200), at most LAB_CANVASES."""
+    return max(1, min(LAB_CANVASES, subset // 10))
+
+
+def _fcn_mnist(lab: LabSource) -> Call:
+    """The MNIST conv twins (plain, residual) of each instrument seed made fully convolutional, as digit detectors
+    on the same canvases of test-set digits."""
+    from reslab.analyze import fcn
+
+    study = lab.profile.study(FCN_STUDY)
+    seeds = max(1, min(getattr(lab.profile, "instrument_seeds", 1), study.seeds))
+    sources: list[str] = []
+    for seed in range(seeds):
+        pair = lab.runs_of(FCN_STUDY, seed)
+        if len(pair) != 2:
+            raise ConfigError(f"the lab study {FCN_STUDY} has {len(pair)} finished runs of seed {seed}, not the "
+                              "plain/residual pair; run the lab again to retrain them")
+        sources += pair
+    options = fcn.FcnOptions(at="last", canvases=lab_canvases(lab.profile.subset))
+    return Call(tuple(sources), options, settings=lab.settings("mnist"))
+
+
 FCN = Instrument(
     name="fcn", title="A fully-convolutional digit detector",
     help="a trained conv classifier made fully convolutional, as a digit detector on canvases of test digits",
@@ -50,6 +81,8 @@ FCN = Instrument(
                 "class, with example canvases. The last line printed on stdout is the output folder.",
     add_arguments=_fcn_arguments, from_args=_fcn_call, prepare=deferred("reslab.analyze.fcn", "prepare"),
     measure=deferred("reslab.analyze.fcn", "measure_targets"),
-    summarise=deferred("reslab.analyze.fcn_summary", "summarise"))
+    summarise=deferred("reslab.analyze.fcn_summary", "summarise"),
+    lab=(LabStage("fcn-mnist", "The MNIST conv twins as fully-convolutional digit detectors", _fcn_mnist,
+                  when=has_fcn_study),))
 
 DETECT: tuple[Instrument, ...] = (FCN,)

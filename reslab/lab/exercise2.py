@@ -1,7 +1,7 @@
 """The sweeps of Exercise 2's other options (issue 20): an MNIST conv classifier for the fully-convolutional
 detector, a transfer between the two halves of CIFAR-10's classes, and distillation of the notebook's MLP into a
-small student. Their analyses are the instruments' lab stages (fcn, probe); their report sections are in
-`reslab.lab.exercise2_report` (transfer: `reslab.lab.transfer_report`).
+small student. Their analyses are the instruments' lab stages (fcn, probe, cam on canvases); their report sections
+are `reslab.lab.transfer_report`, `reslab.lab.fcn_report` and `reslab.lab.distill_report`.
 
 Transfer is measured offline between CIFAR-10 classes 0-4 (source) and 5-9 (target), the stand-in the issue names
 for the handout's CIFAR-100 (not shipped offline): the target classes are new to the source model, as CIFAR-100's.

@@ -6,14 +6,17 @@ seconds and any number in it can be traced to a file. Written to report/ beside 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
 from reslab import files
 from reslab.analyze.gradflow_summary import BOXPLOTS_PNG, DEPTH_PNG, STATS_CSV, TRAINING_UPDATES_PNG, UPDATES_PNG
 from reslab.lab.conclude import Finding
+from reslab.lab.distill_report import distill_section
 from reslab.lab.grid import grid_findings
 from reslab.lab.explain import gradient_depth, instrument_sections
+from reslab.lab.fcn_report import fcn_section
 from reslab.lab.folder import LabFolder
 from reslab.lab.notebook import exercise_cnns, exercise_mlp, gradient_norms
 from reslab.lab.profiles import Profile, Study, get_profile
@@ -71,6 +74,8 @@ def _architecture(folder: LabFolder, study: Study) -> dict[str, Any]:
     from reslab.models import build_model, count_params
 
     runs = [r.run_folder for r in _runs(folder, study) if r.run_folder is not None]
+    if not runs:  # the study has not run (a lab resumed past it, or every run failed before it began)
+        return {"params": math.nan, "mflops": math.nan, "convs": "n/a", "channels": "n/a"}
     cfg = from_dict(load_source(str(RunFolder(runs[0]).config)))
     model = build_model(cfg.model.name, input_shape=(3, 32, 32), num_classes=10, **cfg.model.args)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
@@ -231,6 +236,8 @@ def _sections(doc: _Doc, folder: LabFolder, profile: Profile) -> dict[str, Any]:
                ("The notebook's gradient statistics", norms)]
     titles += instrument_sections(folder, doc, first=6)
     titles += transfer_section(folder, doc, profile, number=len(titles) + 1)
+    for exercise2 in (fcn_section, distill_section):  # Exercise 2's other options, where the profile ran them
+        titles += [t for t in [exercise2(doc, folder, len(titles) + 1)] if t]
     appendix = "Appendix: every sweep in full"
     titles.append(appendix)
     doc.blocks += [Heading(appendix), Paragraph("What each sweep ran (its settings, grid and seeds), the status of every "

@@ -138,7 +138,7 @@ def test_the_toy_is_a_lab_stage(toy: Instrument, data_dir: Path, tmp_path: Path,
     stages = plan(PROFILE_TABLE["quick"])
     assert (stages[-1].name, stages[-1].title) == ("toy-mlp", "Toy: weight norms of the MLP twins")
     names = [s.name for s in stages]
-    assert {"responses-mlp", "cam-conv", "cam-mnist-canvas"} <= set(names[:-1])  # after every built-in one
+    assert {"responses-mlp", "cam-conv", "cam-mnist-canvas", "fcn-mnist", "probe-transfer"} <= set(names[:-1])  # built-in
     assert [s.name for s in stages].count("toy-mlp") == 1
     monkeypatch.setattr(lab_instruments, "mlp_pair", lambda ctx, seed=0: ["plain-mlp8", "res-mlp8"])
     ctx = LabContext(folder=None, profile=PROFILE_TABLE["quick"], mnist="mnist", cifar="cifar10",
