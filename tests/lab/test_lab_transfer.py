@@ -3,6 +3,7 @@ of the three transfer studies and the probe stage whose report shows the section
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 from pathlib import Path
@@ -170,3 +171,14 @@ def test_the_report_shows_the_section_with_the_runs_numbers(transfer_lab: dict[s
     assert (transfer_lab["report"] / "figures" / "transfer-strategies.png").is_file()
     assert "Frozen features: linear probes and k-NN, beside fine-tuning" in md  # the probe's own analysis section
     assert not math.isnan(mean)
+
+
+def test_a_profile_without_the_transfer_studies_has_no_probe_stage_nor_section(tmp_path: Path) -> None:
+    from reslab.lab.report import _Doc
+    from reslab.lab.transfer_report import transfer_section
+
+    without = dataclasses.replace(TINY, exercise2=TRANSFER[:2])  # no scratch study
+    assert PROBE_STAGE in [s.name for s in analysis_stages(TINY)]
+    assert PROBE_STAGE not in [s.name for s in analysis_stages(without)]
+    doc = _Doc(tmp_path)
+    assert transfer_section(LabFolder(tmp_path / "lab"), doc, without, number=1) == [] and doc.blocks == []
