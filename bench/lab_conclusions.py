@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 HEADING = "## What the lab concludes, and under which assumptions"
-FRONT = ("ex1-mlp", "ex1-cnns", "mlp-depth", "conv-depth", "gradflow-notebook", "gradflow-depth")
+FRONT = ("ex1-mlp", "ex1-cnns", "mlp-depth", "conv-depth", "gradflow-notebook", "gradflow-depth", "transfer",
+         "fcn-mnist", "ex2-distill")
 
 
 def _commit(lab: Path) -> str:

@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
 
     def fill(out: Path) -> None:
         doc = _Doc(out)
-        transfer_section(folder, doc, profile, number=1)
+        transfer_section(doc, folder, profile, number=1)
         doc.write("reslab lab: the transfer section", doc.blocks, {"profile": profile.name, "findings": doc.findings})
 
     print(write_folder(folder.report, fill, replace=True) / MARKDOWN)

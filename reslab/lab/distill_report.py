@@ -118,8 +118,8 @@ def distill_setup(rows: Sequence[RunRow], teacher_rows: Sequence[RunRow]) -> Dis
                         epochs=train.get("epochs") if isinstance(train.get("epochs"), int) else None, student=student)
 
 
-def distill_section(doc: Any, folder: Any, number: int) -> str | None:
-    """Add the section (numbered `number`) when the lab ran the distillation study; returns its title, else None."""
+def distill_section(doc: Any, folder: Any, profile: Any, number: int) -> tuple[str, Finding] | None:
+    """Add the section (numbered `number`) when the lab ran the distillation study: (its title, its finding)."""
     from reslab.plots.distill import plot_distill
 
     rows = folder.sweep_folder(DISTILL_STUDY).run_rows()
@@ -128,7 +128,8 @@ def distill_section(doc: Any, folder: Any, number: int) -> str | None:
     title = f"{number}. Exercise 2.2: distillation"
     doc.blocks += [Heading(title), Paragraph("Question: " + QUESTION)]
     setup = distill_setup(rows, folder.sweep_folder(TEACHER_STUDY).run_rows())
-    doc.finding(DISTILL_STUDY, distill_finding(rows, setup))
+    finding = distill_finding(rows, setup)
+    doc.finding(DISTILL_STUDY, finding)
     seeds = [{"seed": s, "alone": a, "distilled": d} for s, a, d in pairs(rows)]
 
     def draw(target: Path) -> Path | None:
@@ -139,4 +140,4 @@ def distill_section(doc: Any, folder: Any, number: int) -> str | None:
 
     doc.figure(folder.sweep(DISTILL_STUDY) / FIGURE, FIGURE, "Distillation: test accuracy of the student alone and "
                "distilled, per seed (a line joins a seed's pair); dashed: the teacher's", draw)
-    return title
+    return title, finding

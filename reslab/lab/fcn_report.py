@@ -125,8 +125,8 @@ def fcn_finding(found: Sequence[Detector], settings: Mapping[str, Any], trained:
     return Finding(tuple(sentences), table, caption, thresholds)
 
 
-def fcn_section(doc: Any, folder: Any, number: int) -> str | None:
-    """Add the section (numbered `number`) when the lab measured the detector; returns its title, else None."""
+def fcn_section(doc: Any, folder: Any, profile: Any, number: int) -> tuple[str, Finding] | None:
+    """Add the section (numbered `number`) when the lab measured the detector: (its title, its finding)."""
     from reslab.report.analyses import analysis_blocks
 
     path: Path = folder.analysis(STAGE)
@@ -139,6 +139,7 @@ def fcn_section(doc: Any, folder: Any, number: int) -> str | None:
     settings = record.get("settings") if isinstance(record.get("settings"), dict) else {}
     runs = folder.sweep_folder(FCN_STUDY).run_rows()
     found = detectors(files.read_csv(path / STATS_CSV, missing_ok=True), runs)
-    doc.finding(STAGE, fcn_finding(found, settings, training(runs)))
+    finding = fcn_finding(found, settings, training(runs))
+    doc.finding(STAGE, finding)
     doc.blocks += analysis_blocks(path, doc.out, level=3, svg=False)
-    return title
+    return title, finding

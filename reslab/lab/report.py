@@ -235,9 +235,13 @@ def _sections(doc: _Doc, folder: LabFolder, profile: Profile) -> dict[str, Any]:
     answer += [("The notebook's CNN against its ResNetCNN", cnns), ("Gradient flow", gd),
                ("The notebook's gradient statistics", norms)]
     titles += instrument_sections(folder, doc, first=6)
-    titles += transfer_section(folder, doc, profile, number=len(titles) + 1)
-    for exercise2 in (fcn_section, distill_section):  # Exercise 2's other options, where the profile ran them
-        titles += [t for t in [exercise2(doc, folder, len(titles) + 1)] if t]
+    for label, exercise2 in (("Transfer (Exercise 2.1)", transfer_section),  # Exercise 2's other options,
+                             ("A fully-convolutional detector (Exercise 2.2)", fcn_section),  # where they ran
+                             ("Distillation (Exercise 2.2)", distill_section)):
+        made = exercise2(doc, folder, profile, len(titles) + 1)
+        if made is not None:
+            titles.append(made[0])
+            answer.append((label, made[1]))
     appendix = "Appendix: every sweep in full"
     titles.append(appendix)
     doc.blocks += [Heading(appendix), Paragraph("What each sweep ran (its settings, grid and seeds), the status of every "

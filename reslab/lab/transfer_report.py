@@ -227,21 +227,21 @@ def strategy_points(transfer: Sequence[RunRow], scratch: Sequence[RunRow], probe
     return out
 
 
-def transfer_section(folder: Any, doc: Any, profile: Any, number: int) -> list[str]:
-    """The section's blocks into `doc` (its title returned), when the profile runs the transfer studies."""
+def transfer_section(doc: Any, folder: Any, profile: Any, number: int) -> tuple[str, Finding] | None:
+    """The section's blocks into `doc` when the profile runs the transfer studies: (its title, its finding)."""
     from reslab.plots.transfer import plot_strategies
     from reslab.report.analyses import analysis_blocks
     from reslab.report.figures import FIGURES
 
     if not has_transfer(profile):
-        return []
+        return None
     title = f"{number}. Exercise 2.1 (2025): transfer to new classes"
     doc.blocks += [Heading(title), Paragraph("Question: " + QUESTION)]
     transfer, scratch, source = (folder.sweep_folder(name).run_rows() for name in (TRANSFER, SCRATCH, SOURCE))
     probe_dir = folder.analysis(PROBE_STAGE)
     probes = files.read_csv(probe_dir / PROBE_CSV, missing_ok=True)
-    doc.finding("transfer", transfer_finding(transfer, scratch, probes, _read_setup(transfer, source),
-                                             _source_acc(source)))
+    found = transfer_finding(transfer, scratch, probes, _read_setup(transfer, source), _source_acc(source))
+    doc.finding("transfer", found)
     rows = strategy_points(transfer, scratch, probes)
     classes = _get(_config(transfer), "data.classes")
     chance = 1 / len(classes) if isinstance(classes, list) and classes else None
@@ -256,7 +256,7 @@ def transfer_section(folder: Any, doc: Any, profile: Any, number: int) -> list[s
                "dot per seed; a probe is one fit)", draw)
     if (probe_dir / "analysis.json").is_file():
         doc.blocks += analysis_blocks(probe_dir, doc.out, level=3, svg=False)
-    return [title]
+    return title, found
 
 
 def _config(rows: Sequence[RunRow], freeze: str | None = None) -> dict[str, Any]:

@@ -86,6 +86,8 @@ def test_the_detector_and_distillation_sections_come_from_the_runs(ex2_lab: dict
     assert detector and distill and int(distill.group(1)) == int(detector.group(1)) + 1
     assert "Question: can a classifier trained on single digits find digits" in md
     assert "Question: does a student learn more from a teacher's soft targets" in md
+    answer = md[md.index("The answer"):md.index("Set-up")]  # the front page quotes both sections' findings
+    assert "A fully-convolutional detector (Exercise 2.2): " in answer and "Distillation (Exercise 2.2): " in answer
     # the detector's numbers: the stats file the stage wrote, each twin's mAP as the section prints it
     stats = (out / "analyses" / "fcn-mnist" / "fcn-stats.csv").read_text().splitlines()
     assert len(stats) == 1 + 2  # seed 0's plain and residual twins

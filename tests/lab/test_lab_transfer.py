@@ -139,7 +139,8 @@ def transfer_lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     def fill(out: Path) -> None:
         doc = _Doc(out)
-        assert transfer_section(folder, doc, TINY, number=1) == ["1. Exercise 2.1 (2025): transfer to new classes"]
+        made = transfer_section(doc, folder, TINY, number=1)
+        assert made is not None and made[0] == "1. Exercise 2.1 (2025): transfer to new classes"
         doc.write("tiny", doc.blocks, {"findings": doc.findings})
 
     report = write_folder(folder.report, fill, replace=True)
@@ -181,4 +182,4 @@ def test_a_profile_without_the_transfer_studies_has_no_probe_stage_nor_section(t
     assert PROBE_STAGE in [s.name for s in analysis_stages(TINY)]
     assert PROBE_STAGE not in [s.name for s in analysis_stages(without)]
     doc = _Doc(tmp_path)
-    assert transfer_section(LabFolder(tmp_path / "lab"), doc, without, number=1) == [] and doc.blocks == []
+    assert transfer_section(doc, LabFolder(tmp_path / "lab"), without, number=1) is None and doc.blocks == []
