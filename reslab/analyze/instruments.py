@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common, deferred
+from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common, steps
 from reslab.analyze.instruments_geometry import LANDSCAPE, SHATTER, seed_pair_stage
 
 
@@ -67,9 +67,7 @@ GRADFLOW = Instrument(
     description="Measure per-parameter and per-layer gradient norms (and layer output stds) of every model on the "
                 "same batches; write CSVs, figures and a statistics table into a new folder. The last line printed "
                 "on stdout is that folder.",
-    add_arguments=_gradflow_arguments, from_args=_gradflow_call, prepare=deferred("reslab.analyze.gradflow", "prepare"),
-    measure=deferred("reslab.analyze.gradflow", "measure_targets"),
-    summarise=deferred("reslab.analyze.gradflow_summary", "summarise"),
+    add_arguments=_gradflow_arguments, from_args=_gradflow_call, **steps("reslab.analyze.gradflow"),
     lab=(LabStage("gradflow-notebook", "Exercise 2: the notebook's gradient norms", _gradflow_notebook),
          LabStage("gradflow-depth", "Gradient flow over depth", _gradflow_depth)))
 
@@ -116,9 +114,7 @@ LESION = Instrument(
     description="Delete each block alone (a block becomes its shortcut), k random blocks (k = 1..n) and swap k pairs "
                 "of same-shape blocks of trained nets; write the test errors, figures and a summary beside Veit et "
                 "al. 2016's expectation. The last line printed on stdout is the output folder.",
-    add_arguments=_lesion_arguments, from_args=_lesion_call, prepare=deferred("reslab.analyze.lesion", "prepare"),
-    measure=deferred("reslab.analyze.lesion", "measure_targets"),
-    summarise=deferred("reslab.analyze.lesion_summary", "summarise"),
+    add_arguments=_lesion_arguments, from_args=_lesion_call, **steps("reslab.analyze.lesion"),
     lab=(_lesion_of("mlp", "Lesion: deleting and swapping blocks of the MLP twins"),
          _lesion_of("conv", "Lesion: deleting and swapping blocks of the conv twins"),
          _lesion_of("mlp-learned", "Lesion: the MLP twins where both learned")))
@@ -164,9 +160,7 @@ INIT = Instrument(
     description="At initialisation, measure the std of each block's output and the ratio of its branch to its skip. "
                 "Given one model, compare the block forms at its depth; given several, measure them as given. The "
                 "last line printed on stdout is the output folder.",
-    add_arguments=_init_arguments, from_args=_init_call, prepare=deferred("reslab.analyze.init", "prepare"),
-    measure=deferred("reslab.analyze.init", "measure_targets"),
-    summarise=deferred("reslab.analyze.init_summary", "summarise"),
+    add_arguments=_init_arguments, from_args=_init_call, **steps("reslab.analyze.init"),
     lab=(LabStage("init-mlp", "Block forms at initialisation, at the MLP twins' depth", _init_mlp),
          LabStage("init-conv", "Block forms at initialisation, at the conv twins' depth", _init_conv)))
 
@@ -209,9 +203,7 @@ RESPONSES = Instrument(
                 "plain/residual twins layer by layer with He et al. 2015's Figure 7. The last line printed on stdout "
                 "is the output folder.",
     add_arguments=_responses_arguments, from_args=_responses_call,
-    prepare=deferred("reslab.analyze.responses", "prepare"),
-    measure=deferred("reslab.analyze.responses", "measure_targets"),
-    summarise=deferred("reslab.analyze.responses_summary", "summarise"),
+    **steps("reslab.analyze.responses"),
     lab=(_responses_of("conv", "Layer responses of the conv twins (batch norm)"),
          _responses_of("mlp-learned", "Layer responses of the MLP twins where both learned"),
          _responses_of("mlp", "Layer responses of the deep MLP twins")))

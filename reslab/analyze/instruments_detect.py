@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from reslab.analyze import lab_studies
-from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common, deferred
+from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common, steps
 from reslab.errors import ConfigError
 
 FCN_STUDY = lab_studies.MNIST_CONV  # the lab's study of MNIST conv twins the detector is made of
@@ -79,9 +79,7 @@ FCN = Instrument(
                 "map on larger images; paste test-set digits at random places and scales on canvases; detect them "
                 "(window confidences, peaks, non-maximum suppression) and report precision, recall and AP per "
                 "class, with example canvases. The last line printed on stdout is the output folder.",
-    add_arguments=_fcn_arguments, from_args=_fcn_call, prepare=deferred("reslab.analyze.fcn", "prepare"),
-    measure=deferred("reslab.analyze.fcn", "measure_targets"),
-    summarise=deferred("reslab.analyze.fcn_summary", "summarise"),
+    add_arguments=_fcn_arguments, from_args=_fcn_call, **steps("reslab.analyze.fcn"),
     lab=(LabStage("fcn-mnist", "The MNIST conv twins as fully-convolutional digit detectors", _fcn_mnist,
                   when=has_fcn_study),))
 

@@ -8,7 +8,7 @@ import argparse
 
 from reslab.analyze.instruments_geometry import seed_pairs
 from reslab.analyze.lab_studies import MNIST_CONV, has_study
-from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common, deferred
+from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common, steps
 
 LAB_IMAGES, LAB_STEPS = 64, 8  # the lab's CAM stage: test images (at most the profile's subset), curve steps
 LAB_CANVAS = 56  # pixels: the lab's canvases for the MNIST conv twins (twice a digit's side)
@@ -65,9 +65,7 @@ CAM = Instrument(
                 "predicted class of seeded test images, the mean map of each class, and the deletion and insertion "
                 "curves of Petsiuk et al. 2018 against a random order; twins compared with paired seeds. The last "
                 "line printed on stdout is the output folder.",
-    add_arguments=_cam_arguments, from_args=_cam_call, prepare=deferred("reslab.analyze.cam", "prepare"),
-    measure=deferred("reslab.analyze.cam", "measure_targets"),
-    summarise=deferred("reslab.analyze.cam_summary", "summarise"),
+    add_arguments=_cam_arguments, from_args=_cam_call, **steps("reslab.analyze.cam"),
     lab=(LabStage("cam-conv", "Class activation maps of the conv twins", _cam_conv),
          LabStage("cam-mnist-canvas", "Class activation maps of the MNIST conv twins on larger canvases", _cam_canvas,
                   when=has_study(MNIST_CONV))))

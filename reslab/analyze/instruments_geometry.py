@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Callable
 
-from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common, deferred
+from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common, steps
 from reslab.errors import ConfigError
 from reslab.runs import RunFolder
 
@@ -122,9 +122,7 @@ SHATTER = Instrument(
                 "autocorrelation of d output / d input against lag) and, for each model or run given, the "
                 "correlation of input gradients at neighbouring points along straight lines between test images. "
                 "The last line printed on stdout is the output folder.",
-    add_arguments=_shatter_arguments, from_args=_shatter_call, prepare=deferred("reslab.analyze.shatter", "prepare"),
-    measure=deferred("reslab.analyze.shatter", "measure_targets"),
-    summarise=deferred("reslab.analyze.shatter_summary", "summarise"),
+    add_arguments=_shatter_arguments, from_args=_shatter_call, **steps("reslab.analyze.shatter"),
     lab=(LabStage("shatter-mlp", "Shattered gradients: the paper's grid and the MLP twins", _shatter_mlp),
          LabStage("shatter-conv", "Shattered gradients: the conv twins", _shatter_conv),
          LabStage("shatter-mlp-learned", "Shattered gradients: the MLP twins where both learned", _shatter_learned,
@@ -187,9 +185,7 @@ LANDSCAPE = Instrument(
                 "directions drawn from the same seed (saved in the output folder). The last line printed on stdout "
                 "is the output folder.",
     add_arguments=_landscape_arguments, from_args=_landscape_call,
-    prepare=deferred("reslab.analyze.landscape", "prepare"),
-    measure=deferred("reslab.analyze.landscape", "measure_targets"),
-    summarise=deferred("reslab.analyze.landscape_summary", "summarise"),
+    **steps("reslab.analyze.landscape"),
     lab=(_landscape_of("mlp", 1, "Loss landscape of the MLP twins"),
          _landscape_of("conv", 1, "Loss landscape of the conv twins"),
          _landscape_of("conv", 2, "2-D loss landscape of the conv twins"),

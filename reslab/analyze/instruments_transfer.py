@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from reslab.analyze import lab_studies
-from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common, deferred
+from reslab.analyze.registry import Call, Instrument, LabSource, LabStage, add_common, steps
 from reslab.checks import require
 
 PROBE_STAGE = "probe-transfer"  # the lab stage (LAB/analyses/<name>) the report's transfer section reads
@@ -59,9 +59,7 @@ PROBE = Instrument(
                 "cifar100; --set data.classes=[5,6,7,8,9] for a split), fit scikit-learn's logistic regression (to "
                 "convergence), a linear SVM and k-NN on them, and list fine-tuning runs (--finetuned) in the same "
                 "table. The last line printed on stdout is the output folder.",
-    add_arguments=_probe_arguments, from_args=_probe_call, prepare=deferred("reslab.analyze.probe", "prepare"),
-    measure=deferred("reslab.analyze.probe", "measure_targets"),
-    summarise=deferred("reslab.analyze.probe_summary", "summarise"),
+    add_arguments=_probe_arguments, from_args=_probe_call, **steps("reslab.analyze.probe"),
     lab=(LabStage(PROBE_STAGE, "Frozen source features on the target classes, beside fine-tuning",
                   _probe_transfer, when=has_transfer),))
 

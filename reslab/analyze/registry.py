@@ -107,6 +107,13 @@ def deferred(module: str, name: str) -> Callable[..., Any]:
     return call
 
 
+def steps(module: str) -> dict[str, Callable[..., Any]]:
+    """An instrument's prepare, measure and summarise by the convention of every built-in one: `module.prepare`,
+    `module.measure_targets` and `module_summary.summarise`, each imported when first called (`deferred`)."""
+    return {"prepare": deferred(module, "prepare"), "measure": deferred(module, "measure_targets"),
+            "summarise": deferred(module + "_summary", "summarise")}
+
+
 def run_instrument(instrument: Instrument, sources: Sequence[str], options: Any,
                    common: Common = Common()) -> tuple[Path, str]:
     """The whole instrument: resolve, check --out, measure, make the folder, summarise, write, record; returns
