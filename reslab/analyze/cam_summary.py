@@ -112,7 +112,8 @@ def pair_rows(results: Sequence[CamResult]) -> list[dict[str, Any]]:
                 rows.append({"pair": title, "seed": seed, "method": method, "metric": metric,
                              "plain": float(pa[method][metric].mean()), "residual": float(ra[method][metric].mean()),
                              "difference": diff, "low": low, "high": high, "n": len(plain.labels), "over": "images"})
-        family = f"{family_of(plain.target.cfg)} depth {plain.target.cfg.model.args.get('depth')} @{plain.target.at}"
+        depth = plain.target.cfg.model.args.get("depth")
+        family = f"{family_of(plain.target.cfg)}{'' if depth is None else f' depth {depth}'} @{plain.target.at}"
         by_family.setdefault(family, []).append((seed, pa, ra))
     for family, seeds in by_family.items():
         if len(seeds) < 2:
@@ -168,7 +169,9 @@ def sentences(m: CamMeasurement, t: dict[str, list[dict[str, Any]]]) -> list[str
         acc, chance = rows["cam"]["accuracy"], 1 / len(m.classes)
         head = f"{r.target.label} (features {rows['cam']['feature_map']}, accuracy {acc:.1%} on these images)"
         if acc < chance + 0.1 * (1 - chance):
-            head += ": near chance, so its maps explain little"
+            head += (": near chance, since the global average over a canvas that is mostly background is not the "
+                     "image's class; the pointing game below asks whether the true class's map finds the image"
+                     if o.canvas else ": near chance, so its maps explain little")
         lines.append(head + ".")
         if "pointing" in rows["cam"]:
             s = rows["cam"]
