@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reslab.config import RunConfig, changed_keys
+from reslab.data.pack import PackBatches, gathers_together
 from reslab.distributed import join
 from reslab.errors import ConfigError, Diverged
 from reslab.models.packed import PackedMLP, optimizer_state_of, packable, stacked_optimizer_state
@@ -209,19 +210,23 @@ def _epoch(pack: PackedMLP, opt: torch.optim.Optimizer, members: list[_Member], 
     loaders = [m.s.loaders[0] for m in members]  # a run that left still feeds its batches: the pack keeps its shape
     for loader in loaders:
         loader.set_epoch(epoch)
+    if gathers_together(loaders):  # one gather for all runs' batches of a step
+        steps = PackBatches(loaders, first.s.data.train_x, first.s.data.train_y).batches(start)
+    else:
+        steps = ((torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches]))  # (N, B, ...), (N, B)
+                 for batches in zip(*(loader.batches(start) for loader in loaders)))
     sums = _Sums.of(members, device)
     for m in _live(members):
         if m.state.running is None:
             m.state.epoch_seconds = 0.0
     sync(device)
     t0 = time.perf_counter()
-    for i, batches in enumerate(zip(*(loader.batches(start) for loader in loaders)), start=start):
+    for i, (x, y) in enumerate(steps, start=start):
         live = _live(members)
         if not live:
             return True
         step, lr = done + 1, lr_at(done, len(loaders[0]), cfg.train.epochs, cfg.optim)
         set_lr(opt, lr)
-        x, y = torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])  # (N, B, ...), (N, B)
         for m in live:
             _settle(m, lambda m=m: [obs.on_batch_start(step) for obs in m.s.observers])
         if any(obs.needs_module(step) for m in _live(members) for obs in m.s.observers):
