@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from reslab.config import RunConfig, changed_keys
 from reslab.data.pack import PackBatches, gathers_together
 from reslab.distributed import join
 from reslab.errors import ConfigError, Diverged
-from reslab.models.packed import PackedMLP, optimizer_state_of, packable, stacked_optimizer_state
+from reslab.models.packed import PackedMLP, pack_models, packable
+from reslab.models.packed_direct import DirectPackedMLP
 from reslab.observers import default_observers
 from reslab.optim import lr_at, make_optimizer, set_lr
 from reslab.protocols import Observer
@@ -36,6 +36,7 @@ from reslab.state import Running, TrainState, plateau_stop
 from reslab.status import RunStatus
 from reslab.train import Interrupted, RunResult, end_epoch, finish, save_last
 
+Pack = PackedMLP | DirectPackedMLP
 # what runs of a pack may differ in; the rest of their configs must be equal
 PACK_FREE = ("name", "train.seed", "model.init", "model.residual")
 
@@ -139,11 +140,12 @@ def _train(members: list[_Member]) -> None:
         for m in members:
             m.leave(ConfigError(f"the runs of a pack must stand at one position, not {sorted(positions)}"))
         return
-    pack = PackedMLP([m.s.model for m in members])
+    # gradients without autograd for the plain form, unless autocast is on (reslab.models.packed_direct)
+    pack = pack_models([m.s.model for m in members], direct=isinstance(first.s.amp, contextlib.nullcontext))
     opt = make_optimizer(pack, first.s.cfg.optim, first.s.device)
     own = [m.s.opt.state_dict() for m in members]
     if own[0]["state"]:  # resumed runs: their optimizers' states, stacked
-        opt.load_state_dict(stacked_optimizer_state(own))
+        opt.load_state_dict(pack.stacked_optimizer_state(own))
     try:
         with stop_on_signal() as flag:
             while _live(members) and _live(members)[0].state.epoch < first.s.cfg.train.epochs:
@@ -202,7 +204,7 @@ def _finish(m: _Member) -> None:
     m.leave(RunResult(m.s.folder.path, summary, m.state.history))
 
 
-def _epoch(pack: PackedMLP, opt: torch.optim.Optimizer, members: list[_Member], flag: Any) -> bool:
+def _epoch(pack: Pack, opt: torch.optim.Optimizer, members: list[_Member], flag: Any) -> bool:
     """One epoch of every live run from their common position; False when a stop was requested."""
     first = _live(members)[0]  # the runs stand at one position
     cfg, device, epoch, start = first.s.cfg, first.s.device, first.state.epoch, first.state.batch
@@ -252,7 +254,7 @@ def _epoch(pack: PackedMLP, opt: torch.optim.Optimizer, members: list[_Member], 
     return True
 
 
-def _close_epoch(pack: PackedMLP, opt: torch.optim.Optimizer, members: list[_Member], sums: _Sums,
+def _close_epoch(pack: Pack, opt: torch.optim.Optimizer, members: list[_Member], sums: _Sums,
                  seconds: float) -> None:
     """Each live run's sums, time, weights and optimizer state into its own state, module and optimizer."""
     live = [(i, m) for i, m in enumerate(members) if m.live]
@@ -260,28 +262,22 @@ def _close_epoch(pack: PackedMLP, opt: torch.optim.Optimizer, members: list[_Mem
     packed = opt.state_dict()
     for i, m in live:
         m.state.running, m.state.epoch_seconds = sums.running(i), m.state.epoch_seconds + seconds
-        m.s.opt.load_state_dict(optimizer_state_of(packed, i))
+        m.s.opt.load_state_dict(pack.optimizer_state_of(packed, i))
 
 
-def _step_packed(pack: PackedMLP, opt: torch.optim.Optimizer, s: Session, x: torch.Tensor, y: torch.Tensor
+def _step_packed(pack: Pack, opt: torch.optim.Optimizer, s: Session, x: torch.Tensor, y: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """One training step of every run at once; (N,) batch-mean losses and (N, B, classes) logits, detached.
     (`s`: any run's session; they share the config but the seed.)"""
-    cfg = s.cfg
-    with s.amp:
-        logits = pack(x)
-    n, b = y.shape
-    losses = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none",
-                             label_smoothing=cfg.optim.label_smoothing).view(n, b).mean(1)
-    opt.zero_grad(set_to_none=True)
-    losses.sum().backward()
-    if cfg.optim.grad_clip is not None:
-        pack.clip_grad_norm_(cfg.optim.grad_clip)
+    optim = s.cfg.optim
+    losses, logits = pack.loss_and_grads(x, y, optim.label_smoothing, s.amp)
+    if optim.grad_clip is not None:
+        pack.clip_grad_norm_(optim.grad_clip)
     opt.step()
-    return losses.detach(), logits.detach()
+    return losses, logits
 
 
-def _step_each(pack: PackedMLP, opt: torch.optim.Optimizer, members: list[_Member], x: torch.Tensor,
+def _step_each(pack: Pack, opt: torch.optim.Optimizer, members: list[_Member], x: torch.Tensor,
                y: torch.Tensor, step: int, full_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One training step through each run's own module (as reslab.train.train_epoch takes it), one optimizer step."""
     live = [(i, m) for i, m in enumerate(members) if m.live]
