@@ -142,7 +142,7 @@ class DeviceLoader:
         for first in range(start * self.batch_size, len(self) * self.batch_size, self.batch_size):
             batch = self._shard(first)
             idx = order[batch]
-            x = self.images[idx]  # uint8 (B, C, H, W); augmenting uint8 moves 4x fewer bytes than float
+            x = self.images.index_select(0, idx)  # uint8 (B, C, H, W): whole rows, faster than images[idx]
             if offsets is not None:
                 x = _random_crop(x, offsets[batch], padding)
             if flips is not None:

@@ -52,4 +52,6 @@ class PackBatches:
         size = first.batch_size
         for begin in range(start * size, len(first) * size, size):
             idx = order[:, begin:begin + size]  # (N, B)
-            yield normalize(self.images[idx], first._mean, first._std, first.dtype), self.labels[idx]
+            rows = self.images.flatten(1).index_select(0, idx.reshape(-1))  # whole rows: ~15x images[idx] here
+            x = rows.view(*idx.shape, *self.images.shape[1:])  # (N, B, C, H, W)
+            yield normalize(x, first._mean, first._std, first.dtype), self.labels[idx]
