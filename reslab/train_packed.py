@@ -279,23 +279,38 @@ def _step_packed(pack: Pack, opt: torch.optim.Optimizer, s: Session, x: torch.Te
 
 def _step_each(pack: Pack, opt: torch.optim.Optimizer, members: list[_Member], x: torch.Tensor,
                y: torch.Tensor, step: int, full_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One training step through each run's own module (as reslab.train.train_epoch takes it), one optimizer step."""
+    """A step whose observers need each run's own module (gradflow: hooks, gradients), one optimizer step. A direct
+    pack steps as always, each module running the forward its hooks see and getting its gradients; else each run
+    steps through its own module (as reslab.train.train_epoch takes it)."""
     live = [(i, m) for i, m in enumerate(members) if m.live]
-    pack.write_to([m.s.model for _, m in live], [i for i, _ in live])
-    losses = torch.zeros(len(members), device=x.device)
-    logits = torch.zeros(*y.shape, pack.num_classes, device=x.device)
-    for i, m in live:
-        s, optim = m.s, m.s.cfg.optim
-        with s.amp:
-            out = s.step_model(x[i])
-            loss, _, mean_loss = s.ranks.loss(out.float(), y[i], optim.label_smoothing, full_size)
-        s.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        _settle(m, lambda s=s: [obs.on_after_backward(step, s.model) for obs in s.observers])
+    own = [m.s.model for _, m in live], [i for i, _ in live]
+    pack.write_to(*own)
+    optim = live[0][1].s.cfg.optim
+    if isinstance(pack, DirectPackedMLP):
+        with torch.no_grad():
+            for i, m in live:
+                m.s.step_model(x[i])
+        losses, logits = pack.loss_and_grads(x, y, optim.label_smoothing)
+        pack.grads_to(*own)
+        for i, m in live:
+            _settle(m, lambda s=m.s: [obs.on_after_backward(step, s.model) for obs in s.observers])
         if optim.grad_clip is not None:
-            nn.utils.clip_grad_norm_(s.model.parameters(), optim.grad_clip)
-        losses[i], logits[i] = mean_loss, out.detach().float()
-    pack.grads_from([m.s.model if m.live else None for m in members])
+            pack.clip_grad_norm_(optim.grad_clip)
+    else:
+        losses = torch.zeros(len(members), device=x.device)
+        logits = torch.zeros(*y.shape, pack.num_classes, device=x.device)
+        for i, m in live:
+            s = m.s
+            with s.amp:
+                out = s.step_model(x[i])
+                loss, _, mean_loss = s.ranks.loss(out.float(), y[i], optim.label_smoothing, full_size)
+            s.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            _settle(m, lambda s=s: [obs.on_after_backward(step, s.model) for obs in s.observers])
+            if optim.grad_clip is not None:
+                nn.utils.clip_grad_norm_(s.model.parameters(), optim.grad_clip)
+            losses[i], logits[i] = mean_loss, out.detach().float()
+        pack.grads_from([m.s.model if m.live else None for m in members])
     opt.step()
-    pack.write_to([m.s.model for _, m in live], [i for i, _ in live])  # what the observers' on_step measure
+    pack.write_to(*own)  # what the observers' on_step measure
     return losses, logits

@@ -3,11 +3,12 @@
 For the MLP of the depth study (post-activation blocks of Linear layers, no norm, no branch scalar) a packed step
 through autograd spends most of its time on small ops: per layer a transpose, an unsqueeze, the batched matmul, the
 ReLU and their backward nodes, then an optimizer that walks two tensors per layer. Here the weights live in six
-tensors (the stems', the blocks' layers', the heads', weights and biases), stored transposed, (in, out), so a layer
-is one `baddbmm` and one in-place ReLU; the backward pass is one `threshold_backward` and one `bmm` per layer, and
-the blocks' weight and bias gradients of all layers and runs are one `bmm` and one `sum` at the end. The optimizer
-steps six tensors. Each op is the one autograd would run (a ReLU's gradient masked by its output, a sum's flowing to
-both terms), so each run's gradients equal a separate run's to float tolerance. The interface is PackedMLP's.
+tensors (the stems', the blocks' layers', the heads', weights and biases), so a layer is one `baddbmm` and one
+in-place ReLU, and back one `threshold_backward`, the weight and bias gradients (`bmm`, `sum`) and the input's
+(`bmm`). The optimizer steps six tensors. Each op is the one autograd runs for a separate run, on the same operands
+in the same layout (weights (out, in), passed transposed as F.linear passes them; the logits' gradient by autograd
+itself), so each run's numbers equal a separate run's to float tolerance (mostly bit for bit on the CPU). The
+interface is PackedMLP's.
 """
 
 from __future__ import annotations
@@ -54,15 +55,15 @@ class DirectPackedMLP(nn.Module):
             return nn.Parameter(torch.stack([t.detach() for t in tensors]).contiguous())
 
         # registered in the runs' order (stem, blocks, head): the optimizer numbers them so
-        self.stem_w = stack([m.stem.weight.t() for m in models])  # (N, in, width)
+        self.stem_w = stack([m.stem.weight for m in models])  # (N, width, in)
         self.stem_b = stack([m.stem.bias.unsqueeze(0) for m in models])  # (N, 1, width)
         self.layers = len(layers[0])
         if self.layers:  # (L, N, width, width) and (L, N, 1, width): layer l of every run
-            self.block_w = nn.Parameter(torch.stack([torch.stack([ls[l].weight.detach().t() for ls in layers])
+            self.block_w = nn.Parameter(torch.stack([torch.stack([ls[l].weight.detach() for ls in layers])
                                                      for l in range(self.layers)]).contiguous())
             self.block_b = nn.Parameter(torch.stack([torch.stack([ls[l].bias.detach().unsqueeze(0) for ls in layers])
                                                      for l in range(self.layers)]).contiguous())
-        self.head_w = stack([m.head.weight.t() for m in models])  # (N, width, classes)
+        self.head_w = stack([m.head.weight for m in models])  # (N, classes, width)
         self.head_b = stack([m.head.bias.unsqueeze(0) for m in models])  # (N, 1, classes)
         # per block: False (no run adds the skip), True (every run does) or an (N, 1, 1) 0/1 mask (twins)
         self.skips: list[Any] = []
@@ -76,22 +77,22 @@ class DirectPackedMLP(nn.Module):
 
     @property
     def num_classes(self) -> int:
-        return self.head_w.shape[2]
+        return self.head_w.shape[1]
 
     def _slots(self, i: int) -> list[tuple[int, Take]]:
         """Where run i's parameters (in its module's order) live: (index in self.parameters(), its view)."""
-        slots: list[tuple[int, Take]] = [(0, lambda t: t[i].t()), (1, lambda t: t[i, 0])]
+        slots: list[tuple[int, Take]] = [(0, lambda t: t[i]), (1, lambda t: t[i, 0])]
         for l in range(self.layers):
-            slots += [(2, lambda t, l=l: t[l, i].t()), (3, lambda t, l=l: t[l, i, 0])]
+            slots += [(2, lambda t, l=l: t[l, i]), (3, lambda t, l=l: t[l, i, 0])]
         head = 4 if self.layers else 2
-        return slots + [(head, lambda t: t[i].t()), (head + 1, lambda t: t[i, 0])]
+        return slots + [(head, lambda t: t[i]), (head + 1, lambda t: t[i, 0])]
 
     def parameters_in_order(self) -> list[nn.Parameter]:
         """The parameters as `parameters()` gives them (and an optimizer numbers them)."""
         return list(self.parameters())
 
     def _layer_views(self) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], list[torch.Tensor]]:
-        """Each block layer's (N, in, out) weights, (N, 1, out) biases and (N, out, in) weights, made once: the
+        """Each block layer's (N, out, in) weights, (N, 1, out) biases and (N, in, out) transposed weights, made once: the
         optimizer updates the parameters in place, so the views stay theirs (indexing per step costs ~3 us a view)."""
         key = (self.block_w.data_ptr(), self.block_b.data_ptr()) if self.layers else None
         if getattr(self, "_views_key", False) != key:
@@ -104,11 +105,11 @@ class DirectPackedMLP(nn.Module):
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, B, C, H, W) -> (N, B, classes)
         """The logits; the activations are kept for `backward` (one step's worth)."""
-        weights, biases, _ = self._layer_views()
+        _, biases, transposed = self._layer_views()
         flat = x.flatten(2)  # (N, B, in)
-        acts = [torch.baddbmm(self.stem_b, flat, self.stem_w).relu_()]  # acts[l]: block layer l's input; [L]: head's
+        acts = [torch.baddbmm(self.stem_b, flat, self.stem_w.transpose(1, 2)).relu_()]  # acts[l]: block layer l's input; [L]: head's
         for l in range(self.layers):  # (out= into one buffer costs ~20 us an op more here: lists, stacked once)
-            out = torch.baddbmm(biases[l], acts[l], weights[l])
+            out = torch.baddbmm(biases[l], acts[l], transposed[l])
             if (l + 1) % self.per_block == 0:  # a block's last layer: its skip, then the ReLU after the sum
                 skip, block_in = self.skips[l // self.per_block], acts[l + 1 - self.per_block]
                 if isinstance(skip, torch.Tensor):
@@ -117,7 +118,7 @@ class DirectPackedMLP(nn.Module):
                     out.add_(block_in)
             acts.append(out.relu_())
         self._saved = (flat, acts)
-        return torch.baddbmm(self.head_b, acts[-1], self.head_w)
+        return torch.baddbmm(self.head_b, acts[-1], self.head_w.transpose(1, 2))
 
     @torch.no_grad()
     def backward(self, grad_logits: torch.Tensor) -> None:
@@ -129,11 +130,11 @@ class DirectPackedMLP(nn.Module):
         for p in self.parameters_in_order():
             if p.grad is None or p.grad.shape != p.shape:
                 p.grad = torch.empty_like(p)
-        _, _, transposed = self._layer_views()
+        weights, _, _ = self._layer_views()
         relu_grad = torch.ops.aten.threshold_backward
-        torch.bmm(acts[-1].transpose(1, 2), grad_logits, out=self.head_w.grad)
+        torch.bmm(grad_logits.transpose(1, 2), acts[-1], out=self.head_w.grad)
         torch.sum(grad_logits, 1, keepdim=True, out=self.head_b.grad)
-        g = torch.bmm(grad_logits, self.head_w.transpose(1, 2))  # d loss / d acts[L]
+        g = torch.bmm(grad_logits, self.head_w)  # d loss / d acts[L]
         grad_w, grad_b = (self.block_w.grad.unbind(0), self.block_b.grad.unbind(0)) if self.layers else ((), ())
         skip_grad: torch.Tensor | None = None
         for l in reversed(range(self.layers)):
@@ -142,33 +143,28 @@ class DirectPackedMLP(nn.Module):
             if (l + 1) % self.per_block == 0 and skip is not False:  # the sum's gradient flows to the skip too
                 skip_grad = pre
             # per layer, small enough to stay in cache (stacking all layers' for one bmm was slower here)
-            torch.bmm(acts[l].transpose(1, 2), pre, out=grad_w[l])
+            torch.bmm(pre.transpose(1, 2), acts[l], out=grad_w[l])
             torch.sum(pre, 1, keepdim=True, out=grad_b[l])
-            g = torch.bmm(pre, transposed[l])
+            g = torch.bmm(pre, weights[l])
             if first_of_block and isinstance(skip, torch.Tensor):
                 g.addcmul_(skip_grad, skip)  # twins: the plain runs' skip passes 0 (in place: ~10x a broadcast mul)
             elif first_of_block and skip:
                 g.add_(skip_grad)
         g = relu_grad(g, acts[0], 0)
-        torch.bmm(flat.transpose(1, 2), g, out=self.stem_w.grad)
+        torch.bmm(g.transpose(1, 2), flat, out=self.stem_w.grad)
         torch.sum(g, 1, keepdim=True, out=self.stem_b.grad)
 
     def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, label_smoothing: float, amp: Any = None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
         """Each run's batch-mean loss (N,) and logits (N, B, classes), the gradients of the losses in .grad.
         (`amp`: PackedMLP's signature; a direct pack runs without autocast, pack_models sees to it.)"""
-        with torch.no_grad():
-            logits = self(x)
-            n, b, k = logits.shape
-            losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none",
-                                     label_smoothing=label_smoothing).view(n, b).mean(1)
-            grad = torch.softmax(logits, 2)  # d mean loss / d logits = (softmax - target) / B
-            grad.scatter_add_(2, y.unsqueeze(2), torch.full((n, b, 1), label_smoothing - 1.0, dtype=grad.dtype,
-                                                            device=grad.device))
-            if label_smoothing:
-                grad.sub_(label_smoothing / k)
-            self.backward(grad.div_(b))
-        return losses, logits
+        logits = self(x).requires_grad_()  # the loss's own gradient by autograd: a handful of ops
+        n, b = y.shape
+        losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none",
+                                 label_smoothing=label_smoothing).view(n, b).mean(1)
+        losses.sum().backward()
+        self.backward(logits.grad)
+        return losses.detach(), logits.detach()
 
     @torch.no_grad()
     def write_to(self, models: Sequence[nn.Module], runs: Sequence[int] | None = None) -> None:
@@ -188,6 +184,14 @@ class DirectPackedMLP(nn.Module):
                 for (j, take), own in zip(self._slots(i), model.parameters()):
                     if own.grad is not None:
                         take(params[j].grad).copy_(own.grad)
+
+    @torch.no_grad()
+    def grads_to(self, models: Sequence[nn.Module], runs: Sequence[int] | None = None) -> None:
+        """The packed gradients into the runs' own modules' .grad: models[k] gets run runs[k]'s (default: run k's)."""
+        params = self.parameters_in_order()
+        for model, i in zip(models, range(len(models)) if runs is None else runs):
+            for (j, take), own in zip(self._slots(i), model.parameters()):
+                own.grad = take(params[j].grad).clone(memory_format=torch.contiguous_format)
 
     @torch.no_grad()
     def clip_grad_norm_(self, max_norm: float) -> None:
