@@ -48,9 +48,9 @@ def make_loaders(cfg: RunConfig, data: ImageData, device: torch.device, channels
     train = DeviceLoader(data.train_x.index_select(0, train_idx), data.train_y[train_idx], batch_size=d.batch_size,
                          shuffle=True, augment=augment, seed=cfg.train.seed, index=train_idx, **common)
     val = (DeviceLoader(data.train_x.index_select(0, val_idx), data.train_y[val_idx], batch_size=d.eval_batch_size,
-                        **common)
+                        index=val_idx, **common)
            if len(val_idx) else None)
     test_idx = test_subset(len(data.test_y), d.test_size)
     test = DeviceLoader(data.test_x.index_select(0, test_idx), data.test_y[test_idx], batch_size=d.eval_batch_size,
-                        **common)
+                        index=test_idx, **common)
     return train, val, test

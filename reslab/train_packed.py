@@ -25,6 +25,7 @@ from reslab.config import RunConfig, changed_keys
 from reslab.data.pack import PackBatches, gathers_together
 from reslab.distributed import join
 from reslab.errors import ConfigError, Diverged
+from reslab.evaluate import EvalResult, evaluate_packed
 from reslab.models.packed import PackedMLP, pack_models, packable
 from reslab.models.packed_direct import DirectPackedMLP
 from reslab.observers import default_observers
@@ -157,8 +158,10 @@ def _train(members: list[_Member]) -> None:
                 for m in _live(members):  # train.until=plateau: a run whose loss stopped improving ends here
                     if plateau_stop(m.state, m.s.cfg):
                         _settle(m, lambda m=m: _finish(m))
-        for m in _live(members):
-            _settle(m, lambda m=m: _finish(m))
+        tests = _evaluate(pack, members, 2) if _live(members) else []
+        for m, test in zip(members, tests):
+            if m.live:
+                _settle(m, lambda m=m, test=test: _finish(m, test))
     except KeyboardInterrupt as exc:  # a second signal: stop at once, the last checkpoints stand
         for m in _live(members):
             with contextlib.suppress(Exception):
@@ -196,9 +199,9 @@ def _interrupt(m: _Member) -> None:
     m.leave(Interrupted(m.s.folder.path))
 
 
-def _finish(m: _Member) -> None:
+def _finish(m: _Member, test: EvalResult | None = None) -> None:
     torch.set_rng_state(m.rng)
-    summary = finish(m.s, m.state)
+    summary = finish(m.s, m.state, test=test)
     for obs in m.s.observers:
         obs.on_end(summary)
     m.leave(RunResult(m.s.folder.path, summary, m.state.history))
@@ -249,9 +252,21 @@ def _epoch(pack: Pack, opt: torch.optim.Optimizer, members: list[_Member], flag:
             return False
     sync(device)
     _close_epoch(pack, opt, members, sums, time.perf_counter() - t0)
-    for m in _live(members):
-        _settle(m, lambda m=m: (torch.set_rng_state(m.rng), end_epoch(m.s, m.state)))
+    for m, val in zip(members, _evaluate(pack, members, 1)):
+        if m.live:
+            _settle(m, lambda m=m, val=val: (torch.set_rng_state(m.rng), end_epoch(m.s, m.state, val)))
     return True
+
+
+def _evaluate(pack: Pack, members: list[_Member], which: int) -> list[EvalResult | None]:
+    """Each run's evaluation on its loader `which` (1: validation, 2: test), the whole pack's in one pass where the
+    loaders gather together; else None (each run is evaluated on its own, by end_epoch or finish)."""
+    loaders, data = [m.s.loaders[which] for m in members], members[0].s.data
+    if any(loader is None for loader in loaders) or not gathers_together(loaders):  # type: ignore[arg-type]
+        return [None] * len(members)
+    images, labels = (data.train_x, data.train_y) if which == 1 else (data.test_x, data.test_y)
+    return list(evaluate_packed(pack.predict, PackBatches(loaders, images, labels).batches(), len(members),
+                                data.num_classes, members[0].s.amp))
 
 
 def _close_epoch(pack: Pack, opt: torch.optim.Optimizer, members: list[_Member], sums: _Sums,

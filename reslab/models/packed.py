@@ -116,6 +116,10 @@ class PackedMLP(nn.Module):
     def num_classes(self) -> int:
         return self._by_name["head.weight"].shape[1]
 
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits (evaluation: the caller holds torch.no_grad)."""
+        return self(x)
+
     def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, label_smoothing: float,
                        amp: contextlib.AbstractContextManager | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Each run's batch-mean loss (N,) and logits (N, B, classes), detached; the losses' gradients in .grad."""

@@ -102,9 +102,16 @@ class DirectPackedMLP(nn.Module):
             self._views_key = key
         return self._views
 
-    @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, B, C, H, W) -> (N, B, classes)
-        """The logits; the activations are kept for `backward` (one step's worth)."""
+        """The logits of a training step; its activations are kept for `backward`."""
+        return self._run(x, keep=True)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits, nothing kept (evaluation)."""
+        return self._run(x, keep=False)
+
+    @torch.no_grad()
+    def _run(self, x: torch.Tensor, keep: bool) -> torch.Tensor:
         _, biases, transposed = self._layer_views()
         flat = x.flatten(2)  # (N, B, in)
         acts = [torch.baddbmm(self.stem_b, flat, self.stem_w.transpose(1, 2)).relu_()]  # acts[l]: block layer l's input; [L]: head's
@@ -117,7 +124,7 @@ class DirectPackedMLP(nn.Module):
                 elif skip:
                     out.add_(block_in)
             acts.append(out.relu_())
-        self._saved = (flat, acts)
+        self._saved = (flat, acts) if keep else None
         return torch.baddbmm(self.head_b, acts[-1], self.head_w.transpose(1, 2))
 
     @torch.no_grad()
