@@ -6,8 +6,9 @@ share every hyperparameter, so one optimizer over the stack is each run's own; g
 own norm. Each run keeps its session (split, seeded order, observers, folder, lock), TrainState, metrics and
 checkpoints: at each epoch's end (and on a stop) the packed weights and optimizer state are copied into the runs'
 own modules and optimizers and reslab.train's one-run code (`end_epoch`, `save_last`, `finish`) writes each folder
-(a separate run's files, to float tolerance; resumable alone or packed). Steps an observer `needs_module` for run
-through each run's own module. A run that diverges, fails or reaches its plateau leaves the pack; the others go on.
+(a separate run's files, to float tolerance; resumable alone or packed). At a step where an observer
+`needs_module`, each run's own module sees the forward and gets the gradients (reslab.packed_steps). Validation and test sets are evaluated for the
+whole pack at once. A run that diverges, fails or reaches its plateau leaves the pack; the others go on.
 """
 
 from __future__ import annotations
@@ -16,28 +17,26 @@ import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
-from torch import nn
 
 from reslab.config import RunConfig, changed_keys
 from reslab.data.pack import PackBatches, gathers_together
 from reslab.distributed import join
-from reslab.errors import ConfigError, Diverged
-from reslab.evaluate import EvalResult, evaluate_packed
-from reslab.models.packed import PackedMLP, pack_models, packable
-from reslab.models.packed_direct import DirectPackedMLP
+from reslab.errors import ConfigError
+from reslab.evaluate import EvalResult
+from reslab.models.packed import pack_models, packable
 from reslab.observers import default_observers
 from reslab.optim import lr_at, make_optimizer, set_lr
 from reslab.protocols import Observer
 from reslab.runtime import select_device, stop_on_signal, sync
-from reslab.session import Session, start_session
-from reslab.state import Running, TrainState, plateau_stop
+from reslab.session import start_session
+from reslab.state import Running, plateau_stop
 from reslab.status import RunStatus
+from reslab.packed_steps import Member, Pack, evaluate_pack, live_members, settle, step_each, step_packed
 from reslab.train import Interrupted, RunResult, end_epoch, finish, save_last
 
-Pack = PackedMLP | DirectPackedMLP
 # what runs of a pack may differ in; the rest of their configs must be equal
 PACK_FREE = ("name", "train.seed", "model.init", "model.residual")
 
@@ -59,25 +58,6 @@ def pack_problem(cfgs: Sequence[RunConfig]) -> str | None:
 
 
 @dataclass
-class _Member:
-    """One run of the pack: its session and state, and once it left the pack, its result."""
-
-    s: Session
-    state: TrainState
-    held: contextlib.ExitStack
-    rng: torch.Tensor  # the global RNG as its session left it: what its checkpoints hold
-    result: RunResult | BaseException | None = None
-
-    @property
-    def live(self) -> bool:
-        return self.result is None
-
-    def leave(self, result: RunResult | BaseException) -> None:
-        self.result = result
-        self.held.close()
-
-
-@dataclass
 class _Sums:
     """The open epoch's training sums of every run, stacked on the device."""
 
@@ -86,7 +66,7 @@ class _Sums:
     seen: int
 
     @classmethod
-    def of(cls, members: Sequence[_Member], device: torch.device) -> _Sums:
+    def of(cls, members: Sequence[Member], device: torch.device) -> _Sums:
         open_ = [m.state.running or Running.zeros(device) for m in members]
         return cls(torch.stack([r.loss_sum.to(device) for r in open_]),
                    torch.stack([r.correct.to(device) for r in open_]), max(r.seen for r in open_))
@@ -108,7 +88,7 @@ def train_pack(cfgs: Sequence[RunConfig], observers: Sequence[Sequence[Observer]
         raise ConfigError(f"these runs cannot train as one pack: {problem}")
     results: list[RunResult | BaseException | None] = [None] * len(cfgs)
     with contextlib.ExitStack() as outer:
-        members: list[_Member] = []
+        members: list[Member] = []
         for i, cfg in enumerate(cfgs):
             held = outer.enter_context(contextlib.ExitStack())
             try:
@@ -125,15 +105,15 @@ def train_pack(cfgs: Sequence[RunConfig], observers: Sequence[Sequence[Observer]
     return [r if r is not None else RuntimeError("the pack left a run without a result") for r in results]
 
 
-def _start(cfg: RunConfig, extra: list[Observer], resume: str | Path | None, held: contextlib.ExitStack) -> _Member:
+def _start(cfg: RunConfig, extra: list[Observer], resume: str | Path | None, held: contextlib.ExitStack) -> Member:
     ranks = held.enter_context(join(cfg, select_device))  # a sweep's process: never torchrun's
     s, state = start_session(cfg, ranks, [*default_observers(cfg), *extra], resume, False, held)
     held.callback(s.release)
     held.callback(lambda: [obs.close() for obs in s.observers])  # first: train() closes them inside its stack
-    return _Member(s, state, held, torch.get_rng_state())
+    return Member(s, state, held, torch.get_rng_state())
 
 
-def _train(members: list[_Member]) -> None:
+def _train(members: list[Member]) -> None:
     """The pack's epochs, then each run's end; every member leaves with a result."""
     first = members[0]
     positions = {(m.state.epoch, m.state.batch, m.state.step) for m in members}
@@ -149,26 +129,26 @@ def _train(members: list[_Member]) -> None:
         opt.load_state_dict(pack.stacked_optimizer_state(own))
     try:
         with stop_on_signal() as flag:
-            while _live(members) and _live(members)[0].state.epoch < first.s.cfg.train.epochs:
+            while live_members(members) and live_members(members)[0].state.epoch < first.s.cfg.train.epochs:
                 if not _epoch(pack, opt, members, flag):
                     flag.saving = True
-                    for m in _live(members):
-                        _settle(m, lambda m=m: _interrupt(m))
+                    for m in live_members(members):
+                        settle(m, lambda m=m: _interrupt(m))
                     return
-                for m in _live(members):  # train.until=plateau: a run whose loss stopped improving ends here
+                for m in live_members(members):  # train.until=plateau: a run whose loss stopped improving ends here
                     if plateau_stop(m.state, m.s.cfg):
-                        _settle(m, lambda m=m: _finish(m))
-        tests = _evaluate(pack, members, 2) if _live(members) else []
+                        settle(m, lambda m=m: _finish(m))
+        tests = evaluate_pack(pack, members, 2) if live_members(members) else []
         for m, test in zip(members, tests):
             if m.live:
-                _settle(m, lambda m=m, test=test: _finish(m, test))
+                settle(m, lambda m=m, test=test: _finish(m, test))
     except KeyboardInterrupt as exc:  # a second signal: stop at once, the last checkpoints stand
-        for m in _live(members):
+        for m in live_members(members):
             with contextlib.suppress(Exception):
                 m.s.write_status(RunStatus.INTERRUPTED, m.state.epoch)
             m.leave(exc)
     except BaseException as exc:
-        for m in _live(members):
+        for m in live_members(members):
             with contextlib.suppress(Exception):
                 m.s.write_status(RunStatus.FAILED, m.state.epoch)
             m.leave(exc)
@@ -176,30 +156,14 @@ def _train(members: list[_Member]) -> None:
             raise
 
 
-def _live(members: Sequence[_Member]) -> list[_Member]:
-    return [m for m in members if m.live]
-
-
-def _settle(m: _Member, work: Callable[[], None]) -> None:
-    """`work` for one run; a divergence ends that run as diverged, an error fails it alone."""
-    try:
-        work()
-    except Diverged as diverged:
-        _settle(m, lambda: m.leave(RunResult(m.s.folder.path, finish(m.s, m.state, diverged), m.state.history)))
-    except Exception as exc:
-        with contextlib.suppress(Exception):
-            m.s.write_status(RunStatus.FAILED, m.state.epoch)
-        m.leave(exc)
-
-
-def _interrupt(m: _Member) -> None:
+def _interrupt(m: Member) -> None:
     torch.set_rng_state(m.rng)
     save_last(m.s, m.state)
     m.s.write_status(RunStatus.INTERRUPTED, m.state.epoch)
     m.leave(Interrupted(m.s.folder.path))
 
 
-def _finish(m: _Member, test: EvalResult | None = None) -> None:
+def _finish(m: Member, test: EvalResult | None = None) -> None:
     torch.set_rng_state(m.rng)
     summary = finish(m.s, m.state, test=test)
     for obs in m.s.observers:
@@ -207,9 +171,9 @@ def _finish(m: _Member, test: EvalResult | None = None) -> None:
     m.leave(RunResult(m.s.folder.path, summary, m.state.history))
 
 
-def _epoch(pack: Pack, opt: torch.optim.Optimizer, members: list[_Member], flag: Any) -> bool:
+def _epoch(pack: Pack, opt: torch.optim.Optimizer, members: list[Member], flag: Any) -> bool:
     """One epoch of every live run from their common position; False when a stop was requested."""
-    first = _live(members)[0]  # the runs stand at one position
+    first = live_members(members)[0]  # the runs stand at one position
     cfg, device, epoch, start = first.s.cfg, first.s.device, first.state.epoch, first.state.batch
     done = first.state.step  # steps done
     loaders = [m.s.loaders[0] for m in members]  # a run that left still feeds its batches: the pack keeps its shape
@@ -221,23 +185,23 @@ def _epoch(pack: Pack, opt: torch.optim.Optimizer, members: list[_Member], flag:
         steps = ((torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches]))  # (N, B, ...), (N, B)
                  for batches in zip(*(loader.batches(start) for loader in loaders)))
     sums = _Sums.of(members, device)
-    for m in _live(members):
+    for m in live_members(members):
         if m.state.running is None:
             m.state.epoch_seconds = 0.0
     sync(device)
     t0 = time.perf_counter()
     for i, (x, y) in enumerate(steps, start=start):
-        live = _live(members)
+        live = live_members(members)
         if not live:
             return True
         step, lr = done + 1, lr_at(done, len(loaders[0]), cfg.train.epochs, cfg.optim)
         set_lr(opt, lr)
         for m in live:
-            _settle(m, lambda m=m: [obs.on_batch_start(step) for obs in m.s.observers])
-        if any(obs.needs_module(step) for m in _live(members) for obs in m.s.observers):
-            losses, logits = _step_each(pack, opt, members, x, y, step, loaders[0].full_size(i))
+            settle(m, lambda m=m: [obs.on_batch_start(step) for obs in m.s.observers])
+        if any(obs.needs_module(step) for m in live_members(members) for obs in m.s.observers):
+            losses, logits = step_each(pack, opt, members, x, y, step, loaders[0].full_size(i))
         else:
-            losses, logits = _step_packed(pack, opt, first.s, x, y)
+            losses, logits = step_packed(pack, opt, first.s, x, y)
         sums.loss_sum += losses * y.shape[1]
         sums.correct += (logits.argmax(2) == y).sum(1)
         sums.seen, done = sums.seen + y.shape[1], step
@@ -245,31 +209,20 @@ def _epoch(pack: Pack, opt: torch.optim.Optimizer, members: list[_Member], flag:
         for index, m in enumerate(members):
             if m.live:
                 m.state.step, m.state.batch = step, i + 1
-                _settle(m, lambda m=m, index=index: [obs.on_step(step, means[index], lr) for obs in m.s.observers])
-        if flag.requested and _live(members):
+                settle(m, lambda m=m, index=index: [obs.on_step(step, means[index], lr) for obs in m.s.observers])
+        if flag.requested and live_members(members):
             sync(device)
             _close_epoch(pack, opt, members, sums, time.perf_counter() - t0)
             return False
     sync(device)
     _close_epoch(pack, opt, members, sums, time.perf_counter() - t0)
-    for m, val in zip(members, _evaluate(pack, members, 1)):
+    for m, val in zip(members, evaluate_pack(pack, members, 1)):
         if m.live:
-            _settle(m, lambda m=m, val=val: (torch.set_rng_state(m.rng), end_epoch(m.s, m.state, val)))
+            settle(m, lambda m=m, val=val: (torch.set_rng_state(m.rng), end_epoch(m.s, m.state, val)))
     return True
 
 
-def _evaluate(pack: Pack, members: list[_Member], which: int) -> list[EvalResult | None]:
-    """Each run's evaluation on its loader `which` (1: validation, 2: test), the whole pack's in one pass where the
-    loaders gather together; else None (each run is evaluated on its own, by end_epoch or finish)."""
-    loaders, data = [m.s.loaders[which] for m in members], members[0].s.data
-    if any(loader is None for loader in loaders) or not gathers_together(loaders):  # type: ignore[arg-type]
-        return [None] * len(members)
-    images, labels = (data.train_x, data.train_y) if which == 1 else (data.test_x, data.test_y)
-    return list(evaluate_packed(pack.predict, PackBatches(loaders, images, labels).batches(), len(members),
-                                data.num_classes, members[0].s.amp))
-
-
-def _close_epoch(pack: Pack, opt: torch.optim.Optimizer, members: list[_Member], sums: _Sums,
+def _close_epoch(pack: Pack, opt: torch.optim.Optimizer, members: list[Member], sums: _Sums,
                  seconds: float) -> None:
     """Each live run's sums, time, weights and optimizer state into its own state, module and optimizer."""
     live = [(i, m) for i, m in enumerate(members) if m.live]
@@ -280,52 +233,3 @@ def _close_epoch(pack: Pack, opt: torch.optim.Optimizer, members: list[_Member],
         m.s.opt.load_state_dict(pack.optimizer_state_of(packed, i))
 
 
-def _step_packed(pack: Pack, opt: torch.optim.Optimizer, s: Session, x: torch.Tensor, y: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One training step of every run at once; (N,) batch-mean losses and (N, B, classes) logits, detached.
-    (`s`: any run's session; they share the config but the seed.)"""
-    optim = s.cfg.optim
-    losses, logits = pack.loss_and_grads(x, y, optim.label_smoothing, s.amp)
-    if optim.grad_clip is not None:
-        pack.clip_grad_norm_(optim.grad_clip)
-    opt.step()
-    return losses, logits
-
-
-def _step_each(pack: Pack, opt: torch.optim.Optimizer, members: list[_Member], x: torch.Tensor,
-               y: torch.Tensor, step: int, full_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A step whose observers need each run's own module (gradflow: hooks, gradients), one optimizer step. A direct
-    pack steps as always, each module running the forward its hooks see and getting its gradients; else each run
-    steps through its own module (as reslab.train.train_epoch takes it)."""
-    live = [(i, m) for i, m in enumerate(members) if m.live]
-    own = [m.s.model for _, m in live], [i for i, _ in live]
-    pack.write_to(*own)
-    optim = live[0][1].s.cfg.optim
-    if isinstance(pack, DirectPackedMLP):
-        with torch.no_grad():
-            for i, m in live:
-                m.s.step_model(x[i])
-        losses, logits = pack.loss_and_grads(x, y, optim.label_smoothing)
-        pack.grads_to(*own)
-        for i, m in live:
-            _settle(m, lambda s=m.s: [obs.on_after_backward(step, s.model) for obs in s.observers])
-        if optim.grad_clip is not None:
-            pack.clip_grad_norm_(optim.grad_clip)
-    else:
-        losses = torch.zeros(len(members), device=x.device)
-        logits = torch.zeros(*y.shape, pack.num_classes, device=x.device)
-        for i, m in live:
-            s = m.s
-            with s.amp:
-                out = s.step_model(x[i])
-                loss, _, mean_loss = s.ranks.loss(out.float(), y[i], optim.label_smoothing, full_size)
-            s.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            _settle(m, lambda s=s: [obs.on_after_backward(step, s.model) for obs in s.observers])
-            if optim.grad_clip is not None:
-                nn.utils.clip_grad_norm_(s.model.parameters(), optim.grad_clip)
-            losses[i], logits[i] = mean_loss, out.detach().float()
-        pack.grads_from([m.s.model if m.live else None for m in members])
-    opt.step()
-    pack.write_to(*own)  # what the observers' on_step measure
-    return losses, logits
