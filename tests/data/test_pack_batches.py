@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from reslab.data import Augment, DeviceLoader, split_indices
+from reslab.data import pack as pack_module
 from reslab.data.pack import PackBatches, gathers_together
 
 IMAGES = torch.randint(0, 256, (90, 3, 6, 6), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
@@ -21,10 +22,15 @@ def _loader(seed: int, **extra: object) -> DeviceLoader:
 
 
 @pytest.mark.parametrize("start", [0, 3])
-def test_packed_batches_are_each_loaders_own(start: int) -> None:
+@pytest.mark.parametrize("keep", [True, False])  # the dataset normalised once and kept, or each batch normalised
+def test_packed_batches_are_each_loaders_own(start: int, keep: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pack_module, "_kept", {})
+    if not keep:
+        monkeypatch.setattr(pack_module, "KEEP_BYTES", 0)
     seeds = (0, 1, 2, 0)  # a twin shares its seed
     own, packed = [_loader(s) for s in seeds], [_loader(s) for s in seeds]
     pack = PackBatches(packed, IMAGES, LABELS)
+    assert pack.normalized is keep
     for epoch in range(2):
         for loader in own + packed:
             loader.set_epoch(epoch)
@@ -49,3 +55,16 @@ def test_loaders_that_cannot_be_gathered_together() -> None:
         PackBatches([_loader(0), _loader(1, batch_size=8)], IMAGES, LABELS)
     with pytest.raises(ValueError, match="unaugmented"):
         no_index.epoch_index()
+
+
+def test_the_normalised_dataset_is_made_once_and_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second pack of the process reading the same images (the next depth of a sweep) reuses the normalised copy;
+    other images, or another normalisation, get their own; at most KEEP are kept."""
+    monkeypatch.setattr(pack_module, "_kept", {})
+    first = PackBatches([_loader(0)], IMAGES, LABELS).images
+    assert PackBatches([_loader(1)], IMAGES, LABELS).images is first
+    assert PackBatches([_loader(0, mean=(0.0,) * 3)], IMAGES, LABELS).images is not first
+    others = [IMAGES.clone() for _ in range(pack_module.KEEP + 1)]
+    for images in others:
+        PackBatches([_loader(0)], images, LABELS)
+    assert len(pack_module._kept) == pack_module.KEEP and PackBatches([_loader(0)], IMAGES, LABELS).images is not first
