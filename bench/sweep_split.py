@@ -90,6 +90,7 @@ def main() -> None:
     parser.add_argument("sweep", nargs="?", type=Path, default=REPO / "sweeps" / "mlp-depth-mnist.yaml")
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     args = parser.parse_args()
+    sys.path.insert(0, str(REPO))  # this tree's reslab, whichever one is installed
     start = time.perf_counter()
     instrument()
     from reslab.cli import main as reslab_main

@@ -7,8 +7,9 @@ own norm. Each run keeps its session (split, seeded order, observers, folder, lo
 checkpoints: at each epoch's end (and on a stop) the packed weights and optimizer state are copied into the runs'
 own modules and optimizers and reslab.train's one-run code (`end_epoch`, `save_last`, `finish`) writes each folder
 (a separate run's files, to float tolerance; resumable alone or packed). At a step where an observer
-`needs_module`, each run's own module sees the forward and gets the gradients (reslab.packed_steps). Validation and test sets are evaluated for the
-whole pack at once. A run that diverges, fails or reaches its plateau leaves the pack; the others go on.
+`needs_module`, each run's own module sees the forward and gets the gradients (reslab.packed_steps). Validation and
+test sets are evaluated for the whole pack at once. A run that diverges, fails or reaches its plateau leaves the
+pack; the others go on.
 """
 
 from __future__ import annotations

@@ -92,8 +92,8 @@ class DirectPackedMLP(nn.Module):
         return list(self.parameters())
 
     def _layer_views(self) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], list[torch.Tensor]]:
-        """Each block layer's (N, out, in) weights, (N, 1, out) biases and (N, in, out) transposed weights, made once: the
-        optimizer updates the parameters in place, so the views stay theirs (indexing per step costs ~3 us a view)."""
+        """Each block layer's (N, out, in) weights, (N, 1, out) biases and (N, in, out) transposed weights, made
+        once: the optimizer updates the parameters in place, so the views stay theirs (~3 us a view per step saved)."""
         key = (self.block_w.data_ptr(), self.block_b.data_ptr()) if self.layers else None
         if getattr(self, "_views_key", False) != key:
             with torch.no_grad():
@@ -114,8 +114,9 @@ class DirectPackedMLP(nn.Module):
     def _run(self, x: torch.Tensor, keep: bool) -> torch.Tensor:
         _, biases, transposed = self._layer_views()
         flat = x.flatten(2)  # (N, B, in)
-        acts = [torch.baddbmm(self.stem_b, flat, self.stem_w.transpose(1, 2)).relu_()]  # acts[l]: block layer l's input; [L]: head's
-        for l in range(self.layers):  # (out= into one buffer costs ~20 us an op more here: lists, stacked once)
+        # acts[l]: block layer l's input, acts[L] the head's (a list: out= slices of one buffer were slower here)
+        acts = [torch.baddbmm(self.stem_b, flat, self.stem_w.transpose(1, 2)).relu_()]
+        for l in range(self.layers):
             out = torch.baddbmm(biases[l], acts[l], transposed[l])
             if (l + 1) % self.per_block == 0:  # a block's last layer: its skip, then the ReLU after the sum
                 skip, block_in = self.skips[l // self.per_block], acts[l + 1 - self.per_block]
