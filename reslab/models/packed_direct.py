@@ -7,8 +7,8 @@ tensors (the stems', the blocks' layers', the heads', weights and biases), so a 
 in-place ReLU, and back one `threshold_backward`, the weight and bias gradients (`bmm`, `sum`) and the input's
 (`bmm`). The optimizer steps six tensors. Each op is the one autograd runs for a separate run, on the same operands
 in the same layout (weights (out, in), passed transposed as F.linear passes them; the logits' gradient by autograd
-itself), so each run's numbers equal a separate run's to float tolerance (mostly bit for bit on the CPU). The
-interface is PackedMLP's.
+itself), so each run's numbers equal a separate run's to float tolerance (on the development CPU the gradients
+came out bit for bit). The interface is PackedMLP's.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class DirectPackedMLP(nn.Module):
         for column in zip(*[[b.residual for b in m.blocks] for m in models]):  # type: ignore[union-attr]
             self.skips.append(all(column) if all(column) or not any(column) else
                               torch.tensor(column, dtype=self.stem_w.dtype, device=self.stem_w.device).view(-1, 1, 1))
-        self._saved: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._saved: tuple[torch.Tensor, list[torch.Tensor]] | None = None  # the input, each layer's input
 
     def __len__(self) -> int:
         return self.stem_w.shape[0]
