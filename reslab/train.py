@@ -24,6 +24,7 @@ from reslab.config import RunConfig
 from reslab.distill import distill_loss
 from reslab.distributed import Flag, join
 from reslab.errors import Diverged
+from reslab.evaluate import EvalResult
 from reslab.metrics import classification_report
 from reslab.models import count_params
 from reslab.observers import default_observers, other_rank_observers
@@ -157,11 +158,11 @@ def _run_epoch(s: Session, state: TrainState, flag: Flag) -> bool:
     return True
 
 
-def end_epoch(s: Session, state: TrainState) -> None:
+def end_epoch(s: Session, state: TrainState, val: EvalResult | None = None) -> None:
     """Close the epoch whose training sums are in state.running: validate, record the row, write the checkpoints.
 
     Raises Diverged when the epoch's training loss is NaN or infinite. (The packed trainer closes its runs' epochs
-    here too.)"""
+    here too, with `val` evaluated for the whole pack at once.)"""
     epoch, val_loader = state.epoch, s.loaders[1]
     assert state.running is not None
     running, state.running = state.running.summed(s.ranks.all_sum), None  # over all ranks
@@ -169,7 +170,8 @@ def end_epoch(s: Session, state: TrainState) -> None:
     if not math.isfinite(loss_sum):
         raise Diverged(state.step, loss_sum)
     t1 = time.perf_counter()
-    val = s.evaluate(val_loader) if val_loader is not None else None
+    if val is None and val_loader is not None:
+        val = s.evaluate(val_loader)
     row = {"epoch": epoch + 1, "step": state.step, "lr": s.opt.param_groups[0]["lr"],
            "train_loss": loss_sum / max(1, seen), "train_acc": correct / max(1, seen),
            "val_loss": val.loss if val else None, "val_acc": val.acc if val else None,
@@ -220,12 +222,13 @@ def save_last(s: Session, state: TrainState) -> None:
                                                      {k: v for k, v in states.items() if v is not None}))
 
 
-def finish(s: Session, state: TrainState, diverged: Diverged | None = None) -> dict[str, Any]:
+def finish(s: Session, state: TrainState, diverged: Diverged | None = None, test: EvalResult | None = None
+           ) -> dict[str, Any]:
     """The summary.json of a finished run (test metrics, classification report, curves), or of a diverged one
     (what it reached before the loss turned non-finite; no test evaluation of its broken weights)."""
     from reslab.plots import plot_curves
 
-    test = s.evaluate(s.loaders[2]) if diverged is None else None
+    test = None if diverged is not None else test or s.evaluate(s.loaders[2])  # `test`: the pack's, evaluated at once
     summary = {**run_summary(state, s.cfg, s.data.name, s.data.classes, count_params(s.model), test, diverged),
                **s.sources}
     if s.ranks.is_rank0:  # rank 0 alone writes the run folder

@@ -6,8 +6,10 @@ share every hyperparameter, so one optimizer over the stack is each run's own; g
 own norm. Each run keeps its session (split, seeded order, observers, folder, lock), TrainState, metrics and
 checkpoints: at each epoch's end (and on a stop) the packed weights and optimizer state are copied into the runs'
 own modules and optimizers and reslab.train's one-run code (`end_epoch`, `save_last`, `finish`) writes each folder
-(a separate run's files, to float tolerance; resumable alone or packed). Steps an observer `needs_module` for run
-through each run's own module. A run that diverges, fails or reaches its plateau leaves the pack; the others go on.
+(a separate run's files, to float tolerance; resumable alone or packed). At a step where an observer
+`needs_module`, each run's own module sees the forward and gets the gradients (reslab.packed_steps). Validation and
+test sets are evaluated for the whole pack at once. A run that diverges, fails or reaches its plateau leaves the
+pack; the others go on.
 """
 
 from __future__ import annotations
@@ -16,23 +18,24 @@ import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from reslab.config import RunConfig, changed_keys
+from reslab.data.pack import PackBatches, gathers_together
 from reslab.distributed import join
-from reslab.errors import ConfigError, Diverged
-from reslab.models.packed import PackedMLP, optimizer_state_of, packable, stacked_optimizer_state
+from reslab.errors import ConfigError
+from reslab.evaluate import EvalResult
+from reslab.models.packed import pack_models, packable
 from reslab.observers import default_observers
 from reslab.optim import lr_at, make_optimizer, set_lr
 from reslab.protocols import Observer
 from reslab.runtime import select_device, stop_on_signal, sync
-from reslab.session import Session, start_session
-from reslab.state import Running, TrainState, plateau_stop
+from reslab.session import start_session
+from reslab.state import Running, plateau_stop
 from reslab.status import RunStatus
+from reslab.packed_steps import Member, Pack, evaluate_pack, live_members, settle, step_each, step_packed
 from reslab.train import Interrupted, RunResult, end_epoch, finish, save_last
 
 # what runs of a pack may differ in; the rest of their configs must be equal
@@ -56,25 +59,6 @@ def pack_problem(cfgs: Sequence[RunConfig]) -> str | None:
 
 
 @dataclass
-class _Member:
-    """One run of the pack: its session and state, and once it left the pack, its result."""
-
-    s: Session
-    state: TrainState
-    held: contextlib.ExitStack
-    rng: torch.Tensor  # the global RNG as its session left it: what its checkpoints hold
-    result: RunResult | BaseException | None = None
-
-    @property
-    def live(self) -> bool:
-        return self.result is None
-
-    def leave(self, result: RunResult | BaseException) -> None:
-        self.result = result
-        self.held.close()
-
-
-@dataclass
 class _Sums:
     """The open epoch's training sums of every run, stacked on the device."""
 
@@ -83,7 +67,7 @@ class _Sums:
     seen: int
 
     @classmethod
-    def of(cls, members: Sequence[_Member], device: torch.device) -> _Sums:
+    def of(cls, members: Sequence[Member], device: torch.device) -> _Sums:
         open_ = [m.state.running or Running.zeros(device) for m in members]
         return cls(torch.stack([r.loss_sum.to(device) for r in open_]),
                    torch.stack([r.correct.to(device) for r in open_]), max(r.seen for r in open_))
@@ -105,7 +89,7 @@ def train_pack(cfgs: Sequence[RunConfig], observers: Sequence[Sequence[Observer]
         raise ConfigError(f"these runs cannot train as one pack: {problem}")
     results: list[RunResult | BaseException | None] = [None] * len(cfgs)
     with contextlib.ExitStack() as outer:
-        members: list[_Member] = []
+        members: list[Member] = []
         for i, cfg in enumerate(cfgs):
             held = outer.enter_context(contextlib.ExitStack())
             try:
@@ -122,15 +106,15 @@ def train_pack(cfgs: Sequence[RunConfig], observers: Sequence[Sequence[Observer]
     return [r if r is not None else RuntimeError("the pack left a run without a result") for r in results]
 
 
-def _start(cfg: RunConfig, extra: list[Observer], resume: str | Path | None, held: contextlib.ExitStack) -> _Member:
+def _start(cfg: RunConfig, extra: list[Observer], resume: str | Path | None, held: contextlib.ExitStack) -> Member:
     ranks = held.enter_context(join(cfg, select_device))  # a sweep's process: never torchrun's
     s, state = start_session(cfg, ranks, [*default_observers(cfg), *extra], resume, False, held)
     held.callback(s.release)
     held.callback(lambda: [obs.close() for obs in s.observers])  # first: train() closes them inside its stack
-    return _Member(s, state, held, torch.get_rng_state())
+    return Member(s, state, held, torch.get_rng_state())
 
 
-def _train(members: list[_Member]) -> None:
+def _train(members: list[Member]) -> None:
     """The pack's epochs, then each run's end; every member leaves with a result."""
     first = members[0]
     positions = {(m.state.epoch, m.state.batch, m.state.step) for m in members}
@@ -138,31 +122,34 @@ def _train(members: list[_Member]) -> None:
         for m in members:
             m.leave(ConfigError(f"the runs of a pack must stand at one position, not {sorted(positions)}"))
         return
-    pack = PackedMLP([m.s.model for m in members])
+    # gradients without autograd for the plain form, unless autocast is on (reslab.models.packed_direct)
+    pack = pack_models([m.s.model for m in members], direct=isinstance(first.s.amp, contextlib.nullcontext))
     opt = make_optimizer(pack, first.s.cfg.optim, first.s.device)
     own = [m.s.opt.state_dict() for m in members]
     if own[0]["state"]:  # resumed runs: their optimizers' states, stacked
-        opt.load_state_dict(stacked_optimizer_state(own))
+        opt.load_state_dict(pack.stacked_optimizer_state(own))
     try:
         with stop_on_signal() as flag:
-            while _live(members) and _live(members)[0].state.epoch < first.s.cfg.train.epochs:
+            while live_members(members) and live_members(members)[0].state.epoch < first.s.cfg.train.epochs:
                 if not _epoch(pack, opt, members, flag):
                     flag.saving = True
-                    for m in _live(members):
-                        _settle(m, lambda m=m: _interrupt(m))
+                    for m in live_members(members):
+                        settle(m, lambda m=m: _interrupt(m))
                     return
-                for m in _live(members):  # train.until=plateau: a run whose loss stopped improving ends here
+                for m in live_members(members):  # train.until=plateau: a run whose loss stopped improving ends here
                     if plateau_stop(m.state, m.s.cfg):
-                        _settle(m, lambda m=m: _finish(m))
-        for m in _live(members):
-            _settle(m, lambda m=m: _finish(m))
+                        settle(m, lambda m=m: _finish(m))
+        tests = evaluate_pack(pack, members, 2) if live_members(members) else []
+        for m, test in zip(members, tests):
+            if m.live:
+                settle(m, lambda m=m, test=test: _finish(m, test))
     except KeyboardInterrupt as exc:  # a second signal: stop at once, the last checkpoints stand
-        for m in _live(members):
+        for m in live_members(members):
             with contextlib.suppress(Exception):
                 m.s.write_status(RunStatus.INTERRUPTED, m.state.epoch)
             m.leave(exc)
     except BaseException as exc:
-        for m in _live(members):
+        for m in live_members(members):
             with contextlib.suppress(Exception):
                 m.s.write_status(RunStatus.FAILED, m.state.epoch)
             m.leave(exc)
@@ -170,64 +157,52 @@ def _train(members: list[_Member]) -> None:
             raise
 
 
-def _live(members: Sequence[_Member]) -> list[_Member]:
-    return [m for m in members if m.live]
-
-
-def _settle(m: _Member, work: Callable[[], None]) -> None:
-    """`work` for one run; a divergence ends that run as diverged, an error fails it alone."""
-    try:
-        work()
-    except Diverged as diverged:
-        _settle(m, lambda: m.leave(RunResult(m.s.folder.path, finish(m.s, m.state, diverged), m.state.history)))
-    except Exception as exc:
-        with contextlib.suppress(Exception):
-            m.s.write_status(RunStatus.FAILED, m.state.epoch)
-        m.leave(exc)
-
-
-def _interrupt(m: _Member) -> None:
+def _interrupt(m: Member) -> None:
     torch.set_rng_state(m.rng)
     save_last(m.s, m.state)
     m.s.write_status(RunStatus.INTERRUPTED, m.state.epoch)
     m.leave(Interrupted(m.s.folder.path))
 
 
-def _finish(m: _Member) -> None:
+def _finish(m: Member, test: EvalResult | None = None) -> None:
     torch.set_rng_state(m.rng)
-    summary = finish(m.s, m.state)
+    summary = finish(m.s, m.state, test=test)
     for obs in m.s.observers:
         obs.on_end(summary)
     m.leave(RunResult(m.s.folder.path, summary, m.state.history))
 
 
-def _epoch(pack: PackedMLP, opt: torch.optim.Optimizer, members: list[_Member], flag: Any) -> bool:
+def _epoch(pack: Pack, opt: torch.optim.Optimizer, members: list[Member], flag: Any) -> bool:
     """One epoch of every live run from their common position; False when a stop was requested."""
-    first = _live(members)[0]  # the runs stand at one position
+    first = live_members(members)[0]  # the runs stand at one position
     cfg, device, epoch, start = first.s.cfg, first.s.device, first.state.epoch, first.state.batch
     done = first.state.step  # steps done
     loaders = [m.s.loaders[0] for m in members]  # a run that left still feeds its batches: the pack keeps its shape
     for loader in loaders:
         loader.set_epoch(epoch)
+    if gathers_together(loaders):  # one gather for all runs' batches of a step
+        steps = PackBatches(loaders, first.s.data.train_x, first.s.data.train_y).batches(start)
+    else:
+        steps = ((torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches]))  # (N, B, ...), (N, B)
+                 for batches in zip(*(loader.batches(start) for loader in loaders)))
     sums = _Sums.of(members, device)
-    for m in _live(members):
+    for m in live_members(members):
         if m.state.running is None:
             m.state.epoch_seconds = 0.0
     sync(device)
     t0 = time.perf_counter()
-    for i, batches in enumerate(zip(*(loader.batches(start) for loader in loaders)), start=start):
-        live = _live(members)
+    for i, (x, y) in enumerate(steps, start=start):
+        live = live_members(members)
         if not live:
             return True
         step, lr = done + 1, lr_at(done, len(loaders[0]), cfg.train.epochs, cfg.optim)
         set_lr(opt, lr)
-        x, y = torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])  # (N, B, ...), (N, B)
         for m in live:
-            _settle(m, lambda m=m: [obs.on_batch_start(step) for obs in m.s.observers])
-        if any(obs.needs_module(step) for m in _live(members) for obs in m.s.observers):
-            losses, logits = _step_each(pack, opt, members, x, y, step, loaders[0].full_size(i))
+            settle(m, lambda m=m: [obs.on_batch_start(step) for obs in m.s.observers])
+        if any(obs.needs_module(step) for m in live_members(members) for obs in m.s.observers):
+            losses, logits = step_each(pack, opt, members, x, y, step, loaders[0].full_size(i))
         else:
-            losses, logits = _step_packed(pack, opt, first.s, x, y)
+            losses, logits = step_packed(pack, opt, first.s, x, y)
         sums.loss_sum += losses * y.shape[1]
         sums.correct += (logits.argmax(2) == y).sum(1)
         sums.seen, done = sums.seen + y.shape[1], step
@@ -235,19 +210,20 @@ def _epoch(pack: PackedMLP, opt: torch.optim.Optimizer, members: list[_Member], 
         for index, m in enumerate(members):
             if m.live:
                 m.state.step, m.state.batch = step, i + 1
-                _settle(m, lambda m=m, index=index: [obs.on_step(step, means[index], lr) for obs in m.s.observers])
-        if flag.requested and _live(members):
+                settle(m, lambda m=m, index=index: [obs.on_step(step, means[index], lr) for obs in m.s.observers])
+        if flag.requested and live_members(members):
             sync(device)
             _close_epoch(pack, opt, members, sums, time.perf_counter() - t0)
             return False
     sync(device)
     _close_epoch(pack, opt, members, sums, time.perf_counter() - t0)
-    for m in _live(members):
-        _settle(m, lambda m=m: (torch.set_rng_state(m.rng), end_epoch(m.s, m.state)))
+    for m, val in zip(members, evaluate_pack(pack, members, 1)):
+        if m.live:
+            settle(m, lambda m=m, val=val: (torch.set_rng_state(m.rng), end_epoch(m.s, m.state, val)))
     return True
 
 
-def _close_epoch(pack: PackedMLP, opt: torch.optim.Optimizer, members: list[_Member], sums: _Sums,
+def _close_epoch(pack: Pack, opt: torch.optim.Optimizer, members: list[Member], sums: _Sums,
                  seconds: float) -> None:
     """Each live run's sums, time, weights and optimizer state into its own state, module and optimizer."""
     live = [(i, m) for i, m in enumerate(members) if m.live]
@@ -255,46 +231,6 @@ def _close_epoch(pack: PackedMLP, opt: torch.optim.Optimizer, members: list[_Mem
     packed = opt.state_dict()
     for i, m in live:
         m.state.running, m.state.epoch_seconds = sums.running(i), m.state.epoch_seconds + seconds
-        m.s.opt.load_state_dict(optimizer_state_of(packed, i))
+        m.s.opt.load_state_dict(pack.optimizer_state_of(packed, i))
 
 
-def _step_packed(pack: PackedMLP, opt: torch.optim.Optimizer, s: Session, x: torch.Tensor, y: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One training step of every run at once; (N,) batch-mean losses and (N, B, classes) logits, detached.
-    (`s`: any run's session; they share the config but the seed.)"""
-    cfg = s.cfg
-    with s.amp:
-        logits = pack(x)
-    n, b = y.shape
-    losses = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none",
-                             label_smoothing=cfg.optim.label_smoothing).view(n, b).mean(1)
-    opt.zero_grad(set_to_none=True)
-    losses.sum().backward()
-    if cfg.optim.grad_clip is not None:
-        pack.clip_grad_norm_(cfg.optim.grad_clip)
-    opt.step()
-    return losses.detach(), logits.detach()
-
-
-def _step_each(pack: PackedMLP, opt: torch.optim.Optimizer, members: list[_Member], x: torch.Tensor,
-               y: torch.Tensor, step: int, full_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One training step through each run's own module (as reslab.train.train_epoch takes it), one optimizer step."""
-    live = [(i, m) for i, m in enumerate(members) if m.live]
-    pack.write_to([m.s.model for _, m in live], [i for i, _ in live])
-    losses = torch.zeros(len(members), device=x.device)
-    logits = torch.zeros(*y.shape, pack.num_classes, device=x.device)
-    for i, m in live:
-        s, optim = m.s, m.s.cfg.optim
-        with s.amp:
-            out = s.step_model(x[i])
-            loss, _, mean_loss = s.ranks.loss(out.float(), y[i], optim.label_smoothing, full_size)
-        s.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        _settle(m, lambda s=s: [obs.on_after_backward(step, s.model) for obs in s.observers])
-        if optim.grad_clip is not None:
-            nn.utils.clip_grad_norm_(s.model.parameters(), optim.grad_clip)
-        losses[i], logits[i] = mean_loss, out.detach().float()
-    pack.grads_from([m.s.model if m.live else None for m in members])
-    opt.step()
-    pack.write_to([m.s.model for _, m in live], [i for i, _ in live])  # what the observers' on_step measure
-    return losses, logits

@@ -7,10 +7,13 @@ only difference) cost about what one does when each op does all N at once. `Pack
 0 * x leaves a plain block's sum exactly as it was). The runs' own modules stay the record: `write_to` copies the
 packed weights back into them (for evaluation, checkpoints, instruments), `grads_from` takes their gradients.
 Batch norm is not packed (its running statistics would need passing through and back): `packable` says so.
+The plain form (the depth study's) packs faster as packed_direct.DirectPackedMLP, gradients without autograd;
+`pack_models` chooses.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -19,6 +22,7 @@ from torch import nn
 
 from .blocks import Block
 from .mlp import MLP
+from .packed_direct import DirectPackedMLP, direct_packable
 
 PACKED_NORMS = ("none", "layer")  # batch norm: its running statistics are not packed yet
 
@@ -114,6 +118,29 @@ class PackedMLP(nn.Module):
     def num_classes(self) -> int:
         return self._by_name["head.weight"].shape[1]
 
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits (evaluation: the caller holds torch.no_grad)."""
+        return self(x)
+
+    def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, label_smoothing: float,
+                       amp: contextlib.AbstractContextManager | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each run's batch-mean loss (N,) and logits (N, B, classes), detached; the losses' gradients in .grad."""
+        with amp or contextlib.nullcontext():
+            logits = self(x)
+        n, b = y.shape
+        losses = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none",
+                                 label_smoothing=label_smoothing).view(n, b).mean(1)
+        for p in self.stacked:
+            p.grad = None
+        losses.sum().backward()
+        return losses.detach(), logits.detach()
+
+    def optimizer_state_of(self, packed: dict[str, Any], i: int) -> dict[str, Any]:
+        return optimizer_state_of(packed, i)
+
+    def stacked_optimizer_state(self, states: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        return stacked_optimizer_state(states)
+
     @torch.no_grad()
     def write_to(self, models: Sequence[nn.Module], runs: Sequence[int] | None = None) -> None:
         """Copy the packed weights into the runs' own modules: models[k] gets run runs[k]'s (default: run k's)."""
@@ -152,3 +179,11 @@ def stacked_optimizer_state(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {"param_groups": states[0]["param_groups"], "state": {
         j: {k: torch.stack([s["state"][j][k] for s in states]) if torch.is_tensor(v) and v.dim() else v
             for k, v in values.items()} for j, values in states[0]["state"].items()}}
+
+
+def pack_models(models: Sequence[nn.Module], direct: bool = True) -> PackedMLP | DirectPackedMLP:
+    """The pack of these runs' models: DirectPackedMLP (gradients without autograd) for the plain form unless
+    `direct` is False (under autocast), else PackedMLP."""
+    if direct and all(direct_packable(m) for m in models):
+        return DirectPackedMLP(models)
+    return PackedMLP(models)

@@ -32,6 +32,7 @@ LAYERS: list[list[str]] = [
     ["observers"],  # the one place that assembles the default observers
     ["session"],  # one run's setup, checked before training
     ["train"],
+    ["packed_steps"],  # what a pack of runs does at each step (its training step, evaluation, a run leaving)
     ["train_packed"],  # several runs of one form trained as one packed model
     ["analyze", "sweep"],
     ["report"],

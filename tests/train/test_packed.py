@@ -16,7 +16,7 @@ from helpers.training import WALL_CLOCK, SignalAt, assert_same_run, strict_json,
 from reslab import files
 from reslab.config import to_dict
 from reslab.errors import ConfigError
-from reslab.models.packed import PackedMLP
+from reslab.models.packed_direct import DirectPackedMLP
 from reslab.runs import RunFolder, load_checkpoint
 from reslab.status import RunStatus
 from reslab.sweep.backends import Task
@@ -119,14 +119,14 @@ def test_a_diverging_run_leaves_the_others_be(packed: list[Path], data_dir: Path
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Run 1's logits turn NaN at step 10: it ends diverged (summary and status say so), the others end exactly as
     in the pack without it."""
-    forward, calls = PackedMLP.forward, []
+    forward, calls = DirectPackedMLP.forward, []  # these runs' plain form packs directly (packed_direct)
 
-    def poisoned(self: PackedMLP, x: torch.Tensor) -> torch.Tensor:
+    def poisoned(self: DirectPackedMLP, x: torch.Tensor) -> torch.Tensor:
         out = forward(self, x)
         calls.append(1)
         return out.index_fill(0, torch.tensor([1]), math.nan) if len(calls) == 8 else out  # step 10 (1 and 8: unpacked)
 
-    monkeypatch.setattr(PackedMLP, "forward", poisoned)
+    monkeypatch.setattr(DirectPackedMLP, "forward", poisoned)
     results = train_pack(_cfgs(data_dir, tmp_path))
     assert all(isinstance(r, RunResult) for r in results), results
     diverged = RunFolder(results[1].run_dir)
