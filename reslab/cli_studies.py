@@ -20,8 +20,9 @@ def add_sweep_parser(sub: Any) -> None:
                                    "runs), and write results.csv, aggregate.csv, paired.csv, figures and summary.txt. "
                                    "The last line printed on stdout is the sweep folder.")
     s.add_argument("file", metavar="SWEEP_FILE", help="a sweep .yaml file (see sweeps/)")
-    s.add_argument("--jobs", type=int, metavar="N", help="runs at a time (local: default 1 on a CPU, one per GPU; "
-                                                         "ray: tasks in flight; slurm: the array's parallelism)")
+    s.add_argument("--jobs", type=int, metavar="N", help="runs at a time (local: one per GPU; on a CPU 1, or one per "
+                                                         "free core for a big sweep of several packs; ray: tasks in "
+                                                         "flight; slurm: the array's parallelism)")
     s.add_argument("--backend", choices=["local", "ray", "slurm"], default="local",
                    help="where runs go: worker processes here, Ray tasks (pip install 'reslab[ray]') or one Slurm "
                         "job array (pip install 'reslab[slurm]')")

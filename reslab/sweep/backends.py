@@ -45,7 +45,7 @@ class BackendOptions:
 class Runner(Protocol):
     """A connected backend: runs tasks, calling `on_done(outcome)` in this process as each ends."""
 
-    def plan_line(self, tasks: int) -> str:
+    def plan_line(self, tasks: Sequence[Task]) -> str:
         """How the runs go, for the sweep's first line ("with 2 jobs")."""
 
     def run(self, tasks: Sequence[Task], on_done: OnDone, folder: SweepFolder) -> bool:

@@ -34,7 +34,7 @@ from reslab.errors import ReslabError, exception_line, first_line
 from reslab.protocols import Observer
 from reslab.runtime import stop_on_signal
 from reslab.status import RunStatus
-from reslab.sweep.threads import choose_threads
+from reslab.sweep.threads import choose_threads, free_cores
 from reslab.train import Interrupted, RunResult, train
 from reslab.train_packed import train_pack
 
@@ -152,10 +152,22 @@ def _init_worker(threads: int, gpus: Any, stopping: Any) -> None:
     torch.set_num_threads(threads)
 
 
-def default_jobs() -> int:
-    """One job per GPU on CUDA; on a CPU one job, in this process: on the busy 2-core development machine two
-    jobs of one thread ran 0.81x the runs/minute of one job of one thread (bench/sweep_jobs.py, 12 runs)."""
-    return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+BIG_SWEEP = 1_000_000  # training image-epochs from which a second worker's start-up (a few seconds) is repaid
+FULL_SPLIT = 50_000  # the images a run without data.train_size is counted as training on (MNIST's, CIFAR's split)
+
+
+def default_jobs(tasks: Sequence[Task] = ()) -> int:
+    """One job per GPU on CUDA. On a CPU one job, in this process, unless the sweep is big (BIG_SWEEP training
+    image-epochs) and trains as several units (packs or runs): then one job per free core (`free_cores`: the cores
+    not busy with other processes), each of one thread. Measured on the 2-core development CPU: idle, the MLP depth
+    sweep (36 runs in 6 packs) took 43.0 s with 2 jobs against 70.2 s with 1 (commit bae565a); busy, two jobs of
+    one thread ran 0.81x the runs/minute of one job (bench/sweep_jobs.py, 12 runs): a busy machine has one free
+    core, so one job."""
+    if torch.cuda.is_available():
+        return max(1, torch.cuda.device_count())
+    work = sum(int(t.cfg.get("train", {}).get("epochs") or 1)
+               * int(t.cfg.get("data", {}).get("train_size") or FULL_SPLIT) for t in tasks)
+    return free_cores() if work >= BIG_SWEEP and len(units(tasks)) > 1 else 1
 
 
 def run_local(tasks: Sequence[Task], jobs: int, on_done: Callable[[dict[str, Any]], None]) -> bool:
@@ -243,15 +255,15 @@ class LocalRunner:
 
     jobs: int | None
 
-    def plan_line(self, tasks: int) -> str:
+    def plan_line(self, tasks: Sequence[Task]) -> str:
         jobs = self._jobs(tasks)
         return f"with {jobs} job{'s' * (jobs > 1)}"
 
     def run(self, tasks: Sequence[Task], on_done: OnDone, folder: SweepFolder) -> bool:
-        return run_local(tasks, self._jobs(len(tasks)), on_done)
+        return run_local(tasks, self._jobs(tasks), on_done)
 
-    def _jobs(self, tasks: int) -> int:
-        return min(self.jobs or default_jobs(), max(1, tasks))
+    def _jobs(self, tasks: Sequence[Task]) -> int:
+        return min(self.jobs or default_jobs(tasks), max(1, len(units(tasks))))
 
 
 def check(options: BackendOptions) -> None:

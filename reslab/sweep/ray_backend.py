@@ -108,7 +108,7 @@ class RayRunner:
             gpus = 1.0 if self.largest["GPU"] and task.cfg["train"]["device"] != "cpu" else 0.0
         return cpus, gpus
 
-    def plan_line(self, tasks: int) -> str:
+    def plan_line(self, tasks: Sequence[Task]) -> str:
         limit = f", at most {self.options.jobs} at a time" if self.options.jobs else ""
         return f"as Ray tasks on {self.where}{limit}"
 

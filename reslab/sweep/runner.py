@@ -187,7 +187,7 @@ def _run(spec: SweepSpec, folder: SweepFolder, planned: Sequence[PlannedRun], ru
     folder.write_index(index)
     resumed = sum(t.resume is not None for t in tasks)
     print(f"sweep {spec.name}: {len(planned)} runs, {len(planned) - len(tasks)} done already, {len(tasks)} to run "
-          f"({resumed} resumed) {runner.plan_line(len(tasks))} into {folder.path}", file=out)
+          f"({resumed} resumed) {runner.plan_line(tasks)} into {folder.path}", file=out)
     progress = _Progress(spec, len(planned), len(planned) - len(tasks), out)
     outcomes: list[dict[str, Any]] = []
 

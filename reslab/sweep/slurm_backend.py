@@ -84,7 +84,8 @@ class SlurmRunner:
     options: BackendOptions
     params: dict[str, Any]
 
-    def plan_line(self, tasks: int) -> str:
+    def plan_line(self, runs: Sequence[Task]) -> str:
+        tasks = len(runs)
         if self.options.slurm_cluster == "slurm":
             return f"as a Slurm job array of {tasks} task{'s' * (tasks != 1)}"
         return f"as {tasks} local process{'es' * (tasks != 1)} through submitit"

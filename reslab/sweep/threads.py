@@ -47,6 +47,11 @@ def _alive_seconds() -> float | None:
         return None
 
 
+def free_cores() -> int:
+    """The cores free for this process now: usable cores minus the load of other processes (at least 1)."""
+    return choose_threads(1)
+
+
 def choose_threads(jobs: int) -> int:
     """`threads_per_run` for this machine now (no load average where the platform has none: all cores free)."""
     try:

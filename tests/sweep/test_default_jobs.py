@@ -1,0 +1,43 @@
+"""How many worker processes a local sweep takes by default on a CPU (`reslab.sweep.local.default_jobs`): one,
+unless the sweep is big and trains as several units, then one per free core."""
+
+from __future__ import annotations
+
+import pytest
+
+from reslab.config import resolve, to_dict
+from reslab.sweep import local
+from reslab.sweep.backends import Task
+
+
+def _tasks(depths: list[int], seeds: int, train_size: int | None, epochs: int) -> list[Task]:
+    out = []
+    for depth in depths:
+        for seed in range(seeds):
+            cfg = resolve("plain-mlp8", [f"model.depth={depth}", f"train.seed={seed}", f"train.epochs={epochs}",
+                                         "train.device=cpu"] + ([f"data.train_size={train_size}"] if train_size else []))
+            out.append(Task(f"d{depth}-s{seed}", to_dict(cfg)))
+    return out
+
+
+@pytest.fixture
+def two_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(local, "free_cores", lambda: 2)
+
+
+def test_a_big_sweep_of_several_packs_takes_a_job_per_free_core(two_free: None) -> None:
+    tasks = _tasks([2, 8, 32], seeds=3, train_size=None, epochs=3)  # 9 runs x 3 epochs x 50,000: 1.35M
+    assert len(local.units(tasks)) == 3  # a pack per depth
+    assert local.default_jobs(tasks) == 2
+    assert local.LocalRunner(None).plan_line(tasks) == "with 2 jobs"
+    assert local.LocalRunner(1).plan_line(tasks) == "with 1 job"  # --jobs wins
+
+
+def test_a_small_sweep_or_a_single_pack_stays_in_this_process(two_free: None,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    assert local.default_jobs(_tasks([2, 8], seeds=2, train_size=2000, epochs=2)) == 1  # 16,000 image-epochs
+    one_pack = _tasks([8], seeds=9, train_size=None, epochs=3)  # big, but one unit: a pack is never cut
+    assert len(local.units(one_pack)) == 1 and local.default_jobs(one_pack) == 1
+    monkeypatch.setattr(local, "free_cores", lambda: 1)  # a busy machine: one free core
+    assert local.default_jobs(_tasks([2, 8, 32], seeds=3, train_size=None, epochs=3)) == 1
