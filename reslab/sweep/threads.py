@@ -47,9 +47,40 @@ def _alive_seconds() -> float | None:
         return None
 
 
+SAMPLE_SECONDS = 0.3  # how long `free_cores` watches the machine
+
+
+def _busy_ticks() -> tuple[int, int] | None:
+    """(busy, total) CPU ticks of the whole machine since boot (Linux /proc/stat; None elsewhere)."""
+    try:
+        fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+def busy_now(cores: int, seconds: float = SAMPLE_SECONDS) -> float | None:
+    """Cores busy with other processes over the next `seconds` (this process sleeps meanwhile): unlike the load
+    average, which still counts for a minute a process that has just ended. None where /proc/stat is missing."""
+    import time
+
+    before = _busy_ticks()
+    if before is None:
+        return None
+    time.sleep(seconds)
+    after = _busy_ticks()
+    if after is None or after[1] <= before[1]:
+        return None
+    return cores * (after[0] - before[0]) / (after[1] - before[1])
+
+
 def free_cores() -> int:
-    """The cores free for this process now: usable cores minus the load of other processes (at least 1)."""
-    return choose_threads(1)
+    """The cores free for new worker processes now: usable cores minus those other processes keep busy, watched
+    for SAMPLE_SECONDS (the load-average rule of `choose_threads` where the platform cannot say), at least 1."""
+    cores = usable_cores()
+    busy = busy_now(cores)
+    return choose_threads(1) if busy is None else max(1, cores - math.floor(busy + 0.5))
 
 
 def choose_threads(jobs: int) -> int:

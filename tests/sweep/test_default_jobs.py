@@ -41,3 +41,21 @@ def test_a_small_sweep_or_a_single_pack_stays_in_this_process(two_free: None,
     assert len(local.units(one_pack)) == 1 and local.default_jobs(one_pack) == 1
     monkeypatch.setattr(local, "free_cores", lambda: 1)  # a busy machine: one free core
     assert local.default_jobs(_tasks([2, 8, 32], seeds=3, train_size=None, epochs=3)) == 1
+
+
+def test_free_cores_counts_the_cores_other_processes_keep_busy_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Known answers from /proc/stat-like tick counts: half of all ticks busy on 2 cores is 1 core busy."""
+    from reslab.sweep import threads
+
+    ticks = iter([(100, 1000), (150, 1100)])  # 50 busy of 100 ticks in the interval
+    monkeypatch.setattr(threads, "_busy_ticks", lambda: next(ticks))
+    monkeypatch.setattr(threads, "SAMPLE_SECONDS", 0.0)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    assert threads.busy_now(2, seconds=0) == pytest.approx(1.0)
+    ticks = iter([(100, 1000), (150, 1100)])
+    assert threads.free_cores() == 1
+    ticks = iter([(100, 1000), (101, 1100)])  # idle
+    assert threads.free_cores() == 2
+    monkeypatch.setattr(threads, "_busy_ticks", lambda: None)  # no /proc/stat: the load-average rule
+    monkeypatch.setattr(threads, "choose_threads", lambda jobs: 7)
+    assert threads.free_cores() == 7
