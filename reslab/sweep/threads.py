@@ -75,12 +75,23 @@ def busy_now(cores: int, seconds: float = SAMPLE_SECONDS) -> float | None:
     return cores * (after[0] - before[0]) / (after[1] - before[1])
 
 
+_WATCHED: dict[str, float] = {}  # the last watch: its time (monotonic) and the free cores it saw
+KEEP_SECONDS = 10.0  # a sweep's plan line and its run ask within this: one watch, one answer for both
+
+
 def free_cores() -> int:
     """The cores free for new worker processes now: usable cores minus those other processes keep busy, watched
-    for SAMPLE_SECONDS (the load-average rule of `choose_threads` where the platform cannot say), at least 1."""
+    for SAMPLE_SECONDS (the load-average rule of `choose_threads` where the platform cannot say), at least 1; a
+    watch is reused for KEEP_SECONDS."""
+    import time
+
+    if time.monotonic() - _WATCHED.get("at", -math.inf) < KEEP_SECONDS:
+        return int(_WATCHED["free"])
     cores = usable_cores()
     busy = busy_now(cores)
-    return choose_threads(1) if busy is None else max(1, cores - math.floor(busy + 0.5))
+    free = choose_threads(1) if busy is None else max(1, cores - math.floor(busy + 0.5))
+    _WATCHED.update(at=time.monotonic(), free=free)
+    return free
 
 
 def choose_threads(jobs: int) -> int:

@@ -50,6 +50,7 @@ def test_free_cores_counts_the_cores_other_processes_keep_busy_now(monkeypatch: 
     ticks = iter([(100, 1000), (150, 1100)])  # 50 busy of 100 ticks in the interval
     monkeypatch.setattr(threads, "_busy_ticks", lambda: next(ticks))
     monkeypatch.setattr(threads, "SAMPLE_SECONDS", 0.0)
+    monkeypatch.setattr(threads, "KEEP_SECONDS", 0.0)  # a fresh watch each time below
     monkeypatch.setattr(threads, "usable_cores", lambda: 2)
     assert threads.busy_now(2, seconds=0) == pytest.approx(1.0)
     ticks = iter([(100, 1000), (150, 1100)])
@@ -59,3 +60,17 @@ def test_free_cores_counts_the_cores_other_processes_keep_busy_now(monkeypatch: 
     monkeypatch.setattr(threads, "_busy_ticks", lambda: None)  # no /proc/stat: the load-average rule
     monkeypatch.setattr(threads, "choose_threads", lambda jobs: 7)
     assert threads.free_cores() == 7
+
+
+def test_a_watch_of_the_free_cores_is_reused_briefly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep's plan line and its run get the same answer from one watch (no second 0.3 s, no disagreement)."""
+    from reslab.sweep import threads
+
+    watches = []
+    monkeypatch.setattr(threads, "_WATCHED", {})
+    monkeypatch.setattr(threads, "busy_now", lambda cores: watches.append(cores) or 0.0)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    assert threads.free_cores() == threads.free_cores() == 2 and len(watches) == 1
+    monkeypatch.setattr(threads, "KEEP_SECONDS", 0.0)
+    threads.free_cores()
+    assert len(watches) == 2
