@@ -80,10 +80,11 @@ def run_study(ctx: LabContext, study: Study) -> int:
     return sum(not run.completed for run in result.runs)
 
 
-def finished_runs(ctx: LabContext, study: Study, seed: int | str = 0) -> list[RunRow]:
-    """The finished runs of one seed (with their run folders), as the study's sweep folder lists them."""
+def finished_runs(ctx: LabContext, study: Study, seed: int | str | None = 0) -> list[RunRow]:
+    """The finished runs of one seed (of every seed: None), with their run folders, as the study's sweep folder
+    lists them."""
     return [r for r in ctx.folder.sweep_folder(study.name).run_rows()
-            if r.seed == int(seed) and r.status is RunStatus.FINISHED and r.run_folder is not None]
+            if (seed is None or r.seed == int(seed)) and r.status is RunStatus.FINISHED and r.run_folder is not None]
 
 
 def _in_reference(row: RunRow, study: Study) -> bool:
@@ -128,8 +129,7 @@ def runs_of(ctx: LabContext, name: str, seed: int | None = 0) -> list[str]:
     study = ctx.profile.study(name)
     if study is None:
         return []
-    rows = [r for r in ctx.folder.sweep_folder(name).run_rows()
-            if r.status is RunStatus.FINISHED and r.run_folder is not None and (seed is None or r.seed == seed)]
+    rows = finished_runs(ctx, study, seed)
     rows.sort(key=lambda r: (r.values.get(RESIDUAL) is True, r.seed))
     return [str(r.run_folder) for r in rows]
 
