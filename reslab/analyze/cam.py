@@ -75,11 +75,17 @@ class CamMeasurement:
     chance: np.ndarray | None = None  # (N,), with canvases: the pointing game's chance (box area / canvas area)
 
 
-def draw_images(data: ImageData, count: int, seed: int) -> torch.Tensor:
-    """`count` test image indices drawn with `seed` (sorted: the test set's order)."""
+def _check_images(data: ImageData, count: int) -> int:
+    """--images within the test set (its size returned): one line otherwise."""
     n = len(data.test_y)
     if not 1 <= count <= n:
         raise ConfigError(f"--images must be in 1..{n} (the test set of {data.name}), got {count}")
+    return n
+
+
+def draw_images(data: ImageData, count: int, seed: int) -> torch.Tensor:
+    """`count` test image indices drawn with `seed` (sorted: the test set's order)."""
+    n = _check_images(data, count)
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:count].sort().values
 
 
@@ -111,8 +117,7 @@ def canvases(data: ImageData, count: int, size: int, seed: int) -> tuple[torch.T
     side = max(data.input_shape[1:])
     if size < side:
         raise ConfigError(f"--canvas must be at least the images' side ({side} pixels for {data.name}), got {size}")
-    if not 1 <= count <= len(data.test_y):
-        raise ConfigError(f"--images must be in 1..{len(data.test_y)} (the test set of {data.name}), got {count}")
+    _check_images(data, count)
     made = make_canvases(data.test_x, data.test_y, CanvasSpec(count=count, size=size, digits=(1, 1),
                                                                scales=(1.0, 1.0), seed=seed))
     return (torch.stack([c.image for c in made]), torch.cat([c.truth.labels for c in made]),
