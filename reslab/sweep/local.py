@@ -8,7 +8,7 @@ invocation resumes it.
 
 Start once (issue 22): one process trains many runs, so a run pays neither interpreter start-up nor imports, and
 the data is decoded once per process (`reslab.data.reusing`: the in-process path, and every pool worker for its
-life). Each run gets `threads.choose_threads(jobs)` torch threads (the cores free when the sweep starts, shared
+life). Each run gets `threads.threads_now(jobs)` torch threads (the cores free when the sweep starts, shared
 among the jobs; see reslab/sweep/threads.py), set again before every run so that one run's train.threads does
 not stick to the next; a run's own train.threads still wins.
 """
@@ -34,7 +34,7 @@ from reslab.errors import ReslabError, exception_line, first_line
 from reslab.protocols import Observer
 from reslab.runtime import stop_on_signal
 from reslab.status import RunStatus
-from reslab.sweep.threads import choose_threads, free_cores
+from reslab.sweep.threads import free_cores, threads_now
 from reslab.train import Interrupted, RunResult, train
 from reslab.train_packed import train_pack
 
@@ -179,7 +179,7 @@ def run_local(tasks: Sequence[Task], jobs: int, on_done: Callable[[dict[str, Any
     """
     todo = units(tasks)
     if jobs <= 1:
-        before, threads = torch.get_num_threads(), choose_threads(1)  # this process's threads: restored after
+        before, threads = torch.get_num_threads(), threads_now(1)  # this process's threads: restored after
         try:
             with reusing(), stop_on_signal(at_once=True):  # train() takes the signals over while a run trains
                 for unit in todo:
@@ -201,7 +201,7 @@ def run_local(tasks: Sequence[Task], jobs: int, on_done: Callable[[dict[str, Any
     gpus = ctx.Queue() if cuda else None
     for i in range(jobs if cuda else 0):
         gpus.put(i % torch.cuda.device_count())
-    threads = choose_threads(jobs)  # unless a run's config sets train.threads
+    threads = threads_now(jobs)  # unless a run's config sets train.threads
     stopping = ctx.Event()
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
                                initargs=(threads, gpus, stopping))

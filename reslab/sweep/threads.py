@@ -1,11 +1,13 @@
 """How many torch threads a local sweep gives each run: the cores free now, shared among the jobs.
 
-The rule (`threads_per_run`): usable cores are the ones this process may run on (`os.sched_getaffinity`); other
-processes keep `load - own` of them busy, where `load` is the 1-minute load average and `own` this process's
-(and its finished workers') share of it; free cores = usable - that, rounded, at least 1; each of `jobs` runs gets
-free // jobs threads, at least 1. A run's `train.threads` still wins. Why not cpu_count() // jobs: on a busy
-2-core machine a run of 2 threads waits for a core another process holds at every parallel op, and stalled
-10-70x against 1 thread (issue 22); a thread fewer than the free cores costs far less than one too many.
+The rule (`threads_now`): free cores = usable cores (`os.sched_getaffinity`) minus those other processes keep busy,
+watched over SAMPLE_SECONDS of /proc/stat while this process sleeps (`free_cores`), at least 1; each of `jobs` runs
+gets free // jobs threads, at least 1. A run's `train.threads` still wins. Why not cpu_count() // jobs: on a busy
+2-core machine a run of 2 threads waits for a core another process holds at every parallel op, and stalled 10-70x
+against 1 thread (issue 22); a thread fewer than the free cores costs far less than one too many. Why not the load
+average: it remembers for a minute the workers of a sweep that has just ended; after the lab's first sweep it gave
+the notebook's ResNetCNN 1 thread on an idle 2-core machine. Only where /proc/stat is missing is the load average
+used (`choose_threads`): busy elsewhere = load - this process's own share of it (`own_load`).
 """
 
 from __future__ import annotations
@@ -92,6 +94,11 @@ def free_cores() -> int:
     free = choose_threads(1) if busy is None else max(1, cores - math.floor(busy + 0.5))
     _WATCHED.update(at=time.monotonic(), free=free)
     return free
+
+
+def threads_now(jobs: int) -> int:
+    """Threads for each of `jobs` runs: the cores free now (`free_cores`) shared among them, at least 1."""
+    return max(1, free_cores() // max(1, jobs))
 
 
 def choose_threads(jobs: int) -> int:

@@ -74,3 +74,28 @@ def test_a_watch_of_the_free_cores_is_reused_briefly(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(threads, "KEEP_SECONDS", 0.0)
     threads.free_cores()
     assert len(watches) == 2
+
+
+def test_threads_per_run_are_the_free_cores_shared_among_the_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reslab.sweep import threads
+
+    monkeypatch.setattr(threads, "free_cores", lambda: 2)
+    assert [threads.threads_now(j) for j in (1, 2, 3)] == [2, 1, 1]
+    monkeypatch.setattr(threads, "free_cores", lambda: 1)  # one core busy elsewhere
+    assert threads.threads_now(1) == 1
+
+
+def test_a_sweep_in_this_process_trains_on_the_cores_free_now_not_the_load_average(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The load average still counts a finished sweep's workers for a minute (the lab's ex1-resnet got 1 thread of 2
+    on an idle machine): the in-process sweep asks `threads_now`, which watches the cores, and restores the
+    process's threads after."""
+    import torch
+
+    seen: list[int] = []
+    monkeypatch.setattr(local, "threads_now", lambda jobs: 3)
+    monkeypatch.setattr(local, "run_unit", lambda unit, progress: seen.append(torch.get_num_threads()) or [
+        {"key": t.key, "status": "done"} for t in unit])
+    before = torch.get_num_threads()
+    assert local.run_local(_tasks([2], seeds=1, train_size=100, epochs=1), 1, lambda outcome: None)
+    assert seen == [3] and torch.get_num_threads() == before
