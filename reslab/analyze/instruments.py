@@ -96,10 +96,10 @@ def _lesion_call(args: argparse.Namespace) -> Call:
                                                           path_images=args.path_images))
 
 
-def _lesion_options(lab: LabSource) -> Any:
+def _lesion_options(lab: LabSource, runs: str) -> Any:
     from reslab.analyze import lesion
 
-    return lesion.LesionOptions(at="last", subset=lab.profile.subset, draws=lab.profile.lesion_draws,
+    return lesion.LesionOptions(at="last", subset=lab.profile.subset_for(runs), draws=lab.profile.lesion_draws,
                                 path_images=lab.profile.lesion_path_images)
 
 
@@ -184,7 +184,7 @@ def _responses_call(args: argparse.Namespace) -> Call:
     return Call(tuple(args.sources), responses.ResponsesOptions(at=args.at, batches=args.batches))
 
 
-def _responses_options(lab: LabSource) -> Any:
+def _responses_options(lab: LabSource, runs: str) -> Any:
     from reslab.analyze import responses
 
     return responses.ResponsesOptions(at="last", batches=lab.profile.gradflow_batches)

@@ -39,12 +39,12 @@ def seed_pairs(lab: LabSource, runs: str) -> list[str]:
     return out
 
 
-def seed_pair_stage(kind: str, runs: str, title: str, options: Callable[[LabSource], Any], doc: str) -> LabStage:
+def seed_pair_stage(kind: str, runs: str, title: str, options: Callable[[LabSource, str], Any], doc: str) -> LabStage:
     """The lab stage `kind`-`runs` of a pair instrument: the twins `runs` names over the profile's instrument seeds
-    (`seed_pairs`: its summary then gives intervals over them), with the options `options(lab)` makes."""
+    (`seed_pairs`: its summary then gives intervals over them), with the options `options(lab, runs)` makes."""
 
     def call(lab: LabSource) -> Call:
-        return Call(tuple(seed_pairs(lab, runs)), options(lab))
+        return Call(tuple(seed_pairs(lab, runs)), options(lab, runs))
 
     call.__doc__ = doc
     if runs == "mlp-learned":
@@ -162,7 +162,7 @@ def _landscape_of(runs: str, dims: int, title: str) -> LabStage:
         from reslab.analyze import landscape
 
         points = lab.profile.landscape_points if dims == 1 else None
-        cut = landscape.LandscapeSettings(dims=dims, points=points, subset=lab.profile.subset,
+        cut = landscape.LandscapeSettings(dims=dims, points=points, subset=lab.profile.subset_for(runs),
                                           directions=lab.profile.landscape_directions if dims == 1 else 1)
         pair = lab.mlp_pair() if runs == "mlp" else learned_pair(lab) if runs == "mlp-learned" else lab.conv_pair()
         return Call(tuple(pair), landscape.LandscapeOptions(cut=cut))

@@ -21,7 +21,6 @@ FCN_STUDY, SOURCE_STUDY, TRANSFER_STUDY, SCRATCH_STUDY, DISTILL_STUDY = (  # the
 TEACHER_STUDY = "ex1-mlp"  # the notebook's MLP (Exercise 1.1) is the teacher
 ALPHA = "train.distill.alpha"  # alpha 0 with no teacher is the student alone: the pair differs only in the teacher
 
-_ONE_THREAD = {"train.threads": 1}
 # the conv net of the lab's conv depth study (one block per stage, residual): the source and target models
 _CONV = {"model.name": "convnet", "model.channels": 16, "model.stages": 3, "model.kernel_size": 3, "model.blocks": 1,
          "model.layers_per_block": 2, "model.norm": "batch", "model.residual": True, "data.batch_size": 128,
@@ -44,13 +43,13 @@ _HEAD_ONLY = ({"when": {FREEZE: "all-but-head"}, "set": {"optim.head_lr": HEAD_L
 def _studies(*, mnist_conv: dict[str, Any], cifar: dict[str, Any], source: dict[str, Any], student: dict[str, Any],
              epochs_conv: int, epochs_source: int, epochs_transfer: int, epochs_student: int, seeds: int,
              transfer_seeds: int, student_seeds: int) -> tuple[Study, ...]:
-    transfer = _CONV | cifar | _ONE_THREAD | {"data.classes": TARGET_CLASSES}
+    transfer = _CONV | cifar | {"data.classes": TARGET_CLASSES}
     return (
-        Study(FCN_STUDY, "mnist-convnet", "mnist", mnist_conv | _ONE_THREAD | {"train.epochs": epochs_conv},
+        Study(FCN_STUDY, "mnist-convnet", "mnist", mnist_conv | {"train.epochs": epochs_conv},
               {"model.residual": [False, True]}, seeds=seeds,
               title="Exercise 2.2 (2023/24): the MNIST conv twins the digit detector is made of"),
         Study(SOURCE_STUDY, "seed-cnn", "cifar",
-              _CONV | cifar | source | _ONE_THREAD | {"data.classes": SOURCE_CLASSES},
+              _CONV | cifar | source | {"data.classes": SOURCE_CLASSES},
               {"train.epochs": [epochs_source]}, seeds=1,
               title="Exercise 2.1 (2025): the source model, CIFAR-10 classes 0-4"),
         Study(TRANSFER_STUDY, "seed-cnn", "cifar", transfer | {"train.init_from": LAB_RUN + SOURCE_STUDY},
@@ -58,7 +57,7 @@ def _studies(*, mnist_conv: dict[str, Any], cifar: dict[str, Any], source: dict[
               cases=_HEAD_ONLY, title="Exercise 2.1 (2025): fine-tuning the source model on classes 5-9"),
         Study(SCRATCH_STUDY, "seed-cnn", "cifar", transfer, {"train.epochs": [epochs_transfer]}, seeds=transfer_seeds,
               title="Exercise 2.1 (2025): the same model trained from scratch on classes 5-9"),
-        Study(DISTILL_STUDY, "plain-mlp8", "mnist", _STUDENT | _ONE_THREAD | student | {"train.epochs": epochs_student},
+        Study(DISTILL_STUDY, "plain-mlp8", "mnist", _STUDENT | student | {"train.epochs": epochs_student},
               {ALPHA: [0.0, 0.9]}, seeds=student_seeds, cases=_ALONE, pair=ALPHA,
               title="Exercise 2.2 (2025): a small MLP alone and distilled from the notebook's MLP"),
     )

@@ -52,19 +52,28 @@ class Profile:
     # Exercise 2's other options (issue 20): their sweeps run after the depth studies, in this order (a study that
     # names another's run, "lab:NAME", after it); their analyses are the instruments' lab stages
     exercise2: tuple[Study, ...] = ()
+    subset_conv: int | None = None  # the conv pair's lesion and landscape images (None: `subset`)
 
     def studies(self) -> tuple[Study, ...]:
         """Every sweep of the profile, in the order the lab runs them."""
         return (self.notebook_mlp, self.notebook_cnn, self.notebook_resnet, self.mlp_depth, self.conv_depth,
                 *self.exercise2)
 
+    def subset_for(self, runs: str) -> int:
+        """Images the lesion and landscape of the twins `runs` names ("conv", "mlp", "mlp-learned") evaluate on."""
+        return self.subset_conv if runs == "conv" and self.subset_conv is not None else self.subset
+
     def study(self, name: str) -> Study | None:
         return next((s for s in self.studies() if s.name == name), None)
 
 
-_ONE_THREAD = {"train.threads": 1}  # many small runs: one thread each, the sweep runs them side by side
+# no study sets train.threads: each run gets the cores free when its sweep starts, shared among the sweep's jobs
+# (reslab/sweep/threads.py): one thread per run in a pool of workers, every free core for a sweep in the lab's process
 _NOTEBOOK_MLP = {"data.val_size": 5000}
-_CIFAR_QUICK = {"data.val_size": 1000, "data.train_size": 3000, "data.test_size": 2000}
+# batch 32 (the notebook's: 128): on the 2-core CPU with AVX2 kernels only, the ResNetCNN trained as fast per image
+# at 32 as at 128 (135 against 114 img/s, 2 threads) and 2 epochs at 32 take 188 steps, not 3 epochs' 72 at 128:
+# 26.8% test accuracy in 53 s against 26.1% in ~95 s (the lab at commit d815195)
+_CIFAR_QUICK = {"data.val_size": 1000, "data.train_size": 3000, "data.test_size": 2000, "data.batch_size": 32}
 _MLP_DEPTH = {"model.width": 16, "model.layers_per_block": 2, "data.val_size": 5000,
               "data.batch_size": 128, "optim.name": "adam"}
 _MLP_DEPTHS = [2, 4, 8, 16, 32, 64]
@@ -98,21 +107,22 @@ _CONV = {"model.name": "convnet", "model.channels": 16, "model.stages": 3, "mode
 QUICK = Profile(
     name="quick",
     notebook_mlp=Study("ex1-mlp", "seed-mlp", "mnist", _NOTEBOOK_MLP, {"train.epochs": [15]}, seeds=2),
-    notebook_cnn=Study("ex1-cnn", "seed-cnn", "cifar", _CIFAR_QUICK, {"train.epochs": [3]}, seeds=2),
-    notebook_resnet=Study("ex1-resnet", "seed-resnet", "cifar", _CIFAR_QUICK, {"train.epochs": [3]}, seeds=2),
+    notebook_cnn=Study("ex1-cnn", "seed-cnn", "cifar", _CIFAR_QUICK, {"train.epochs": [2]}, seeds=2),
+    notebook_resnet=Study("ex1-resnet", "seed-resnet", "cifar", _CIFAR_QUICK, {"train.epochs": [2]}, seeds=2),
     mlp_depth=Study("mlp-depth", "plain-mlp8", "mnist",
-                    _MLP_DEPTH | _ONE_THREAD | _PLATEAU | {"train.epochs": 3, "train.patience": 2,
+                    _MLP_DEPTH | _PLATEAU | {"train.epochs": 3, "train.patience": 2,
                                                             "optim.lr": 1e-3},
                     {"model.depth": _MLP_DEPTHS, "model.init": _INITS, "model.norm": _NORMS,
                      "model.residual": [False, True]}, seeds=3,
                     cases=_only_at(_MLP_DEPTHS, _QUICK_KEEP), reference=_REFERENCE),
     conv_depth=Study("conv-depth", "seed-cnn", "cifar",
-                     _CONV | _ONE_THREAD | {"data.val_size": 1000, "data.train_size": 3000, "data.test_size": 2000,
-                                            "train.epochs": 3},
+                     _CONV | {"data.val_size": 1000, "data.train_size": 3000, "data.test_size": 2000,
+                              "data.batch_size": 32, "train.epochs": 2},
                      {"model.blocks": [1, 3], "model.residual": [False, True]}, seeds=3),
     depth_key_conv="model.blocks",
     pair_depth_mlp=32,
     subset=1000,
+    subset_conv=500,  # the conv pair's lesion (4 nets x ~60 evaluations) and landscape: half the CIFAR stages' time
     landscape_points=21,
     landscape_2d=False,
     shatter_depths=(1, 2, 4, 8, 16, 32, 50),
@@ -132,16 +142,18 @@ QUICK = Profile(
           "cam-conv": 150, "cam-mnist-canvas": 60, **QUICK_EXERCISE2_WORK,  # responses, cam-conv: estimated
           "fcn-mnist": 75},  # 31 s beside a 0.44 s reference on the busy dev CPU (100 canvases, 2 seeds' twins)
     shortcuts=(
-        "Exercise 1.2 trains on a seeded subset of 3,000 CIFAR-10 training images for 3 epochs (the notebook: "
-        "45,000 images, 10 epochs), validates on 1,000 and tests on a fixed subset of 2,000 test images, 2 seeds.",
+        "Exercise 1.2 trains on a seeded subset of 3,000 CIFAR-10 training images for 2 epochs in batches of 32 (the "
+        "notebook: 45,000 images, 10 epochs, batches of 128), validates on 1,000 and tests on a fixed subset of 2,000 "
+        "test images, 2 seeds.",
         "The MLP depth study trains at most 3 epochs (until the training loss stops improving, patience 2: at this "
         "cap, as 3 fixed epochs) at one learning rate (Adam 1e-3; the full profile: at most 40 epochs, patience 3, 5 "
         "seeds, the learning rate tuned per cell): a run that hit the cap is reported as such. Its init x "
         "norm x residual grid is measured at every depth only for PyTorch's default init without normalisation; He "
         "init without normalisation at depths 4, 16 and 32, and both inits with batch norm at depths 4 and 16.",
-        "The conv-net depth study trains on 3,000 CIFAR-10 images for 3 epochs, at 1 and 3 blocks per stage "
-        "(8 and 20 weight layers), tests on the same 2,000 test images.",
-        "The instruments evaluate on seeded subsets of 1,000 images; the conv nets' loss landscape is cut in 1-D only "
+        "The conv-net depth study trains on 3,000 CIFAR-10 images for 2 epochs in batches of 32 (the full lab: 128), "
+        "at 1 and 3 blocks per stage (8 and 20 weight layers), tests on the same 2,000 test images.",
+        "The instruments evaluate on seeded subsets of 1,000 images (the conv nets' lesion and loss landscape: 500); "
+        "the conv nets' loss landscape is cut in 1-D only "
         "(the MLPs' in 2-D too), along 3 directions (the full lab: 5); the lesion draws 5 sets of blocks per k (the "
         "full lab: 10) and measures path gradients on 64 test images (the full lab: 128); the lesion and the layer "
         "responses measure the twins of 2 seeds (the full lab: 3), the other instruments seed 0.",

@@ -53,6 +53,9 @@ def _runs(folder: LabFolder, study: Study) -> list[RunRow]:
     return folder.sweep_folder(study.name).run_rows()
 
 
+NOTEBOOK_BATCH = 128  # the notebook's batch size, for its MLP and both CNNs (the seed-* presets)
+
+
 def _shortcut(study: Study, notebook_epochs: int) -> str | None:
     """Why a notebook comparison is not like for like (None when it is)."""
     why = []
@@ -61,6 +64,9 @@ def _shortcut(study: Study, notebook_epochs: int) -> str | None:
     epochs = study.grid.get("train.epochs", [study.settings.get("train.epochs")])[0]
     if epochs != notebook_epochs:
         why.append(f"for {epochs} epochs (the notebook: {notebook_epochs})")
+    batch = study.settings.get("data.batch_size", NOTEBOOK_BATCH)
+    if batch != NOTEBOOK_BATCH:
+        why.append(f"in batches of {batch} (the notebook: {NOTEBOOK_BATCH})")
     return " ".join(why) if why else None
 
 
