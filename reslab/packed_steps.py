@@ -115,6 +115,7 @@ def step_each(pack: Pack, opt: torch.optim.Optimizer, members: list[Member], x: 
                 nn.utils.clip_grad_norm_(s.model.parameters(), optim.grad_clip)
             losses[i], logits[i] = mean_loss, out.detach().float()
         pack.grads_from([m.s.model if m.live else None for m in members])
+        pack.buffers_from(*own)  # batch norm's running statistics moved in the runs' own modules
     opt.step()
     pack.write_to(*own)  # what the observers' on_step measure
     return losses, logits

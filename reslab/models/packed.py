@@ -5,8 +5,10 @@ one architecture (the seeds of a depth study, and its plain/residual twins: equa
 only difference) cost about what one does when each op does all N at once. `PackedMLP` mirrors `MLP.forward` and
 `Block.forward` op by op on (N, B, F) activations; a per-run 0/1 skip mask makes twins one computation (adding
 0 * x leaves a plain block's sum exactly as it was). The runs' own modules stay the record: `write_to` copies the
-packed weights back into them (for evaluation, checkpoints, instruments), `grads_from` takes their gradients.
-Batch norm is not packed (its running statistics would need passing through and back): `packable` says so.
+packed weights and buffers back into them (for evaluation, checkpoints, instruments), `grads_from` takes their
+gradients and `buffers_from` their buffers (after a step through their own modules). Batch norm packs as one
+`F.batch_norm` whose channels are every run's features side by side: each run's statistics are its own batch's, its
+running statistics a view of the stacked buffers; `predict` uses the running statistics (eval mode).
 The plain form (the depth study's) packs faster as packed_direct.DirectPackedMLP, gradients without autograd;
 `pack_models` chooses.
 """
@@ -24,11 +26,11 @@ from .blocks import Block
 from .mlp import MLP
 from .packed_direct import DirectPackedMLP, direct_packable
 
-PACKED_NORMS = ("none", "layer")  # batch norm: its running statistics are not packed yet
+PACKED_NORMS = ("none", "layer", "batch")
 
 
 def packable(name: str, args: Mapping[str, Any]) -> bool:
-    """Whether runs of model `name` with `args` can train packed (the MLP without batch norm)."""
+    """Whether runs of model `name` with `args` can train packed (the MLP, with any of its norms)."""
     return name == "mlp" and args.get("norm", "none") in PACKED_NORMS
 
 
@@ -49,14 +51,20 @@ class PackedMLP(nn.Module):
         super().__init__()
         if not models or any(_form(m) != _form(models[0]) for m in models):
             raise ValueError("packed models must have one form: equal parameters and blocks (the skip aside)")
-        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in models[0].modules()):
-            raise ValueError("batch norm does not pack")
+        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) and not (m.track_running_stats and m.affine)
+               for m in models[0].modules()):
+            raise ValueError("batch norm packs with running statistics and affine weights only")
         self.template = [models[0]]  # in a list: its modules describe the form, its weights are not ours
         self.names = [n for n, _ in models[0].named_parameters()]
         own = [dict(m.named_parameters()) for m in models]
         self.stacked = nn.ParameterList(
             [nn.Parameter(torch.stack([params[n].detach() for params in own])) for n in self.names])
         self._by_name = dict(zip(self.names, self.stacked))
+        # the runs' buffers (batch norm's running statistics and batch counts), stacked: (N, ...) each
+        self.buffer_names = [n for n, _ in models[0].named_buffers()]
+        self.stacked_buffers = [torch.stack([dict(m.named_buffers())[n].detach() for m in models])
+                                for n in self.buffer_names]
+        self._buffer = dict(zip(self.buffer_names, self.stacked_buffers))
         skips = [[b.residual for b in m.blocks] for m in models]
         # per block: None (no run adds the skip), True (every run does) or an (N, 1, 1) 0/1 mask (twins)
         self.skips: list[Any] = []
@@ -88,12 +96,29 @@ class PackedMLP(nn.Module):
     def _norm(self, prefix: str, norm: nn.Module, h: torch.Tensor) -> torch.Tensor:
         if isinstance(norm, nn.Identity):
             return h
+        if isinstance(norm, nn.BatchNorm1d):
+            return self._batch_norm(prefix, norm, h)
         assert isinstance(norm, nn.LayerNorm)
         h = F.layer_norm(h, norm.normalized_shape, eps=norm.eps)
         weight, bias = self._by_name.get(f"{prefix}.weight"), self._by_name.get(f"{prefix}.bias")
         if weight is not None:
             h = h * weight.unsqueeze(1)
         return h + bias.unsqueeze(1) if bias is not None else h
+
+    def _batch_norm(self, prefix: str, norm: nn.BatchNorm1d, h: torch.Tensor) -> torch.Tensor:
+        """nn.BatchNorm1d of every run at once: (N, B, F) as (B, N * F) channels, so each run's features are
+        normalised by its own batch's statistics (training) or its own running ones (eval), which update in place."""
+        n, b, f = h.shape
+        factor = 0.0
+        if self.training:
+            count = self._buffer[f"{prefix}.num_batches_tracked"]
+            count.add_(1)
+            factor = norm.momentum if norm.momentum is not None else 1.0 / float(count[0])
+        out = F.batch_norm(h.transpose(0, 1).reshape(b, n * f), self._buffer[f"{prefix}.running_mean"].view(-1),
+                           self._buffer[f"{prefix}.running_var"].view(-1),
+                           self._by_name[f"{prefix}.weight"].reshape(-1), self._by_name[f"{prefix}.bias"].reshape(-1),
+                           self.training, factor, norm.eps)
+        return out.view(b, n, f).transpose(0, 1)
 
     def _block(self, prefix: str, block: Block, skip: Any, x: torch.Tensor) -> torch.Tensor:
         """Block.branch then Block.combine, for all runs at once."""
@@ -119,8 +144,13 @@ class PackedMLP(nn.Module):
         return self._by_name["head.weight"].shape[1]
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """The logits (evaluation: the caller holds torch.no_grad)."""
-        return self(x)
+        """The logits in eval mode (batch norm's running statistics, left as they are); the caller holds no_grad."""
+        was = self.training
+        self.train(False)
+        try:
+            return self(x)
+        finally:
+            self.train(was)
 
     def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, label_smoothing: float,
                        amp: contextlib.AbstractContextManager | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,6 +176,16 @@ class PackedMLP(nn.Module):
         """Copy the packed weights into the runs' own modules: models[k] gets run runs[k]'s (default: run k's)."""
         for model, i in zip(models, range(len(models)) if runs is None else runs):
             torch._foreach_copy_(list(model.parameters()), [stacked[i] for stacked in self.stacked])
+            for own, stacked in zip(model.buffers(), self.stacked_buffers):
+                own.copy_(stacked[i])
+
+    @torch.no_grad()
+    def buffers_from(self, models: Sequence[nn.Module], runs: Sequence[int]) -> None:
+        """The runs' own buffers (after a step through their own modules) into the pack: run runs[k]'s from
+        models[k]."""
+        for model, i in zip(models, runs):
+            for own, stacked in zip(model.buffers(), self.stacked_buffers):
+                stacked[i].copy_(own)
 
     @torch.no_grad()
     def grads_from(self, models: Sequence[nn.Module | None]) -> None:

@@ -1,7 +1,7 @@
 """Which of a sweep's runs train together as one pack (reslab.train_packed), and which alone.
 
 Runs pack when their configs are equal but for the seed, the init and the skip (`train_packed.PACK_FREE`), their
-model packs (the MLP without batch norm), and they start from one position: all fresh, or all resumed from
+model packs (the MLP, batch norm included), and they start from one position: all fresh, or all resumed from
 checkpoints of one epoch, batch and step (a pack that was stopped resumes as that pack). Packs are cut to
 `MAX_PACK` runs.
 """

@@ -112,3 +112,36 @@ def test_other_forms_pack_through_autograd() -> None:
             for stacked, own in zip(pack.stacked, model.parameters()):
                 assert torch.allclose(stacked.grad[i], own.grad, rtol=1e-5, atol=1e-7)
     assert isinstance(pack_models(_models(2, 2, [True, False]), direct=False), PackedMLP)  # under autocast
+
+
+@pytest.mark.parametrize("preact", [False, True])
+def test_batch_norm_packs_each_run_with_its_own_statistics(preact: bool) -> None:
+    """Batch norm (post-act and pre-act, whose final norm is batch norm too): each run's training forward normalises
+    by its own batch and updates its own running statistics, as its module does; predict uses the running
+    statistics (eval mode) and leaves them be; write_to hands them back."""
+    models = _models(3, 2, [False, True, True], norm="batch", preact=preact)
+    for model in models:  # running statistics that differ per run, as after some training
+        for name, buf in model.named_buffers():
+            if "running" in name:
+                buf.uniform_(0.5, 1.5)
+    pack = pack_models(models)
+    assert isinstance(pack, PackedMLP)
+    x, y = _batch(3)
+    losses, _ = pack.loss_and_grads(x, y, 0.0)
+    assert torch.allclose(losses, torch.tensor(_separate(models, x, y, 0.0)), rtol=1e-5)  # modules in train mode
+    for i, model in enumerate(models):
+        for stacked, own in zip(pack.stacked, model.parameters()):
+            assert torch.allclose(stacked.grad[i], own.grad, rtol=1e-4, atol=1e-6)
+        for stacked, (name, own) in zip(pack.stacked_buffers, model.named_buffers()):
+            assert torch.allclose(stacked[i].to(own.dtype), own, rtol=1e-5, atol=1e-7), name
+    before = [b.clone() for b in pack.stacked_buffers]
+    with torch.no_grad():
+        logits = pack.predict(x)
+        for i, model in enumerate(models):
+            assert torch.allclose(logits[i], model.eval()(x[i]), rtol=1e-5, atol=1e-6)
+    assert all(torch.equal(a, b) for a, b in zip(before, pack.stacked_buffers)) and pack.training
+    fresh = _models(3, 2, [False, True, True], norm="batch", preact=preact)
+    pack.write_to(fresh)
+    for model, own in zip(fresh, models):
+        for (name, a), b in zip(model.named_buffers(), own.buffers()):
+            assert torch.equal(a, b), name

@@ -138,18 +138,20 @@ def test_a_diverging_run_leaves_the_others_be(packed: list[Path], data_dir: Path
 
 
 def test_what_cannot_pack_trains_alone(data_dir: Path, tmp_path: Path) -> None:
-    """Batch norm, another model, another setting or another position: a unit of its own; packs keep task order."""
+    """Another norm, another model, another setting or another position: a unit of its own; packs keep task
+    order."""
     def task(key: str, *extra: str, preset: str = "plain-mlp8", resume: str | None = None) -> Task:
         cfg = tiny_cfg(data_dir, tmp_path, *(EXTRA if preset == "plain-mlp8" else ()), *extra, preset=preset)
         return Task(key, to_dict(cfg), resume)
 
     tasks = [task("a"), task("bn", "model.norm=batch"), task("b", "train.seed=1", "model.init=he"),
              task("conv", preset="seed-cnn"), task("lr", "optim.lr=0.1"), task("c", "model.residual=true"),
-             task("lr2", "optim.lr=0.1", "train.seed=3")]
-    assert [[t.key for t in unit] for unit in units(tasks)] == [["a", "b", "c"], ["bn"], ["conv"], ["lr", "lr2"]]
-    assert [len(unit) for unit in units(tasks, max_pack=2)] == [2, 1, 1, 1, 2]
+             task("lr2", "optim.lr=0.1", "train.seed=3"), task("bn2", "model.norm=batch", "train.seed=2")]
+    assert [[t.key for t in unit] for unit in units(tasks)] == [["a", "b", "c"], ["bn", "bn2"], ["conv"],
+                                                                 ["lr", "lr2"]]
+    assert [len(unit) for unit in units(tasks, max_pack=2)] == [2, 1, 2, 1, 2]
     with pytest.raises(ConfigError, match="does not pack"):
-        train_pack([tiny_cfg(data_dir, tmp_path, *EXTRA, "model.norm=batch", preset="plain-mlp8")])
+        train_pack([tiny_cfg(data_dir, tmp_path, preset="seed-cnn")])
     with pytest.raises(ConfigError, match="differ in optim.lr"):
         train_pack(_cfgs(data_dir, tmp_path)[:1] + _cfgs(data_dir, tmp_path, "optim.lr=0.1")[:1])
 
@@ -172,3 +174,19 @@ def test_transfer_settings_do_not_pack(data_dir: Path, tmp_path: Path) -> None:
     for extra in ("train.freeze=all-but-head", "optim.head_lr=0.01"):
         with pytest.raises(ConfigError, match="do not pack"):
             train_pack(_cfgs(data_dir, tmp_path, extra)[:2])
+
+
+def test_batch_norm_runs_of_a_pack_write_what_separate_runs_write(data_dir: Path, tmp_path: Path) -> None:
+    """Batch-norm MLPs (twins, two seeds) pack: each run's batch statistics and running statistics are its own, so
+    metrics, steps, gradient flow (its steps run through each run's own module), summary and both checkpoints
+    (running statistics included) equal separate runs'."""
+    cfgs = [tiny_cfg(data_dir, tmp_path / where, *EXTRA, "model.norm=batch", f"train.seed={seed}",
+                     f"model.residual={residual}", preset="plain-mlp8")
+            for where in ("alone", "packed") for seed, residual in (("0", "false"), ("1", "true"))]
+    alone = [train(cfg, progress=False).run_dir for cfg in cfgs[:2]]
+    results = train_pack(cfgs[2:])
+    assert all(isinstance(r, RunResult) for r in results), results
+    for result, reference in zip(results, alone):
+        _same_folder(result.run_dir, reference)
+        running = load_checkpoint(RunFolder(result.run_dir).last)["model"]
+        assert any("running_var" in k for k in running), sorted(running)
