@@ -81,12 +81,9 @@ FULL_EXERCISE2 = _studies(
     mnist_conv={"data.val_size": 5000}, cifar={"data.val_size": 5000}, source={},
     student={"data.train_size": 5000, "data.val_size": 5000},
     epochs_conv=10, epochs_source=10, epochs_transfer=10, epochs_student=40, seeds=3, transfer_seeds=3, student_seeds=5)
-# the quick profile's stages in reference units (reslab.lab.pace): estimates until a lab has measured them
-# (transfer: 2.5 x their seconds in bench/lab_transfer.py on the busy 2-core CPU, about 2x its idle pace: source
-# 62 s, fine-tuning 71 s, scratch 42 s, the probe 12 s; docs/tutorials/transfer.md; the MNIST conv twins: 178 s
-# beside a reference of 0.44-0.5 s)
-QUICK_EXERCISE2_WORK = {FCN_STUDY: 380, SOURCE_STUDY: 155, TRANSFER_STUDY: 180, SCRATCH_STUDY: 105, DISTILL_STUDY: 40,
-                        PROBE_STAGE: 30}
+# the quick profile's stages in reference units (reslab.lab.pace), measured as the profile's `work` is (its comment)
+QUICK_EXERCISE2_WORK = {FCN_STUDY: 151, SOURCE_STUDY: 66, TRANSFER_STUDY: 77, SCRATCH_STUDY: 53, DISTILL_STUDY: 19,
+                        PROBE_STAGE: 7}
 QUICK_EXERCISE2_SHORTCUT = (
     "Exercise 2 (the other options): the MNIST conv twins train on 10,000 images for 2 epochs; the transfer is "
     "measured between CIFAR-10's classes 0-4 and 5-9 (the handout: CIFAR-100): the source model on 10,000 images "

@@ -70,9 +70,11 @@ class Profile:
 # no study sets train.threads: each run gets the cores free when its sweep starts, shared among the sweep's jobs
 # (reslab/sweep/threads.py): one thread per run in a pool of workers, every free core for a sweep in the lab's process
 _NOTEBOOK_MLP = {"data.val_size": 5000}
-# batch 32 (the notebook's: 128): on the 2-core CPU with AVX2 kernels only, the ResNetCNN trained as fast per image
-# at 32 as at 128 (135 against 114 img/s, 2 threads) and 2 epochs at 32 take 188 steps, not 3 epochs' 72 at 128:
-# 26.8% test accuracy in 53 s against 26.1% in ~95 s (the lab at commit d815195)
+# batch 32 (the notebook's: 128): on a 2-core CPU with AVX2 kernels only, the ResNetCNN trains faster per image at
+# 32 than at 128 (133 against 107 img/s on 2 threads; the conv depth study's nets about as fast: 834 against 869 and
+# 2,367 against 2,322; bench/batch_throughput.py at commit eaedd89), and 2 epochs at 32 take 188 steps, not 3 epochs'
+# 72 at 128: the ResNetCNN reached 24.2% test accuracy (mean of 2 seeds, eaedd89) against 26.1% (d815195) in 109 s
+# against 190 s for the stage
 _CIFAR_QUICK = {"data.val_size": 1000, "data.train_size": 3000, "data.test_size": 2000, "data.batch_size": 32}
 _MLP_DEPTH = {"model.width": 16, "model.layers_per_block": 2, "data.val_size": 5000,
               "data.batch_size": 128, "optim.name": "adam"}
@@ -130,17 +132,15 @@ QUICK = Profile(
     lesion_draws=5,
     lesion_path_images=64,
     exercise2=QUICK_EXERCISE2,
-    # work per stage in reference units: its seconds in the last idle quick lab on the 2-core development CPU
-    # (lab.json) x 5, the scale bench/lab_pace.py measured there (ex1-mlp 44 and 55 units for 9 s, ex1-cnn 40 for
-    # 8 s: the reference takes ~0.2 s on that CPU idle); mlp-depth (scaled from 118 s before the init x norm grid)
-    # the *-learned, landscape-mlp-2d, responses and cam stages are estimates. After the first stage only their ratios matter.
-    work={"ex1-mlp": 45, "ex1-cnn": 40, "ex1-resnet": 600, "mlp-depth": 1025, "conv-depth": 580,
-          "gradflow-notebook": 70, "gradflow-depth": 80, "lesion-mlp": 10, "lesion-conv": 265,
-          "lesion-mlp-learned": 10, "shatter-mlp": 15, "shatter-conv": 10, "shatter-mlp-learned": 15,
-          "landscape-mlp": 5, "landscape-conv": 70, "landscape-mlp-2d": 35, "landscape-mlp-learned": 5, "init-mlp": 5,
-          "init-conv": 30, "responses-conv": 15, "responses-mlp-learned": 5, "responses-mlp": 5,
-          "cam-conv": 150, "cam-mnist-canvas": 60, **QUICK_EXERCISE2_WORK,  # responses, cam-conv: estimated
-          "fcn-mnist": 75},  # 31 s beside a 0.44 s reference on the busy dev CPU (100 canvases, 2 seeds' twins)
+    # work per stage in reference units: its seconds in an idle quick lab (bench/lab_time.sh at commit eaedd89,
+    # 2026-12-04: a 2-core Xeon restricted to AVX2 kernels, where the reference workload took 0.21 s) x 4.8, one
+    # over the reference's seconds there. After the first stage only their ratios matter.
+    work={"ex1-mlp": 43, "ex1-cnn": 35, "ex1-resnet": 524, "mlp-depth": 252, "conv-depth": 353,
+          "gradflow-notebook": 71, "gradflow-depth": 100, "lesion-mlp": 26, "lesion-conv": 134,
+          "lesion-mlp-learned": 8, "shatter-mlp": 14, "shatter-conv": 10, "shatter-mlp-learned": 1,
+          "landscape-mlp": 5, "landscape-conv": 89, "landscape-mlp-2d": 8, "landscape-mlp-learned": 3, "init-mlp": 4,
+          "init-conv": 8, "responses-conv": 4, "responses-mlp-learned": 2, "responses-mlp": 3,
+          "cam-conv": 38, "cam-mnist-canvas": 43, **QUICK_EXERCISE2_WORK, "fcn-mnist": 17},
     shortcuts=(
         "Exercise 1.2 trains on a seeded subset of 3,000 CIFAR-10 training images for 2 epochs in batches of 32 (the "
         "notebook: 45,000 images, 10 epochs, batches of 128), validates on 1,000 and tests on a fixed subset of 2,000 "

@@ -60,11 +60,9 @@ class PackedMLP(nn.Module):
         self.stacked = nn.ParameterList(
             [nn.Parameter(torch.stack([params[n].detach() for params in own])) for n in self.names])
         self._by_name = dict(zip(self.names, self.stacked))
-        # the runs' buffers (batch norm's running statistics and batch counts), stacked: (N, ...) each
-        self.buffer_names = [n for n, _ in models[0].named_buffers()]
-        self.stacked_buffers = [torch.stack([dict(m.named_buffers())[n].detach() for m in models])
-                                for n in self.buffer_names]
-        self._buffer = dict(zip(self.buffer_names, self.stacked_buffers))
+        # the runs' buffers (batch norm's running statistics and batch counts) by name, stacked: (N, ...) each
+        buffers = [dict(m.named_buffers()) for m in models]
+        self.stacked_buffers = {n: torch.stack([b[n].detach() for b in buffers]) for n in buffers[0]}
         skips = [[b.residual for b in m.blocks] for m in models]
         # per block: None (no run adds the skip), True (every run does) or an (N, 1, 1) 0/1 mask (twins)
         self.skips: list[Any] = []
@@ -111,11 +109,11 @@ class PackedMLP(nn.Module):
         n, b, f = h.shape
         factor = 0.0
         if self.training:
-            count = self._buffer[f"{prefix}.num_batches_tracked"]
+            count = self.stacked_buffers[f"{prefix}.num_batches_tracked"]
             count.add_(1)
             factor = norm.momentum if norm.momentum is not None else 1.0 / float(count[0])
-        out = F.batch_norm(h.transpose(0, 1).reshape(b, n * f), self._buffer[f"{prefix}.running_mean"].view(-1),
-                           self._buffer[f"{prefix}.running_var"].view(-1),
+        out = F.batch_norm(h.transpose(0, 1).reshape(b, n * f), self.stacked_buffers[f"{prefix}.running_mean"].view(-1),
+                           self.stacked_buffers[f"{prefix}.running_var"].view(-1),
                            self._by_name[f"{prefix}.weight"].reshape(-1), self._by_name[f"{prefix}.bias"].reshape(-1),
                            self.training, factor, norm.eps)
         return out.view(b, n, f).transpose(0, 1)
@@ -176,7 +174,7 @@ class PackedMLP(nn.Module):
         """Copy the packed weights into the runs' own modules: models[k] gets run runs[k]'s (default: run k's)."""
         for model, i in zip(models, range(len(models)) if runs is None else runs):
             torch._foreach_copy_(list(model.parameters()), [stacked[i] for stacked in self.stacked])
-            for own, stacked in zip(model.buffers(), self.stacked_buffers):
+            for own, stacked in zip(model.buffers(), self.stacked_buffers.values()):
                 own.copy_(stacked[i])
 
     @torch.no_grad()
@@ -184,7 +182,7 @@ class PackedMLP(nn.Module):
         """The runs' own buffers (after a step through their own modules) into the pack: run runs[k]'s from
         models[k]."""
         for model, i in zip(models, runs):
-            for own, stacked in zip(model.buffers(), self.stacked_buffers):
+            for own, stacked in zip(model.buffers(), self.stacked_buffers.values()):
                 stacked[i].copy_(own)
 
     @torch.no_grad()

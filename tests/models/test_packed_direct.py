@@ -132,14 +132,14 @@ def test_batch_norm_packs_each_run_with_its_own_statistics(preact: bool) -> None
     for i, model in enumerate(models):
         for stacked, own in zip(pack.stacked, model.parameters()):
             assert torch.allclose(stacked.grad[i], own.grad, rtol=1e-4, atol=1e-6)
-        for stacked, (name, own) in zip(pack.stacked_buffers, model.named_buffers()):
+        for stacked, (name, own) in zip(pack.stacked_buffers.values(), model.named_buffers()):
             assert torch.allclose(stacked[i].to(own.dtype), own, rtol=1e-5, atol=1e-7), name
-    before = [b.clone() for b in pack.stacked_buffers]
+    before = [b.clone() for b in pack.stacked_buffers.values()]
     with torch.no_grad():
         logits = pack.predict(x)
         for i, model in enumerate(models):
             assert torch.allclose(logits[i], model.eval()(x[i]), rtol=1e-5, atol=1e-6)
-    assert all(torch.equal(a, b) for a, b in zip(before, pack.stacked_buffers)) and pack.training
+    assert all(torch.equal(a, b) for a, b in zip(before, pack.stacked_buffers.values())) and pack.training
     fresh = _models(3, 2, [False, True, True], norm="batch", preact=preact)
     pack.write_to(fresh)
     for model, own in zip(fresh, models):
