@@ -112,8 +112,7 @@ QUICK = Profile(
     notebook_cnn=Study("ex1-cnn", "seed-cnn", "cifar", _CIFAR_QUICK, {"train.epochs": [2]}, seeds=2),
     notebook_resnet=Study("ex1-resnet", "seed-resnet", "cifar", _CIFAR_QUICK, {"train.epochs": [2]}, seeds=2),
     mlp_depth=Study("mlp-depth", "plain-mlp8", "mnist",
-                    _MLP_DEPTH | _PLATEAU | {"train.epochs": 3, "train.patience": 2,
-                                                            "optim.lr": 1e-3},
+                    _MLP_DEPTH | _PLATEAU | {"train.epochs": 3, "train.patience": 2, "optim.lr": 1e-3},
                     {"model.depth": _MLP_DEPTHS, "model.init": _INITS, "model.norm": _NORMS,
                      "model.residual": [False, True]}, seeds=3,
                     cases=_only_at(_MLP_DEPTHS, _QUICK_KEEP), reference=_REFERENCE),
@@ -132,9 +131,9 @@ QUICK = Profile(
     lesion_draws=5,
     lesion_path_images=64,
     exercise2=QUICK_EXERCISE2,
-    # work per stage in reference units: its seconds in an idle quick lab (bench/lab_time.sh at commit eaedd89,
-    # 2026-12-04: a 2-core Xeon restricted to AVX2 kernels, where the reference workload took 0.21 s) x 4.8, one
-    # over the reference's seconds there. After the first stage only their ratios matter.
+    # work per stage in reference units: its seconds in an idle quick lab (bench/lab_time.sh's settings, commit
+    # eaedd89, 2026-12-04: a 2-core Xeon restricted to AVX2 kernels, where the reference workload took 0.21 s) x 4.8,
+    # one over the reference's seconds there. After the first stage only their ratios matter.
     work={"ex1-mlp": 43, "ex1-cnn": 35, "ex1-resnet": 524, "mlp-depth": 252, "conv-depth": 353,
           "gradflow-notebook": 71, "gradflow-depth": 100, "lesion-mlp": 26, "lesion-conv": 134,
           "lesion-mlp-learned": 8, "shatter-mlp": 14, "shatter-conv": 10, "shatter-mlp-learned": 1,
